@@ -1,0 +1,330 @@
+"""The ``thulium-etl`` command: argument parsing, logging setup and exit codes.
+
+No business logic lives here: each command reads its settings, calls one function and maps
+the outcome (or the :class:`~etl.errors.EtlError` raised) to an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from types import FrameType
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.engine import URL
+
+from etl import __version__, config, history, logs, migrate
+from etl.client import ThuliumClient
+from etl.database import describe, make_engine, unreachable_is_fatal
+from etl.errors import (
+    EXIT_CAMPAIGN_FAILED,
+    EXIT_CONFIG,
+    EXIT_DATABASE,
+    EXIT_OK,
+    CampaignError,
+    ConfigError,
+    DatabaseError,
+    EtlError,
+)
+from etl.records import parse_statuses
+from etl.sync import run_sync
+
+logger = logging.getLogger("thulium-etl")
+
+EXIT_CODES = """\
+exit codes:
+  0   success (every campaign synced / every check passed)
+  1   at least one campaign failed or was skipped; the others were saved
+  2   configuration or usage error; nothing was contacted
+  3   the database is unreachable or its schema is not at the head revision
+  75  another sync holds the lock; this run did nothing (try again later)
+  143 stopped by SIGTERM/SIGINT; finished campaigns are saved, the run is 'interrupted'
+"""
+
+ENVIRONMENT = """\
+environment (a flag overrides its variable):
+  DATABASE_URL / DATABASE_URL_FILE        postgresql://user:password@host:5432/db
+  THULIUM_BASE_URL                        API root, e.g. https://acme.thulium.com/api
+  THULIUM_USER, THULIUM_PASSWORD / THULIUM_PASSWORD_FILE   the API user
+  THULIUM_CAMPAIGNS                       campaign ids, e.g. 00001,00002
+  THULIUM_TIMEOUT (30), THULIUM_CONNECT_TIMEOUT (5)         seconds
+  THULIUM_CA_BUNDLE                       CA bundle file; TLS is always verified
+  THULIUM_CONCURRENCY (8)                 parallel requests
+  THULIUM_RETRY_ATTEMPTS (5), THULIUM_RETRY_WAIT (1), THULIUM_RETRY_MAX_WAIT (60),
+  THULIUM_RETRY_BUDGET (600)              retries: attempts, first wait, cap, total per run
+  THULIUM_LOG_FORMAT (text on a terminal, else json), THULIUM_LOG_LEVEL (INFO)
+"""
+
+
+class _Stop:
+    """Turns SIGTERM/SIGINT into a stop request while a sync runs, then restores handlers."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if not self.event.is_set():
+            logger.warning("received %s: finishing the write in progress, then stopping",
+                           signal.Signals(signum).name)
+        self.event.set()
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[threading.Event]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self.event
+            return
+        signals = (signal.SIGTERM, signal.SIGINT)
+        previous = {sig: signal.signal(sig, self._handle) for sig in signals}
+        try:
+            yield self.event
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def _campaigns(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, ...]:
+    if args.campaign:
+        return config.parse_campaign_ids(
+            [part for value in args.campaign for part in value.replace(",", " ").split()],
+            source="--campaign",
+        )
+    return config.campaign_ids(env)
+
+
+def _database(env: Mapping[str, str], *, pool_size: int = 2) -> tuple[Engine, URL]:
+    url = config.database_url(env)
+    logs.add_secret(url.password if isinstance(url.password, str) else None)
+    return make_engine(url, pool_size=pool_size), url
+
+
+def _api(args: argparse.Namespace, env: Mapping[str, str]) -> config.ApiSettings:
+    overrides = {
+        "THULIUM_CONCURRENCY": getattr(args, "concurrency", None),
+        "THULIUM_TIMEOUT": getattr(args, "timeout", None),
+    }
+    merged = {**env, **{k: str(v) for k, v in overrides.items() if v is not None}}
+    api = config.api_settings(merged)
+    logs.add_secret(api.password)
+    return api
+
+
+def cmd_migrate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    engine, url = _database(env)
+    try:
+        with unreachable_is_fatal(url, doing="migrating"):
+            before, after = migrate.upgrade(engine)
+    finally:
+        engine.dispose()
+    if before == after:
+        logger.info("schema of %s is already at revision %s: nothing to do", describe(url), after)
+    else:
+        logger.info("schema of %s upgraded from %s to %s", describe(url), before or "empty", after)
+    return EXIT_OK
+
+
+def cmd_sync(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    api = _api(args, env)
+    ids = _campaigns(args, env)
+    engine, url = _database(env)
+    try:
+        with _Stop().installed() as stop:
+            result = run_sync(engine, url, api, ids, stop=stop, redact=logs.redact)
+    finally:
+        engine.dispose()
+    t = result.totals
+    log = logger.info if result.exit_code == EXIT_OK else logger.error
+    log(
+        "run %d %s: %d of %d campaigns synced, %d failed, %d skipped; rows %d inserted, "
+        "%d updated, %d deleted%s",
+        result.run_id, result.outcome, t.campaigns_ok, t.campaigns_total, t.campaigns_failed,
+        t.campaigns_skipped, t.rows_inserted, t.rows_updated, t.rows_deleted,
+        f" — {result.error}" if result.error else "",
+        extra={"run_id": result.run_id, "outcome": result.outcome},
+    )
+    return result.exit_code
+
+
+def cmd_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    api = _api(args, env)
+    ids = _campaigns(args, env)
+    engine, url = _database(env)
+    code = EXIT_OK
+
+    def line(ok: bool, what: str, detail: str) -> None:
+        print(f"{'PASS' if ok else 'FAIL'}  {what}: {logs.redact(detail)}", flush=True)
+
+    try:
+        with unreachable_is_fatal(url, doing="checking"), engine.connect() as conn:
+            migrate.require_current(conn)
+        line(True, "database", f"{describe(url)} reachable, schema at {migrate.head_revision()}")
+    except DatabaseError as exc:
+        line(False, "database", str(exc))
+        code = EXIT_DATABASE
+    finally:
+        engine.dispose()
+    with ThuliumClient(api) as client:
+        for campaign_id in ids[:1] if args.quick else ids:
+            try:
+                fetched = client.fetch_statuses(campaign_id)
+                snapshot = parse_statuses(fetched.body, campaign_id=campaign_id)
+                line(True, f"campaign {campaign_id}", f"{len(snapshot.statuses)} statuses")
+            except CampaignError as exc:
+                line(False, f"campaign {campaign_id}", exc.detail)
+                code = code or EXIT_CAMPAIGN_FAILED
+    return code
+
+
+def _jsonable(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in row.items()}
+
+
+def _table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
+    cells = [[_cell(row[c]) for c in columns] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    out = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    out += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(line.rstrip() for line in out)
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if hasattr(value, "strftime"):
+        return value.strftime("%Y-%m-%d %H:%M:%S")  # type: ignore[no-any-return]
+    return str(value)
+
+
+def cmd_runs(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    engine, url = _database(env)
+    try:
+        with unreachable_is_fatal(url, doing="reading run history"), engine.connect() as conn:
+            migrate.require_current(conn)
+            if args.run is not None:
+                rows = history.run_campaigns(conn, args.run)
+                columns = ["campaign_id", "outcome", "rows_inserted", "rows_updated",
+                           "rows_deleted", "attempts", "duration_seconds", "http_status",
+                           "request_id", "error"]
+            else:
+                rows = history.recent_runs(conn, limit=args.limit)
+                columns = ["run_id", "started_at", "finished_at", "outcome", "campaigns_total",
+                           "campaigns_ok", "campaigns_failed", "campaigns_skipped",
+                           "rows_inserted", "rows_updated", "rows_deleted", "error"]
+    finally:
+        engine.dispose()
+    if args.run is not None and not rows:
+        raise ConfigError(f"--run {args.run}: no such run (or it recorded no campaigns)")
+    if args.json:
+        print(json.dumps([_jsonable(row) for row in rows], ensure_ascii=False, indent=2))
+    else:
+        print(_table(rows, columns) if rows else "no runs recorded yet")
+    return EXIT_OK
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} must be at least 1")
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="thulium-etl",
+        description="Copy Thulium outbound campaign statuses into PostgreSQL.",
+        epilog=ENVIRONMENT + "\n" + EXIT_CODES,
+        formatter_class=formatter,
+    )
+    parser.add_argument("--version", action="version", version=f"thulium-etl {__version__}")
+    parser.add_argument("--log-format", choices=["text", "json"],
+                        help="log line format (default: THULIUM_LOG_FORMAT, else text on a "
+                        "terminal and json otherwise)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = commands.add_parser(
+        "migrate", help="upgrade the database schema to the latest revision (idempotent)",
+        description="Upgrade the schema to the head revision. Safe to run on every deploy: "
+        "a schema already at head is left alone. Needs DATABASE_URL only.",
+        epilog=EXIT_CODES, formatter_class=formatter,
+    )
+    p.set_defaults(handler=cmd_migrate)
+
+    p = commands.add_parser(
+        "sync", help="sync the configured campaigns (or only --campaign ones)",
+        description="Fetch every configured campaign's statuses and upsert them. Each campaign "
+        "is written atomically; one campaign's failure never stops the others. Refuses to run "
+        "if the schema is not at head (exit 3) or another sync holds the lock (exit 75).",
+        epilog=ENVIRONMENT + "\n" + EXIT_CODES, formatter_class=formatter,
+    )
+    p.add_argument("--campaign", action="append", metavar="ID",
+                   help="sync only this campaign id (repeatable; commas allowed); "
+                   "default: THULIUM_CAMPAIGNS")
+    p.add_argument("--concurrency", type=_positive, help="parallel requests (THULIUM_CONCURRENCY)")
+    p.add_argument("--timeout", type=float, help="read timeout in seconds (THULIUM_TIMEOUT)")
+    p.set_defaults(handler=cmd_sync)
+
+    p = commands.add_parser(
+        "check", help="check config, database and API credentials without writing anything",
+        description="Validate the configuration, connect to the database, check the schema is "
+        "at head, and call the API once per configured campaign (only the first with "
+        "--quick). Prints a PASS/FAIL line for each. Writes nothing.",
+        epilog=EXIT_CODES, formatter_class=formatter,
+    )
+    p.add_argument("--campaign", action="append", metavar="ID", help="check only this campaign")
+    p.add_argument("--quick", action="store_true", help="call the API for the first campaign only")
+    p.set_defaults(handler=cmd_check)
+
+    p = commands.add_parser(
+        "runs", help="show recent sync runs, or one run's campaigns",
+        description="Show the run history recorded in sync_runs (newest first), or with "
+        "--run ID the outcome of each campaign of that run.",
+        epilog=EXIT_CODES, formatter_class=formatter,
+    )
+    p.add_argument("--limit", type=_positive, default=10, help="how many runs (default 10)")
+    p.add_argument("--run", type=int, metavar="ID", help="show this run's campaigns")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(handler=cmd_runs)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None = None) -> int:
+    """Run one command and return its exit code (the console script exits with it)."""
+    env = os.environ if environ is None else environ
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help/--version (0) or a usage error (2)
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_CONFIG
+    log_format = args.log_format or (env.get("THULIUM_LOG_FORMAT") or "").strip().lower() or None
+    level_name = (env.get("THULIUM_LOG_LEVEL") or "INFO").strip().upper()
+    level = logging.getLevelNamesMapping().get(level_name, logging.INFO)
+    if log_format not in (None, "text", "json"):
+        logs.configure(fmt="text", level=level)
+        logger.error("configuration error: THULIUM_LOG_FORMAT=%r must be text or json", log_format)
+        return EXIT_CONFIG
+    logs.configure(fmt=log_format, level=level)
+    try:
+        code: int = args.handler(args, env)
+    except ConfigError as exc:
+        logger.error("configuration error: %s", exc)
+        return exc.exit_code
+    except EtlError as exc:
+        logger.error("%s", exc)
+        return exc.exit_code
+    return code
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,265 @@
+"""The Thulium HTTP client: one session, Basic auth, timeouts, retries and error bodies.
+
+Transient failures (network errors, timeouts, 408, 429, 5xx) are retried with exponential
+backoff and jitter, honouring ``Retry-After`` up to a cap. A 429 slows every worker down,
+not just the one that got it, and no retry starts once the run's retry budget is spent.
+Permanent failures (other 4xx) raise at once. The client returns raw bytes: validating
+them is :mod:`etl.records`' job.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+import requests
+import requests.adapters
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+from tenacity.stop import stop_base
+
+from etl import __version__
+from etl.config import ApiSettings
+from etl.errors import ApiError, AuthError, InterruptedRun
+from etl.records import snippet, thulium_error
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = f"thulium-etl/{__version__} python-requests/{requests.__version__}"
+_TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504}) | frozenset(range(520, 530))
+_NETWORK_ERRORS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
+
+
+class _TransientError(ApiError):
+    """A failure worth another attempt; becomes a plain ApiError once retries run out."""
+
+    def __init__(self, message: str, *, campaign_id: str, status: int | None = None,
+                 request_id: str | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message, campaign_id=campaign_id, status=status, request_id=request_id)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A campaign's raw answer and how many HTTP attempts it took."""
+
+    campaign_id: str
+    body: bytes
+    attempts: int
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+class RetryGate:
+    """State shared by every worker of one run: the retry deadline and the 429 backoff.
+
+    A 429 tells the client that *it* is too fast, not one request; so when one worker gets
+    it, every worker waits until the gate opens again before its next request.
+    """
+
+    def __init__(self, *, budget: float, stop: threading.Event | None = None) -> None:
+        self._deadline = time.monotonic() + budget
+        self._lock = threading.Lock()
+        self._open_at = 0.0
+        self.stop = stop or threading.Event()
+
+    def budget_left(self) -> float:
+        return self._deadline - time.monotonic()
+
+    def close_for(self, seconds: float) -> None:
+        with self._lock:
+            self._open_at = max(self._open_at, time.monotonic() + seconds)
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep, waking early (and raising) when the run is asked to stop."""
+        if self.stop.wait(max(0.0, seconds)):
+            raise InterruptedRun("stop requested while waiting to retry")
+
+    def wait_open(self) -> None:
+        with self._lock:
+            delay = self._open_at - time.monotonic()
+        if delay > 0:
+            self.sleep(delay)
+
+
+class _GateClosed(stop_base):
+    """Stop retrying once the run is stopping or the next wait would overrun its budget."""
+
+    def __init__(self, gate: RetryGate) -> None:
+        self._gate = gate
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        wait = retry_state.upcoming_sleep or 0.0
+        return self._gate.stop.is_set() or self._gate.budget_left() < wait
+
+
+def _describe(response: requests.Response, *, attempts: int) -> str:
+    """``HTTP 503 Service Unavailable; Thulium said: …`` for an error answer."""
+    _, messages = thulium_error(response.content)
+    text = f"HTTP {response.status_code} {response.reason or ''}".rstrip()
+    if messages:
+        text += f"; Thulium said: {'; '.join(messages)}"
+    elif response.content:
+        kind = response.headers.get("Content-Type", "unknown type").split(";")[0]
+        text += f"; body ({kind}): {snippet(response.content)!r}"
+    if attempts > 1:
+        text += f" (after {attempts} attempts)"
+    return text
+
+
+class ThuliumClient:
+    """Fetches campaign statuses; safe to share between worker threads."""
+
+    def __init__(self, settings: ApiSettings, *, gate: RetryGate | None = None) -> None:
+        self._settings = settings
+        self._gate = gate or RetryGate(budget=settings.retry.budget)
+        self._session = requests.Session()
+        self._session.auth = (settings.user, settings.password)
+        self._session.headers.update({"Accept": "application/json", "User-Agent": USER_AGENT})
+        self._session.verify = settings.ca_bundle or True
+        self._session.trust_env = False  # no ~/.netrc credentials or REQUESTS_CA_BUNDLE surprises
+        adapter = requests.adapters.HTTPAdapter(
+            pool_connections=1, pool_maxsize=max(1, settings.concurrency), max_retries=0
+        )
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+        policy = settings.retry
+        self._wait_backoff = wait_exponential_jitter(
+            initial=policy.initial_wait, max=policy.max_wait, jitter=policy.initial_wait
+        )
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> ThuliumClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def statuses_url(self, campaign_id: str) -> str:
+        return f"{self._settings.base_url}/outbounds/{campaign_id}/statuses"
+
+    def fetch_statuses(self, campaign_id: str) -> Fetched:
+        """GET one campaign's statuses, retrying transient failures.
+
+        Raises :class:`AuthError` on 401, :class:`ApiError` on any other failure (with the
+        number of attempts made) and :class:`InterruptedRun` if the run is stopped.
+        """
+        retrying = Retrying(
+            retry=retry_if_exception(lambda exc: isinstance(exc, _TransientError)),
+            stop=stop_after_attempt(self._settings.retry.attempts) | _GateClosed(self._gate),
+            wait=self._wait,
+            sleep=self._gate.sleep,
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+        attempts = 0
+        try:
+            for attempt in retrying:
+                with attempt:
+                    attempts = attempt.retry_state.attempt_number
+                    body = self._get(campaign_id, attempts)
+            return Fetched(campaign_id, body, attempts)
+        except _TransientError as exc:
+            raise ApiError(
+                exc.message, campaign_id=campaign_id, status=exc.status,
+                request_id=exc.request_id, attempts=attempts,
+            ) from None
+        except ApiError as exc:
+            exc.attempts = attempts
+            raise
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            wait = min(float(retry_after), self._settings.retry.max_wait)
+            if getattr(exc, "status", None) == 429:
+                self._gate.close_for(wait)
+            return wait
+        return float(self._wait_backoff(state))
+
+    @staticmethod
+    def _log_retry(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        logger.warning(
+            "%s; retrying in %.2fs (attempt %d failed)",
+            exc, state.upcoming_sleep, state.attempt_number,
+        )
+
+    def _get(self, campaign_id: str, attempt: int) -> bytes:
+        self._gate.wait_open()
+        settings = self._settings
+        try:
+            response = self._session.get(
+                self.statuses_url(campaign_id),
+                timeout=(settings.connect_timeout, settings.timeout),
+                allow_redirects=False,
+            )
+            body = response.content
+        except requests.exceptions.SSLError as exc:
+            raise ApiError(f"TLS error: {exc}", campaign_id=campaign_id) from None
+        except _NETWORK_ERRORS as exc:
+            raise _TransientError(
+                f"{type(exc).__name__}: {_network_reason(exc)}", campaign_id=campaign_id
+            ) from None
+
+        status = response.status_code
+        if 200 <= status < 300:
+            return body
+        request_id, _ = thulium_error(body)
+        request_id = request_id or response.headers.get("X-Request-Id")
+        message = _describe(response, attempts=attempt)
+        if status in _TRANSIENT_STATUS:
+            raise _TransientError(
+                message, campaign_id=campaign_id, status=status, request_id=request_id,
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            )
+        if status == 401:
+            raise AuthError(
+                f"{message}: check THULIUM_USER and THULIUM_PASSWORD",
+                campaign_id=campaign_id, status=status, request_id=request_id,
+            )
+        if 300 <= status < 400:
+            location = response.headers.get("Location", "?")
+            message += f": redirected to {location}; check THULIUM_BASE_URL"
+        raise ApiError(message, campaign_id=campaign_id, status=status, request_id=request_id)
+
+
+def _network_reason(exc: Exception) -> str:
+    """The innermost, most specific reason of a requests/urllib3 error."""
+    reason: BaseException = exc
+    while reason.args and isinstance(reason.args[0], BaseException):
+        reason = reason.args[0]
+    seen = getattr(reason, "reason", None)
+    if isinstance(seen, BaseException):
+        reason = seen
+    return str(reason) or type(reason).__name__

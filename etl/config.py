@@ -1,0 +1,204 @@
+"""Settings from environment variables and secret files, validated before anything is contacted.
+
+Every setting has one environment variable; command-line flags are applied by the CLI as
+overrides of the same names, so there is one parser and one set of error messages. A bad
+value raises :class:`~etl.errors.ConfigError` naming the variable.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from etl.errors import ConfigError
+
+CAMPAIGN_ID = re.compile(r"[0-9A-Za-z]{5}")
+_LIST_SEPARATORS = re.compile(r"[\s,]+")
+_PSYCOPG_DRIVERS = {"postgres", "postgresql", "postgresql+psycopg"}
+
+Environ = Mapping[str, str]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    """How hard the client tries before it gives a campaign up."""
+
+    attempts: int = 5
+    initial_wait: float = 1.0
+    max_wait: float = 60.0
+    budget: float = 600.0  # total seconds of retry waits one run may spend
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApiSettings:
+    """Everything the Thulium client needs."""
+
+    base_url: str
+    user: str
+    password: str = field(repr=False)
+    timeout: float = 30.0
+    connect_timeout: float = 5.0
+    ca_bundle: str | None = None
+    retry: RetryPolicy = RetryPolicy()
+    concurrency: int = 8
+
+
+def _get(env: Environ, name: str) -> str | None:
+    """Return a variable's value; an empty value counts as unset (as in most deploy tools)."""
+    value = env.get(name)
+    if value is None or value.strip() == "":
+        return None
+    return value.strip()
+
+
+def _require(env: Environ, name: str, what: str) -> str:
+    value = _get(env, name)
+    if value is None:
+        raise ConfigError(f"{name} is not set: it must give {what}")
+    return value
+
+
+def _secret(env: Environ, name: str, what: str) -> str:
+    """Read a secret from ``NAME`` or from the file named by ``NAME_FILE`` (not both)."""
+    direct = env.get(name)
+    file_name = _get(env, f"{name}_FILE")
+    if direct and file_name:
+        raise ConfigError(f"set either {name} or {name}_FILE, not both")
+    if file_name is None:
+        if not direct:
+            raise ConfigError(f"{name} (or {name}_FILE) is not set: it must give {what}")
+        return direct
+    try:
+        value = Path(file_name).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise ConfigError(f"{name}_FILE: cannot read {file_name}: {reason}") from None
+    value = value.rstrip("\r\n")
+    if not value:
+        raise ConfigError(f"{name}_FILE: {file_name} is empty")
+    return value
+
+
+def _number(env: Environ, name: str, default: float, *, minimum: float = 0.0) -> float:
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if not math.isfinite(value) or value < minimum:
+        raise ConfigError(f"{name}={raw!r} must be a finite number >= {minimum:g}")
+    return value
+
+
+def _count(env: Environ, name: str, default: int, *, minimum: int = 1) -> int:
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={raw!r} must be at least {minimum}")
+    return value
+
+
+def parse_campaign_ids(raw: str | list[str], *, source: str) -> tuple[str, ...]:
+    """Split and validate campaign ids, keeping their order and dropping repeats."""
+    parts = raw if isinstance(raw, list) else _LIST_SEPARATORS.split(raw)
+    ids: dict[str, None] = {}
+    for part in parts:
+        part = part.strip()
+        if not part:
+            continue
+        if not CAMPAIGN_ID.fullmatch(part):
+            raise ConfigError(
+                f"{source}: campaign id {part!r} is invalid: it must be exactly five "
+                "characters of 0-9, A-Z, a-z (e.g. 00001)"
+            )
+        ids[part] = None
+    if not ids:
+        raise ConfigError(f"{source}: no campaign ids given")
+    return tuple(ids)
+
+
+def _base_url(raw: str) -> str:
+    name = "THULIUM_BASE_URL"
+    try:
+        parts = urllib.parse.urlsplit(raw)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError as exc:
+        raise ConfigError(f"{name}={raw!r} is not a valid URL: {exc}") from None
+    if parts.scheme not in {"http", "https"} or not parts.hostname or not port_ok:
+        raise ConfigError(
+            f"{name}={raw!r} is not a valid URL: expected https://<system>.thulium.com/api"
+        )
+    if parts.username or parts.password:
+        raise ConfigError(f"{name} must not carry credentials: use THULIUM_USER/THULIUM_PASSWORD")
+    if parts.query or parts.fragment:
+        raise ConfigError(f"{name}={raw!r} must not have a query string or fragment")
+    return raw.rstrip("/")
+
+
+def database_url(env: Environ) -> URL:
+    """The SQLAlchemy URL of the target database, always with the psycopg 3 driver."""
+    raw = _secret(env, "DATABASE_URL", "the PostgreSQL URL, e.g. postgresql://user@host/db")
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        raise ConfigError(
+            "DATABASE_URL is not a valid URL: expected postgresql://user:password@host:5432/db"
+        ) from None
+    if url.drivername not in _PSYCOPG_DRIVERS:
+        raise ConfigError(
+            f"DATABASE_URL uses {url.drivername!r}: only PostgreSQL through psycopg 3 is "
+            "supported (postgresql://, postgres:// or postgresql+psycopg://)"
+        )
+    try:
+        _ = url.port
+    except ValueError:
+        raise ConfigError("DATABASE_URL has an invalid port") from None
+    return url.set(drivername="postgresql+psycopg")
+
+
+def api_settings(env: Environ) -> ApiSettings:
+    """Client settings; raises ConfigError on the first bad or missing value."""
+    base = _base_url(_require(env, "THULIUM_BASE_URL", "the API root, e.g. https://acme.thulium.com/api"))
+    user = _require(env, "THULIUM_USER", "the Thulium API user")
+    password = _secret(env, "THULIUM_PASSWORD", "the API user's password")
+    ca_bundle = _get(env, "THULIUM_CA_BUNDLE")
+    if ca_bundle is not None and not Path(ca_bundle).is_file():
+        raise ConfigError(f"THULIUM_CA_BUNDLE: {ca_bundle} is not a readable file")
+    retry = RetryPolicy(
+        attempts=_count(env, "THULIUM_RETRY_ATTEMPTS", RetryPolicy.attempts),
+        initial_wait=_number(env, "THULIUM_RETRY_WAIT", RetryPolicy.initial_wait),
+        max_wait=_number(env, "THULIUM_RETRY_MAX_WAIT", RetryPolicy.max_wait),
+        budget=_number(env, "THULIUM_RETRY_BUDGET", RetryPolicy.budget),
+    )
+    return ApiSettings(
+        base_url=base,
+        user=user,
+        password=password,
+        timeout=_number(env, "THULIUM_TIMEOUT", ApiSettings.timeout, minimum=0.001),
+        connect_timeout=_number(
+            env, "THULIUM_CONNECT_TIMEOUT", ApiSettings.connect_timeout, minimum=0.001
+        ),
+        ca_bundle=ca_bundle,
+        retry=retry,
+        concurrency=_count(env, "THULIUM_CONCURRENCY", ApiSettings.concurrency),
+    )
+
+
+def campaign_ids(env: Environ) -> tuple[str, ...]:
+    """The configured campaign ids from ``THULIUM_CAMPAIGNS``."""
+    raw = _require(env, "THULIUM_CAMPAIGNS", "campaign ids separated by commas, e.g. 00001,00002")
+    return parse_campaign_ids(raw, source="THULIUM_CAMPAIGNS")

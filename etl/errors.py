@@ -1,0 +1,101 @@
+"""The exceptions thulium-etl raises; each knows the exit code the CLI turns it into.
+
+Nothing below the CLI exits the process: code raises one of these, and the CLI maps
+``exit_code`` to the process status. Per-campaign errors (:class:`CampaignError`) are
+caught by the sync loop and recorded; the others stop the whole command.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_CAMPAIGN_FAILED = 1
+EXIT_CONFIG = 2
+EXIT_DATABASE = 3
+EXIT_LOCKED = 75  # EX_TEMPFAIL: another run holds the lock, try again later
+EXIT_TERMINATED = 143  # 128 + SIGTERM, what Kubernetes and shells expect
+
+
+class EtlError(Exception):
+    """Base of every error thulium-etl raises on purpose."""
+
+    exit_code = EXIT_CAMPAIGN_FAILED
+
+
+class ConfigError(EtlError):
+    """A setting is missing or malformed; raised before anything is contacted."""
+
+    exit_code = EXIT_CONFIG
+
+
+class DatabaseError(EtlError):
+    """The database cannot be reached or refused an operation the job needs."""
+
+    exit_code = EXIT_DATABASE
+
+
+class SchemaNotCurrentError(DatabaseError):
+    """The schema is not at the migration head: run ``thulium-etl migrate`` first."""
+
+
+class LockHeldError(EtlError):
+    """Another sync of the same campaigns holds the advisory lock."""
+
+    exit_code = EXIT_LOCKED
+
+
+class CampaignError(EtlError):
+    """Fetching or validating one campaign failed; the run goes on with the others."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        campaign_id: str,
+        request_id: str | None = None,
+        attempts: int = 0,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.campaign_id = campaign_id
+        self.request_id = request_id
+        self.attempts = attempts
+
+    @property
+    def detail(self) -> str:
+        """The message with Thulium's ``request_id``, which its support asks for."""
+        if self.request_id:
+            return f"{self.message} (Thulium request_id {self.request_id})"
+        return self.message
+
+    def __str__(self) -> str:
+        return f"campaign {self.campaign_id}: {self.detail}"
+
+
+class ApiError(CampaignError):
+    """Thulium answered with an error status, or the request never got an answer."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        campaign_id: str,
+        status: int | None = None,
+        request_id: str | None = None,
+        attempts: int = 0,
+    ) -> None:
+        super().__init__(message, campaign_id=campaign_id, request_id=request_id, attempts=attempts)
+        self.status = status
+
+
+class AuthError(ApiError):
+    """HTTP 401: the credentials are wrong or expired, the same for every campaign."""
+
+
+class PayloadError(CampaignError):
+    """Thulium answered 2xx, but the body is not the array of statuses we expect."""
+
+
+class InterruptedRun(EtlError):
+    """SIGTERM or SIGINT arrived: the run stopped starting new work."""
+
+    exit_code = EXIT_TERMINATED

@@ -1,0 +1,198 @@
+"""The typed status record and the strict parser of one campaign's answer.
+
+Thulium's documentation is loose (its own sample is not valid JSON, and ``status_id`` is a
+string here but an integer elsewhere), so everything is checked here, before any SQL runs:
+a body that passes can always be stored, and one that does not names what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+from etl.errors import PayloadError
+
+_BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
+_MAX_TEXT = 10_000  # far beyond any real status name; guards the database from junk
+_SNIPPET = 120
+
+
+class Status(NamedTuple):
+    """One status of a campaign, in the canonical form stored in ``statuses``."""
+
+    status_id: str
+    system_status: str
+    dictionary_status_id: int | None
+    name: str
+
+
+class Snapshot(NamedTuple):
+    """A campaign's complete, validated list of statuses at one moment."""
+
+    campaign_id: str
+    statuses: tuple[Status, ...]
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        dupes = sorted({k for k in keys if keys.count(k) > 1})
+        raise ValueError(f"an object repeats the key(s) {', '.join(dupes)}")
+    return dict(pairs)
+
+
+def snippet(body: bytes) -> str:
+    """The start of a body, printable and short, for an error message."""
+    text = body[:_SNIPPET].decode("utf-8", errors="replace")
+    text = " ".join(text.split())
+    return text + ("…" if len(body) > _SNIPPET else "")
+
+
+def _text(value: object, *, field: str, where: str, allow_empty: bool) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{where}: {field} must be a string, got {_kind(value)}")
+    if not allow_empty and not value.strip():
+        raise ValueError(f"{where}: {field} must not be empty")
+    if len(value) > _MAX_TEXT:
+        raise ValueError(f"{where}: {field} is longer than {_MAX_TEXT} characters")
+    if "\x00" in value:
+        raise ValueError(f"{where}: {field} contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{where}: {field} contains an unpaired surrogate") from None
+    return value
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return f"a number ({value!r})"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _status(item: object, index: int) -> Status:
+    where = f"item {index}"
+    if not isinstance(item, dict):
+        raise ValueError(f"{where} is {_kind(item)}, expected an object")
+    missing = [
+        key for key in ("status_id", "system_status", "dictionary_status_id", "name")
+        if key not in item
+    ]
+    if missing:
+        raise ValueError(f"{where} lacks the field(s) {', '.join(missing)}")
+
+    raw_id = item["status_id"]
+    if isinstance(raw_id, int) and not isinstance(raw_id, bool):
+        status_id = str(raw_id)
+    elif isinstance(raw_id, str):
+        status_id = _text(raw_id, field="status_id", where=where, allow_empty=False)
+    else:
+        raise ValueError(f"{where}: status_id must be a string or an integer, got {_kind(raw_id)}")
+
+    dictionary_id = item["dictionary_status_id"]
+    if dictionary_id is not None:
+        if isinstance(dictionary_id, bool) or not isinstance(dictionary_id, int):
+            raise ValueError(
+                f"{where}: dictionary_status_id must be an integer or null, "
+                f"got {_kind(dictionary_id)}"
+            )
+        if not _BIGINT_MIN <= dictionary_id <= _BIGINT_MAX:
+            raise ValueError(f"{where}: dictionary_status_id {dictionary_id} is out of range")
+
+    return Status(
+        status_id=status_id,
+        system_status=_text(
+            item["system_status"], field="system_status", where=where, allow_empty=False
+        ),
+        dictionary_status_id=dictionary_id,
+        name=_text(item["name"], field="name", where=where, allow_empty=True),
+    )
+
+
+def _error_details(value: object) -> tuple[str | None, list[str]]:
+    """Thulium's ``request_id`` and error messages, if ``value`` is one of its error bodies."""
+    if not isinstance(value, dict):
+        return None, []
+    request_id = value.get("request_id")
+    errors = value.get("errors")
+    messages: list[str] = []
+    if isinstance(errors, list):
+        for error in errors:
+            if isinstance(error, dict) and isinstance(error.get("message"), str):
+                code = error.get("code")
+                messages.append(f"{error['message']} (code {code})" if code else error["message"])
+    return (request_id if isinstance(request_id, str) else None), messages
+
+
+def decode_json(body: bytes) -> Any:
+    """Decode strictly: UTF-8 only, no NaN/Infinity, no repeated keys."""
+    return json.loads(
+        body.decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=_pairs
+    )
+
+
+def thulium_error(body: bytes) -> tuple[str | None, list[str]]:
+    """Best effort: the ``request_id`` and messages of an error body, or nothing."""
+    try:
+        return _error_details(decode_json(body))
+    except (ValueError, RecursionError):
+        return None, []
+
+
+def parse_statuses(body: bytes, *, campaign_id: str) -> Snapshot:
+    """Validate one answer of ``GET /outbounds/:id/statuses`` into a snapshot.
+
+    Raises :class:`PayloadError` for anything but a JSON array of well-formed status objects
+    with distinct ``status_id`` values.
+    """
+    try:
+        value = decode_json(body)
+    except UnicodeDecodeError:
+        raise PayloadError(
+            f"the answer is not UTF-8 text: {snippet(body)!r}", campaign_id=campaign_id
+        ) from None
+    except RecursionError:
+        raise PayloadError("the answer is nested too deeply", campaign_id=campaign_id) from None
+    except ValueError as exc:
+        raise PayloadError(
+            f"the answer is not valid JSON ({exc}): {snippet(body)!r}", campaign_id=campaign_id
+        ) from None
+
+    if not isinstance(value, list):
+        request_id, messages = _error_details(value)
+        detail = f"; Thulium said: {'; '.join(messages)}" if messages else ""
+        raise PayloadError(
+            f"the answer is {_kind(value)}, expected an array of statuses{detail}",
+            campaign_id=campaign_id,
+            request_id=request_id,
+        )
+    return Snapshot(campaign_id, _validate_items(value, campaign_id=campaign_id))
+
+
+def _validate_items(items: Sequence[object], *, campaign_id: str) -> tuple[Status, ...]:
+    """Check every item and that no ``status_id`` repeats (after canonicalisation)."""
+    statuses: list[Status] = []
+    seen: set[str] = set()
+    try:
+        for index, item in enumerate(items):
+            status = _status(item, index)
+            if status.status_id in seen:
+                raise ValueError(f"item {index}: status_id {status.status_id!r} appears twice")
+            seen.add(status.status_id)
+            statuses.append(status)
+    except ValueError as exc:
+        raise PayloadError(str(exc), campaign_id=campaign_id) from None
+    return tuple(statuses)

@@ -1,0 +1,141 @@
+"""The tables thulium-etl owns, as SQLAlchemy metadata: the one description of the schema.
+
+Alembic revisions create these tables (``migrations/versions``); the loader and the run
+history build their SQL from these objects. All timestamps are ``timestamptz`` in UTC.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    func,
+    text,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+RUN_OUTCOMES = ("running", "succeeded", "partial", "failed", "interrupted", "abandoned")
+CAMPAIGN_OUTCOMES = ("succeeded", "failed", "skipped")
+
+def _timestamp(name: str, *, nullable: bool, default_now: bool = False) -> Column[object]:
+    return Column(
+        name,
+        DateTime(timezone=True),
+        nullable=nullable,
+        server_default=func.now() if default_now else None,
+    )
+
+
+system_statuses = Table(
+    "system_statuses",
+    metadata,
+    Column("code", Text, primary_key=True),
+    Column("description_pl", Text),
+    Column("description_en", Text),
+    Column(
+        "documented", Boolean, nullable=False, server_default=text("false"),
+        comment="true for the codes in Thulium's documentation; false for codes first seen in data",
+    ),
+    _timestamp("first_seen_at", nullable=False, default_now=True),
+    comment="Lookup of Thulium system_status codes (the dialer behaviour of a status)",
+)
+
+campaigns = Table(
+    "campaigns",
+    metadata,
+    Column("campaign_id", Text, primary_key=True),
+    _timestamp("first_seen_at", nullable=False, default_now=True),
+    _timestamp("last_synced_at", nullable=True),
+    _timestamp("last_attempt_at", nullable=True),
+    Column("last_attempt_outcome", Text),
+    Column("last_error", Text),
+    CheckConstraint(r"campaign_id ~ '^[0-9A-Za-z]{5}$'", name="campaign_id_format"),
+    CheckConstraint(
+        "last_attempt_outcome IN ('succeeded', 'failed', 'skipped')", name="last_attempt_outcome"
+    ),
+    comment="Outbound campaigns synced; last_synced_at is the last successful sync",
+)
+
+statuses = Table(
+    "statuses",
+    metadata,
+    Column("campaign_id", Text, ForeignKey("campaigns.campaign_id"), primary_key=True),
+    Column("status_id", Text, primary_key=True),
+    Column("system_status", Text, ForeignKey("system_statuses.code"), nullable=False),
+    Column("dictionary_status_id", BigInteger),
+    Column("name", Text, nullable=False),
+    _timestamp("first_seen_at", nullable=False),
+    _timestamp("updated_at", nullable=False),
+    _timestamp("deleted_at", nullable=True),
+    Index("ix_statuses_system_status", "system_status"),
+    comment="Record statuses of each campaign; deleted_at is set when Thulium stops listing one",
+)
+
+sync_runs = Table(
+    "sync_runs",
+    metadata,
+    Column("run_id", BigInteger, Identity(always=True), primary_key=True),
+    _timestamp("started_at", nullable=False, default_now=True),
+    _timestamp("finished_at", nullable=True),
+    Column("outcome", Text, nullable=False, server_default=text("'running'")),
+    Column("campaigns_total", Integer, nullable=False, server_default=text("0")),
+    Column("campaigns_ok", Integer, nullable=False, server_default=text("0")),
+    Column("campaigns_failed", Integer, nullable=False, server_default=text("0")),
+    Column("campaigns_skipped", Integer, nullable=False, server_default=text("0")),
+    Column("rows_inserted", BigInteger, nullable=False, server_default=text("0")),
+    Column("rows_updated", BigInteger, nullable=False, server_default=text("0")),
+    Column("rows_deleted", BigInteger, nullable=False, server_default=text("0")),
+    Column("error", Text),
+    Column("version", Text, nullable=False),
+    Column("host", Text, nullable=False),
+    Column("pid", Integer, nullable=False),
+    CheckConstraint(
+        "outcome IN (" + ", ".join(f"'{o}'" for o in RUN_OUTCOMES) + ")", name="outcome"
+    ),
+    Index("ix_sync_runs_outcome_running", "outcome", postgresql_where=text("outcome = 'running'")),
+    comment="One row per sync run; outcome 'running' only while its process holds the lock",
+)
+
+sync_run_campaigns = Table(
+    "sync_run_campaigns",
+    metadata,
+    Column(
+        "run_id", BigInteger, ForeignKey("sync_runs.run_id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("campaign_id", Text, primary_key=True),
+    Column("outcome", Text, nullable=False),
+    Column("rows_inserted", Integer, nullable=False, server_default=text("0")),
+    Column("rows_updated", Integer, nullable=False, server_default=text("0")),
+    Column("rows_deleted", Integer, nullable=False, server_default=text("0")),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("duration_seconds", Float, nullable=False, server_default=text("0")),
+    Column("http_status", Integer),
+    Column("request_id", Text),
+    Column("error", Text),
+    _timestamp("finished_at", nullable=False, default_now=True),
+    CheckConstraint(
+        "outcome IN (" + ", ".join(f"'{o}'" for o in CAMPAIGN_OUTCOMES) + ")", name="outcome"
+    ),
+    Index("ix_sync_run_campaigns_campaign_id", "campaign_id"),
+    comment="Outcome of each campaign in each run, written in the same transaction as its data",
+)

@@ -1,0 +1,430 @@
+"""A sync run: lock, run history, and fetch → parse → load for every campaign.
+
+Fetching runs on a bounded pool of worker threads; the calling thread is the only writer.
+Results stream through a bounded queue, and whatever has arrived is written as one batch in
+one transaction (a COPY-staged merge), so a slow API gives small batches and a fast one big
+ones, and memory never grows with the number of campaigns. A campaign's data and its
+outcome row commit together: every campaign is either fully written or not at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from sqlalchemy import Engine
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from etl import history, load, migrate
+from etl.client import RetryGate, ThuliumClient
+from etl.config import ApiSettings
+from etl.database import describe, reason, unreachable_is_fatal
+from etl.errors import (
+    EXIT_CAMPAIGN_FAILED,
+    EXIT_OK,
+    EXIT_TERMINATED,
+    ApiError,
+    AuthError,
+    CampaignError,
+    DatabaseError,
+    InterruptedRun,
+    PayloadError,
+)
+from etl.history import CampaignOutcome, RunTotals
+from etl.lock import RunLock
+from etl.records import Snapshot, parse_statuses
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_WORKER_DONE = object()
+_MAX_ERRORS_IN_SUMMARY = 5
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyncOptions:
+    """Tuning of the write path and of the database retries (tests shrink the waits)."""
+
+    batch_rows: int = 20_000
+    db_attempts: int = 4
+    db_retry_wait: float = 1.0
+
+
+@dataclass(frozen=True)
+class _Fetched:
+    snapshot: Snapshot
+    attempts: int
+    duration: float
+
+
+@dataclass(kw_only=True)
+class RunResult:
+    """What a run did, as recorded in ``sync_runs``."""
+
+    run_id: int
+    outcome: str
+    totals: RunTotals
+    error: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        if self.outcome == "succeeded":
+            return EXIT_OK
+        if self.outcome == "interrupted":
+            return EXIT_TERMINATED
+        return EXIT_CAMPAIGN_FAILED
+
+
+@dataclass
+class _Tally:
+    ok: int = 0
+    failed: int = 0
+    skipped: int = 0
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, outcome: CampaignOutcome) -> None:
+        if outcome.outcome == "succeeded":
+            self.ok += 1
+            self.inserted += outcome.counts.inserted
+            self.updated += outcome.counts.updated
+            self.deleted += outcome.counts.deleted
+        elif outcome.outcome == "failed":
+            self.failed += 1
+            if len(self.errors) < _MAX_ERRORS_IN_SUMMARY:
+                self.errors.append(f"{outcome.campaign_id}: {outcome.error}")
+        else:
+            self.skipped += 1
+
+    def totals(self, total: int) -> RunTotals:
+        return RunTotals(
+            campaigns_total=total,
+            campaigns_ok=self.ok,
+            campaigns_failed=self.failed,
+            campaigns_skipped=self.skipped,
+            rows_inserted=self.inserted,
+            rows_updated=self.updated,
+            rows_deleted=self.deleted,
+        )
+
+
+def _failure(
+    exc: CampaignError, *, duration: float, redact: Callable[[str], str]
+) -> CampaignOutcome:
+    return CampaignOutcome(
+        campaign_id=exc.campaign_id,
+        outcome="failed",
+        attempts=exc.attempts,
+        duration=duration,
+        http_status=exc.status if isinstance(exc, ApiError) else None,
+        request_id=exc.request_id,
+        error=redact(exc.message),
+    )
+
+
+class _Run:
+    """The state of one run between taking the lock and recording its outcome."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        url: URL,
+        api: ApiSettings,
+        campaign_ids: Sequence[str],
+        run_id: int,
+        lock: RunLock,
+        stop: threading.Event,
+        options: SyncOptions,
+        redact: Callable[[str], str],
+    ) -> None:
+        self.engine, self.url, self.api, self.lock = engine, url, api, lock
+        self.campaign_ids = campaign_ids
+        self.run_id = run_id
+        self.stop = stop
+        self.options = options
+        self.redact = redact
+        self.tally = _Tally()
+        self.auth_failure: str | None = None
+        self._todo: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._results: queue.Queue[object] = queue.Queue(maxsize=4 * api.concurrency)
+        self._abort = threading.Event()
+        self._handled: set[str] = set()
+
+    # -- fetching (worker threads) ------------------------------------------------------
+    def _work(self, client: ThuliumClient) -> None:
+        try:
+            while not self._abort.is_set():
+                try:
+                    campaign_id = self._todo.get_nowait()
+                except queue.Empty:
+                    return
+                self._results.put(self._fetch(client, campaign_id))
+        finally:
+            self._results.put(_WORKER_DONE)
+
+    def _fetch(self, client: ThuliumClient, campaign_id: str) -> _Fetched | CampaignOutcome:
+        started = time.monotonic()
+        try:
+            fetched = client.fetch_statuses(campaign_id)
+            try:
+                snapshot = parse_statuses(fetched.body, campaign_id=campaign_id)
+            except PayloadError as exc:
+                exc.attempts = fetched.attempts
+                raise
+            return _Fetched(snapshot, fetched.attempts, time.monotonic() - started)
+        except AuthError as exc:
+            self._abort.set()
+            self.auth_failure = exc.message
+            return _failure(exc, duration=time.monotonic() - started, redact=self.redact)
+        except CampaignError as exc:
+            return _failure(exc, duration=time.monotonic() - started, redact=self.redact)
+        except InterruptedRun:
+            return CampaignOutcome(
+                campaign_id=campaign_id, outcome="skipped", error="the run was interrupted"
+            )
+        except Exception as exc:  # a bug must cost one campaign, not the night's run
+            logger.exception("campaign %s: unexpected error", campaign_id)
+            return CampaignOutcome(
+                campaign_id=campaign_id,
+                outcome="failed",
+                duration=time.monotonic() - started,
+                error=self.redact(f"unexpected {type(exc).__name__}: {exc}"),
+            )
+
+    # -- writing (this thread) ------------------------------------------------------------
+    def execute(self) -> None:
+        for campaign_id in self.campaign_ids:
+            self._todo.put(campaign_id)
+        gate = RetryGate(budget=self.api.retry.budget, stop=self.stop)
+        client = ThuliumClient(self.api, gate=gate)
+        workers = [
+            threading.Thread(target=self._work, args=(client,), name=f"fetch-{n}", daemon=True)
+            for n in range(min(self.api.concurrency, len(self.campaign_ids)))
+        ]
+        for worker in workers:
+            worker.start()
+        running = len(workers)
+        fetched: list[_Fetched] = []
+        failures: list[CampaignOutcome] = []
+        while running and not self.stop.is_set():
+            try:
+                item = self._results.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            rows = 0
+            while True:
+                if item is _WORKER_DONE:
+                    running -= 1
+                elif isinstance(item, _Fetched):
+                    fetched.append(item)
+                    rows += len(item.snapshot.statuses)
+                elif isinstance(item, CampaignOutcome):
+                    failures.append(item)
+                if rows >= self.options.batch_rows:
+                    break
+                try:
+                    item = self._results.get_nowait()
+                except queue.Empty:
+                    break
+            self._write(fetched, failures)
+            fetched, failures = [], []
+        if not self.stop.is_set():
+            client.close()
+        self._skip_the_rest()
+
+    def _skip_the_rest(self) -> None:
+        if self.stop.is_set():
+            why = "the run was interrupted (SIGTERM) before this campaign was written"
+        elif self.auth_failure:
+            why = "not attempted: the API rejected the credentials (HTTP 401) earlier in this run"
+        else:
+            why = "not attempted"
+        skipped = [
+            CampaignOutcome(campaign_id=campaign_id, outcome="skipped", error=why)
+            for campaign_id in self.campaign_ids
+            if campaign_id not in self._handled
+        ]
+        if skipped:
+            self._with_db_retry(lambda: self._commit([], skipped), doing="recording skips")
+
+    def _write(self, fetched: list[_Fetched], failures: list[CampaignOutcome]) -> None:
+        """Commit a batch; if it fails for a reason other than the connection, isolate it."""
+        try:
+            self._with_db_retry(lambda: self._commit(fetched, failures), doing="writing a batch")
+            return
+        except DBAPIError as exc:
+            if len(fetched) <= 1 and not failures:
+                failed = [self._db_failure(item, exc) for item in fetched]
+                self._with_db_retry(lambda: self._commit([], failed), doing="recording failures")
+                return
+            logger.warning("a batch of %d campaigns failed (%s); writing them one by one",
+                           len(fetched), reason(exc))
+        for item in fetched:
+            self._write([item], [])
+        if failures:
+            self._with_db_retry(lambda: self._commit([], failures), doing="recording failures")
+
+    def _db_failure(self, item: _Fetched, exc: DBAPIError) -> CampaignOutcome:
+        return CampaignOutcome(
+            campaign_id=item.snapshot.campaign_id,
+            outcome="failed",
+            attempts=item.attempts,
+            duration=item.duration,
+            error=self.redact(f"the database rejected this campaign's data: {reason(exc)}"),
+        )
+
+    def _commit(self, fetched: list[_Fetched], others: list[CampaignOutcome]) -> None:
+        self.lock.ensure()
+        with self.engine.begin() as conn:
+            counts = load.apply_snapshots(conn, [item.snapshot for item in fetched])
+            outcomes = [
+                CampaignOutcome(
+                    campaign_id=item.snapshot.campaign_id,
+                    outcome="succeeded",
+                    counts=counts[item.snapshot.campaign_id],
+                    attempts=item.attempts,
+                    duration=item.duration,
+                )
+                for item in fetched
+            ]
+            outcomes.extend(others)
+            history.record_outcomes(conn, self.run_id, outcomes)
+        for outcome in outcomes:
+            self._handled.add(outcome.campaign_id)
+            self.tally.add(outcome)
+            _log_outcome(outcome, run_id=self.run_id)
+
+    def _with_db_retry(self, action: Callable[[], T], *, doing: str) -> T:
+        """Run ``action``, retrying when the connection was lost (server restart, failover)."""
+        attempts = self.options.db_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                return action()
+            except DBAPIError as exc:
+                if not (isinstance(exc, OperationalError) or exc.connection_invalidated):
+                    raise
+                if attempt == attempts:
+                    raise DatabaseError(
+                        f"database {describe(self.url)} failed while {doing}, {attempts} "
+                        f"attempts: {self.redact(reason(exc))}"
+                    ) from None
+                wait = self.options.db_retry_wait * 2 ** (attempt - 1)
+                logger.warning(
+                    "database connection lost while %s (%s); retrying in %.1fs",
+                    doing, self.redact(reason(exc)), wait, extra={"run_id": self.run_id},
+                )
+                if self.stop.wait(wait):
+                    raise InterruptedRun("stop requested while waiting for the database") from None
+        raise AssertionError("unreachable")
+
+    def outcome(self) -> tuple[str, str | None]:
+        tally = self.tally
+        if self.stop.is_set():
+            state = "interrupted"
+        elif tally.failed == 0 and tally.skipped == 0:
+            state = "succeeded"
+        elif tally.ok == 0:
+            state = "failed"
+        else:
+            state = "partial"
+        parts = []
+        if self.auth_failure:
+            parts.append(f"stopped at HTTP 401: {self.auth_failure}")
+        if tally.failed:
+            parts.append(f"{tally.failed} of {len(self.campaign_ids)} campaigns failed: "
+                         + "; ".join(tally.errors)
+                         + (" …" if tally.failed > len(tally.errors) else ""))
+        if tally.skipped:
+            parts.append(f"{tally.skipped} skipped")
+        return state, (" | ".join(parts) or None)
+
+
+def _log_outcome(outcome: CampaignOutcome, *, run_id: int) -> None:
+    extra = {"run_id": run_id, "campaign_id": outcome.campaign_id, "outcome": outcome.outcome}
+    if outcome.outcome == "succeeded":
+        c = outcome.counts
+        logger.info(
+            "campaign %s synced: %d inserted, %d updated, %d deleted, %d attempt(s), %.2fs",
+            outcome.campaign_id, c.inserted, c.updated, c.deleted, outcome.attempts,
+            outcome.duration, extra=extra,
+        )
+    elif outcome.outcome == "failed":
+        request = f" (Thulium request_id {outcome.request_id})" if outcome.request_id else ""
+        logger.error(
+            "campaign %s failed after %d attempt(s): %s%s",
+            outcome.campaign_id, outcome.attempts, outcome.error, request, extra=extra,
+        )
+    else:
+        logger.warning("campaign %s skipped: %s", outcome.campaign_id, outcome.error, extra=extra)
+
+
+def run_sync(
+    engine: Engine,
+    url: URL,
+    api: ApiSettings,
+    campaign_ids: Sequence[str],
+    *,
+    stop: threading.Event | None = None,
+    options: SyncOptions | None = None,
+    redact: Callable[[str], str] = str,
+) -> RunResult:
+    """Sync ``campaign_ids`` once; raises for whole-run failures, records per-campaign ones.
+
+    Raises :class:`DatabaseError` if the database is unreachable or not migrated and
+    :class:`~etl.errors.LockHeldError` if another sync is running; otherwise returns the
+    recorded outcome (``succeeded``, ``partial``, ``failed`` or ``interrupted``).
+    """
+    stop = stop or threading.Event()
+    options = options or SyncOptions()
+    with unreachable_is_fatal(url, doing="checking the schema"), engine.connect() as conn:
+        migrate.require_current(conn)
+    lock = RunLock(engine)
+    with unreachable_is_fatal(url, doing="taking the run lock"):
+        lock.acquire()
+    try:
+        with unreachable_is_fatal(url, doing="starting the run"), engine.begin() as conn:
+            abandoned = history.abandon_stale_runs(
+                conn, reason="the process died without finishing (its lock was free when a "
+                "later run started)",
+            )
+            run_id = history.start_run(conn, campaigns_total=len(campaign_ids))
+        for old in abandoned:
+            logger.warning("run %d never finished: marked abandoned", old, extra={"run_id": run_id})
+        logger.info("run %d started: %d campaign(s), concurrency %d", run_id, len(campaign_ids),
+                    api.concurrency, extra={"run_id": run_id})
+        run = _Run(engine=engine, url=url, api=api, campaign_ids=campaign_ids, run_id=run_id,
+                   lock=lock, stop=stop, options=options, redact=redact)
+        try:
+            run.execute()
+        except BaseException as exc:
+            _finish_after_crash(engine, run, exc)
+            raise
+        state, error = run.outcome()
+        totals = run.tally.totals(len(campaign_ids))
+        with unreachable_is_fatal(url, doing="recording the run's outcome"), engine.begin() as conn:
+            history.finish_run(conn, run_id, outcome=state, totals=totals, error=error)
+        return RunResult(run_id=run_id, outcome=state, totals=totals, error=error)
+    finally:
+        lock.release()
+
+
+def _finish_after_crash(engine: Engine, run: _Run, exc: BaseException) -> None:
+    """Best effort: record why the run stopped, if the database still answers."""
+    state = "interrupted" if isinstance(exc, InterruptedRun | KeyboardInterrupt) else "failed"
+    message = run.redact(str(exc) or type(exc).__name__)
+    try:
+        with engine.begin() as conn:
+            history.finish_run(conn, run.run_id, outcome=state,
+                               totals=run.tally.totals(len(run.campaign_ids)), error=message)
+    except DBAPIError:
+        logger.warning("could not record the outcome of run %d; the next run will mark it "
+                       "abandoned", run.run_id)
