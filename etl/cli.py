@@ -60,6 +60,8 @@ environment (a flag overrides its variable):
   THULIUM_CONCURRENCY (8)                 parallel requests
   THULIUM_RETRY_ATTEMPTS (5), THULIUM_RETRY_WAIT (1), THULIUM_RETRY_MAX_WAIT (60),
   THULIUM_RETRY_BUDGET (600)              retries: attempts, first wait, cap, total per run
+  THULIUM_BATCH_ROWS (20000)              rows written per transaction, at most
+  THULIUM_DB_RETRY_ATTEMPTS (4), THULIUM_DB_RETRY_WAIT (1)  riding out a lost connection
   THULIUM_LOG_FORMAT (text on a terminal, else json), THULIUM_LOG_LEVEL (INFO)
 """
 
@@ -133,10 +135,13 @@ def cmd_migrate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def cmd_sync(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     api = _api(args, env)
     ids = _campaigns(args, env)
+    write = config.write_settings(env)
     engine, url = _database(env)
     try:
         with _Stop().installed() as stop:
-            result = run_sync(engine, url, api, ids, stop=stop, redact=logs.redact)
+            result = run_sync(
+                engine, url, api, ids, stop=stop, options=write, redact=logs.redact
+            )
     finally:
         engine.dispose()
     t = result.totals

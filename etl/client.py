@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import random
 import threading
 import time
 from dataclasses import dataclass
@@ -22,7 +23,6 @@ from tenacity import (
     Retrying,
     retry_if_exception,
     stop_after_attempt,
-    wait_exponential_jitter,
 )
 from tenacity.stop import stop_base
 
@@ -150,10 +150,6 @@ class ThuliumClient:
         )
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
-        policy = settings.retry
-        self._wait_backoff = wait_exponential_jitter(
-            initial=policy.initial_wait, max=policy.max_wait, jitter=policy.initial_wait
-        )
 
     def close(self) -> None:
         self._session.close()
@@ -205,7 +201,10 @@ class ThuliumClient:
             if getattr(exc, "status", None) == 429:
                 self._gate.close_for(wait)
             return wait
-        return float(self._wait_backoff(state))
+        # Exponential backoff with jitter, so that workers failing together retry apart.
+        policy = self._settings.retry
+        backoff = policy.initial_wait * 2 ** (state.attempt_number - 1)
+        return min(policy.max_wait, backoff + random.uniform(0, policy.initial_wait))
 
     @staticmethod
     def _log_retry(state: RetryCallState) -> None:

@@ -50,6 +50,15 @@ class ApiSettings:
     concurrency: int = 8
 
 
+@dataclass(frozen=True, kw_only=True)
+class WriteSettings:
+    """The write path: batch size and how long to ride out a lost database connection."""
+
+    batch_rows: int = 20_000
+    db_attempts: int = 4
+    db_retry_wait: float = 1.0
+
+
 def _get(env: Environ, name: str) -> str | None:
     """Return a variable's value; an empty value counts as unset (as in most deploy tools)."""
     value = env.get(name)
@@ -195,6 +204,14 @@ def api_settings(env: Environ) -> ApiSettings:
         ca_bundle=ca_bundle,
         retry=retry,
         concurrency=_count(env, "THULIUM_CONCURRENCY", ApiSettings.concurrency),
+    )
+
+
+def write_settings(env: Environ) -> WriteSettings:
+    return WriteSettings(
+        batch_rows=_count(env, "THULIUM_BATCH_ROWS", WriteSettings.batch_rows),
+        db_attempts=_count(env, "THULIUM_DB_RETRY_ATTEMPTS", WriteSettings.db_attempts),
+        db_retry_wait=_number(env, "THULIUM_DB_RETRY_WAIT", WriteSettings.db_retry_wait),
     )
 
 

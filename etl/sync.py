@@ -23,7 +23,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from etl import history, load, migrate
 from etl.client import RetryGate, ThuliumClient
-from etl.config import ApiSettings
+from etl.config import ApiSettings, WriteSettings
 from etl.database import describe, reason, unreachable_is_fatal
 from etl.errors import (
     EXIT_CAMPAIGN_FAILED,
@@ -45,15 +45,6 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 _WORKER_DONE = object()
 _MAX_ERRORS_IN_SUMMARY = 5
-
-
-@dataclass(frozen=True, kw_only=True)
-class SyncOptions:
-    """Tuning of the write path and of the database retries (tests shrink the waits)."""
-
-    batch_rows: int = 20_000
-    db_attempts: int = 4
-    db_retry_wait: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -143,7 +134,7 @@ class _Run:
         run_id: int,
         lock: RunLock,
         stop: threading.Event,
-        options: SyncOptions,
+        options: WriteSettings,
         redact: Callable[[str], str],
     ) -> None:
         self.engine, self.url, self.api, self.lock = engine, url, api, lock
@@ -374,7 +365,7 @@ def run_sync(
     campaign_ids: Sequence[str],
     *,
     stop: threading.Event | None = None,
-    options: SyncOptions | None = None,
+    options: WriteSettings | None = None,
     redact: Callable[[str], str] = str,
 ) -> RunResult:
     """Sync ``campaign_ids`` once; raises for whole-run failures, records per-campaign ones.
@@ -384,7 +375,7 @@ def run_sync(
     recorded outcome (``succeeded``, ``partial``, ``failed`` or ``interrupted``).
     """
     stop = stop or threading.Event()
-    options = options or SyncOptions()
+    options = options or WriteSettings()
     with unreachable_is_fatal(url, doing="checking the schema"), engine.connect() as conn:
         migrate.require_current(conn)
     lock = RunLock(engine)
