@@ -195,15 +195,14 @@ class ThuliumClient:
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after is not None:
-            wait = min(float(retry_after), self._settings.retry.max_wait)
-            if getattr(exc, "status", None) == 429:
+        if isinstance(exc, _TransientError) and exc.retry_after is not None:
+            wait = min(exc.retry_after, self._settings.retry.max_wait)
+            if exc.status == 429:
                 self._gate.close_for(wait)
             return wait
         # Exponential backoff with jitter, so that workers failing together retry apart.
         policy = self._settings.retry
-        backoff = policy.initial_wait * 2 ** (state.attempt_number - 1)
+        backoff = policy.initial_wait * 2.0 ** (state.attempt_number - 1)
         return min(policy.max_wait, backoff + random.uniform(0, policy.initial_wait))
 
     @staticmethod
