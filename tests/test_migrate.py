@@ -1,0 +1,260 @@
+"""Migrations: idempotent, required before a sync, data-preserving, and in step with etl.schema."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import URL
+
+import etl.schema
+from etl.migrate import alembic_config, head_revision
+from etl.standin import StandIn
+from tests.conftest import (
+    fresh_database,
+    make_env,
+    run_cli,
+    seed_campaigns,
+    stored_statuses,
+)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+HEAD = "0002"
+TABLES = ["alembic_version", "campaigns", "statuses", "sync_run_campaigns", "sync_runs",
+          "system_statuses"]
+
+
+def _tables(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        return list(
+            conn.execute(
+                text(
+                    "SELECT table_name FROM information_schema.tables "
+                    "WHERE table_schema = 'public' ORDER BY table_name"
+                )
+            ).scalars()
+        )
+
+
+def _schema_dump(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
+    """Columns, constraints and indexes of the public schema, as the catalog describes them."""
+    with engine.connect() as conn:
+        columns = conn.execute(
+            text(
+                "SELECT table_name, column_name, ordinal_position, data_type, is_nullable, "
+                "column_default FROM information_schema.columns WHERE table_schema = 'public' "
+                "ORDER BY table_name, ordinal_position"
+            )
+        ).all()
+        constraints = conn.execute(
+            text(
+                "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) "
+                "FROM pg_constraint WHERE connamespace = 'public'::regnamespace "
+                "ORDER BY 1, 2"
+            )
+        ).all()
+        indexes = conn.execute(
+            text("SELECT tablename, indexname, indexdef FROM pg_indexes "
+                 "WHERE schemaname = 'public' ORDER BY 1, 2")
+        ).all()
+    return {
+        "columns": [tuple(r) for r in columns],
+        "constraints": [tuple(r) for r in constraints],
+        "indexes": [tuple(r) for r in indexes],
+    }
+
+
+def _revision(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        return list(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
+
+
+def _upgrade_to(engine: Engine, revision: str) -> None:
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), revision)
+
+
+def _messages(events: list[dict[str, Any]], level: str) -> list[str]:
+    return [e["message"] for e in events if e["level"] == level]
+
+
+def test_head_is_the_latest_revision() -> None:
+    assert head_revision() == HEAD  # keeps HEAD below honest when a revision is added
+
+
+def test_migrate_twice_is_a_no_op(pg_server: URL, api: StandIn) -> None:
+    with fresh_database(pg_server, label="migrate_twice") as url:
+        engine = create_engine(url)
+        try:
+            env = make_env(api, url, ["00001"])
+            first = run_cli("migrate", env=env)
+            assert first.code == 0, first.err
+            assert _tables(engine) == TABLES
+            assert _revision(engine) == [HEAD]
+            schema = _schema_dump(engine)
+
+            second = run_cli("migrate", env=env)
+
+            assert second.code == 0, second.err
+            assert _revision(engine) == [HEAD]
+            assert _schema_dump(engine) == schema
+            infos = _messages(second.events(), "info")
+            assert any("nothing to do" in m and HEAD in m for m in infos), second.err
+            assert not any("upgraded" in m for m in infos)
+            assert _messages(second.events(), "error") == []
+        finally:
+            engine.dispose()
+
+
+def test_sync_before_migrate_exits_3_and_creates_nothing(pg_server: URL, api: StandIn) -> None:
+    seed_campaigns(api, ["00001"])
+    with fresh_database(pg_server, label="sync_unmigrated") as url:
+        engine = create_engine(url)
+        try:
+            result = run_cli("sync", env=make_env(api, url, ["00001"]))
+
+            assert result.code == 3
+            errors = _messages(result.events(), "error")
+            assert len(errors) == 1 and "thulium-etl migrate" in errors[0], result.err
+            assert _tables(engine) == []
+            assert api.requests_for("00001") == 0
+        finally:
+            engine.dispose()
+
+
+def test_sync_on_an_older_revision_exits_3(pg_server: URL, api: StandIn) -> None:
+    seed_campaigns(api, ["00001"])
+    with fresh_database(pg_server, label="sync_old_revision") as url:
+        engine = create_engine(url)
+        try:
+            _upgrade_to(engine, "0001")
+            schema = _schema_dump(engine)
+
+            result = run_cli("sync", env=make_env(api, url, ["00001"]))
+
+            assert result.code == 3
+            errors = _messages(result.events(), "error")
+            assert len(errors) == 1, result.err
+            assert "0001" in errors[0] and "thulium-etl migrate" in errors[0]
+            assert _revision(engine) == ["0001"]
+            assert _schema_dump(engine) == schema
+            with engine.connect() as conn:
+                assert conn.execute(text("SELECT count(*) FROM statuses")).scalar_one() == 0
+                assert conn.execute(text("SELECT count(*) FROM campaigns")).scalar_one() == 0
+            assert api.requests_for("00001") == 0
+        finally:
+            engine.dispose()
+
+
+def test_revision_0002_applies_on_top_of_existing_data(pg_server: URL, api: StandIn) -> None:
+    with fresh_database(pg_server, label="upgrade_with_data") as url:
+        engine = create_engine(url)
+        try:
+            _upgrade_to(engine, "0001")
+            with engine.begin() as conn:
+                conn.execute(text(
+                    "INSERT INTO campaigns (campaign_id, first_seen_at, last_synced_at) VALUES "
+                    "('00001', '2026-01-01T00:00:00Z', '2026-02-03T04:05:06Z'), "
+                    "('00002', '2026-01-01T00:00:00Z', NULL)"
+                ))
+                conn.execute(text(
+                    "INSERT INTO statuses (campaign_id, status_id, system_status, "
+                    "dictionary_status_id, name, first_seen_at, updated_at, deleted_at) VALUES "
+                    "('00001', '1', 'CALL', NULL, 'Dzwonić', '2026-01-01Z', '2026-01-02Z', NULL),"
+                    "('00001', '2', 'NO_CALL', 5, 'Nie dzwonić', '2026-01-01Z', '2026-01-02Z', "
+                    "'2026-01-03Z')"
+                ))
+            statuses_before = stored_statuses(engine, "00001")
+
+            result = run_cli("migrate", env=make_env(api, url, ["00001"]))
+
+            assert result.code == 0, result.err
+            assert any("upgraded" in m and "0001" in m and HEAD in m
+                       for m in _messages(result.events(), "info")), result.err
+            assert _revision(engine) == [HEAD]
+            assert stored_statuses(engine, "00001") == statuses_before
+            with engine.connect() as conn:
+                campaigns = {
+                    row["campaign_id"]: dict(row)
+                    for row in conn.execute(text("SELECT * FROM campaigns")).mappings()
+                }
+                assert conn.execute(text("SELECT count(*) FROM sync_runs")).scalar_one() == 0
+            synced = campaigns["00001"]
+            assert synced["last_attempt_outcome"] == "succeeded"
+            assert synced["last_attempt_at"] == synced["last_synced_at"]
+            assert synced["last_synced_at"].isoformat() == "2026-02-03T04:05:06+00:00"
+            assert synced["last_error"] is None
+            never = campaigns["00002"]
+            assert (never["last_synced_at"], never["last_attempt_at"],
+                    never["last_attempt_outcome"]) == (None, None, None)
+        finally:
+            engine.dispose()
+
+
+def test_models_match_the_migrations(pg_server: URL) -> None:
+    with fresh_database(pg_server, label="models_match") as url:
+        engine = create_engine(url)
+        try:
+            _upgrade_to(engine, "head")
+            with engine.connect() as conn:
+                plain = compare_metadata(MigrationContext.configure(conn), etl.schema.metadata)
+                strict = compare_metadata(
+                    MigrationContext.configure(
+                        conn, opts={"compare_type": True, "compare_server_default": True}
+                    ),
+                    etl.schema.metadata,
+                )
+            assert plain == []
+            assert strict == []
+        finally:
+            engine.dispose()
+
+
+def test_plain_alembic_upgrade_head_from_the_repo_root(pg_server: URL) -> None:
+    with fresh_database(pg_server, label="alembic_cli") as url:
+        engine = create_engine(url)
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "alembic", "upgrade", "head"],
+                cwd=REPO_ROOT,
+                env={"DATABASE_URL": url.render_as_string(hide_password=False)},
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+
+            assert done.returncode == 0, done.stderr
+            assert _revision(engine) == [HEAD]
+            assert _tables(engine) == TABLES
+            with engine.connect() as conn:
+                documented = conn.execute(
+                    text("SELECT count(*) FROM system_statuses WHERE documented")
+                ).scalar_one()
+            assert documented == 8
+        finally:
+            engine.dispose()
+
+
+def test_migrate_with_an_unreachable_database_exits_3(api: StandIn) -> None:
+    env = {**make_env(api, URL.create("postgresql"), []),
+           "DATABASE_URL": "postgresql://postgres@127.0.0.1:1/x"}
+
+    result = run_cli("migrate", env=env)
+
+    assert result.code == 3
+    events = result.events()
+    errors = _messages(events, "error")
+    assert len(errors) == 1, result.err
+    assert "unreachable" in errors[0] and "127.0.0.1:1/x" in errors[0]
+    assert not any("exception" in e for e in events)  # a message, not a traceback
+    assert "Traceback" not in result.err
+    assert [line for line in result.err.splitlines() if line.strip()] == [
+        line for line in result.err.splitlines() if line.startswith("{")
+    ]
+    assert result.out == ""
