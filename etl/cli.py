@@ -148,11 +148,12 @@ def cmd_sync(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     log = logger.info if result.exit_code == EXIT_OK else logger.error
     log(
         "run %d %s: %d of %d campaigns synced, %d failed, %d skipped; rows %d inserted, "
-        "%d updated, %d deleted%s",
+        "%d updated, %d deleted; %.2fs writing%s",
         result.run_id, result.outcome, t.campaigns_ok, t.campaigns_total, t.campaigns_failed,
         t.campaigns_skipped, t.rows_inserted, t.rows_updated, t.rows_deleted,
-        f" — {result.error}" if result.error else "",
-        extra={"run_id": result.run_id, "outcome": result.outcome},
+        result.write_seconds, f" — {result.error}" if result.error else "",
+        extra={"run_id": result.run_id, "outcome": result.outcome,
+               "write_seconds": round(result.write_seconds, 3), **vars(t)},
     )
     return result.exit_code
 

@@ -62,6 +62,7 @@ class RunResult:
     outcome: str
     totals: RunTotals
     error: str | None = None
+    write_seconds: float = 0.0  # time spent in database transactions, for throughput
 
     @property
     def exit_code(self) -> int:
@@ -144,6 +145,7 @@ class _Run:
         self.options = options
         self.redact = redact
         self.tally = _Tally()
+        self.write_seconds = 0.0
         self.auth_failure: str | None = None
         self._todo: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._results: queue.Queue[object] = queue.Queue(maxsize=4 * api.concurrency)
@@ -275,6 +277,7 @@ class _Run:
 
     def _commit(self, fetched: list[_Fetched], others: list[CampaignOutcome]) -> None:
         self.lock.ensure()
+        started = time.monotonic()
         with self.engine.begin() as conn:
             counts = load.apply_snapshots(conn, [item.snapshot for item in fetched])
             outcomes = [
@@ -289,6 +292,7 @@ class _Run:
             ]
             outcomes.extend(others)
             history.record_outcomes(conn, self.run_id, outcomes)
+        self.write_seconds += time.monotonic() - started
         for outcome in outcomes:
             self._handled.add(outcome.campaign_id)
             self.tally.add(outcome)
@@ -403,7 +407,8 @@ def run_sync(
         totals = run.tally.totals(len(campaign_ids))
         with unreachable_is_fatal(url, doing="recording the run's outcome"), engine.begin() as conn:
             history.finish_run(conn, run_id, outcome=state, totals=totals, error=error)
-        return RunResult(run_id=run_id, outcome=state, totals=totals, error=error)
+        return RunResult(run_id=run_id, outcome=state, totals=totals, error=error,
+                         write_seconds=run.write_seconds)
     finally:
         lock.release()
 

