@@ -7,6 +7,7 @@ the outcome (or the :class:`~etl.errors.EtlError` raised) to an exit code.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import json
 import logging
@@ -21,7 +22,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
-from etl import __version__, config, history, logs, migrate
+from etl import __version__, config, history, logs, migrate, shards
 from etl.client import ThuliumClient
 from etl.database import describe, make_engine, unreachable_is_fatal
 from etl.errors import (
@@ -58,6 +59,8 @@ environment (a flag overrides its variable):
   THULIUM_TIMEOUT (30), THULIUM_CONNECT_TIMEOUT (5)         seconds
   THULIUM_CA_BUNDLE                       CA bundle file; TLS is always verified
   THULIUM_CONCURRENCY (8)                 parallel requests
+  THULIUM_MAX_RPS                         client-side rate limit, requests/second (off)
+  THULIUM_SHARD (I/N), or JOB_COMPLETION_INDEX + THULIUM_SHARDS   sync one shard
   THULIUM_RETRY_ATTEMPTS (5), THULIUM_RETRY_WAIT (1), THULIUM_RETRY_MAX_WAIT (60),
   THULIUM_RETRY_BUDGET (600)              retries: attempts, first wait, cap, total per run
   THULIUM_BATCH_ROWS (20000)              rows written per transaction, at most
@@ -101,20 +104,29 @@ def _campaigns(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, .
     return config.campaign_ids(env)
 
 
+def _with_flags(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, str]:
+    """The environment with the command-line flags applied over their variables."""
+    flags = {
+        "THULIUM_CONCURRENCY": getattr(args, "concurrency", None),
+        "THULIUM_TIMEOUT": getattr(args, "timeout", None),
+        "THULIUM_SHARD": getattr(args, "shard", None),
+    }
+    return {**env, **{k: str(v) for k, v in flags.items() if v is not None}}
+
+
 def _database(env: Mapping[str, str], *, pool_size: int = 2) -> tuple[Engine, URL]:
     url = config.database_url(env)
     logs.add_secret(url.password if isinstance(url.password, str) else None)
     return make_engine(url, pool_size=pool_size), url
 
 
-def _api(args: argparse.Namespace, env: Mapping[str, str]) -> config.ApiSettings:
-    overrides = {
-        "THULIUM_CONCURRENCY": getattr(args, "concurrency", None),
-        "THULIUM_TIMEOUT": getattr(args, "timeout", None),
-    }
-    merged = {**env, **{k: str(v) for k, v in overrides.items() if v is not None}}
-    api = config.api_settings(merged)
+def _api(env: Mapping[str, str]) -> config.ApiSettings:
+    api = config.api_settings(env)
     logs.add_secret(api.password)
+    for charset in ("utf-8", "latin-1"):  # the Basic token, as an echoed header would show it
+        with contextlib.suppress(UnicodeEncodeError):
+            credentials = f"{api.user}:{api.password}".encode(charset)
+            logs.add_secret(base64.b64encode(credentials).decode("ascii"))
     return api
 
 
@@ -133,14 +145,16 @@ def cmd_migrate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def cmd_sync(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    api = _api(args, env)
-    ids = _campaigns(args, env)
+    env = _with_flags(args, env)
+    api = _api(env)
+    shard = config.shard(env)
+    ids = shards.select(_campaigns(args, env), shard)
     write = config.write_settings(env)
     engine, url = _database(env)
     try:
         with _Stop().installed() as stop:
             result = run_sync(
-                engine, url, api, ids, stop=stop, options=write, redact=logs.redact
+                engine, url, api, ids, stop=stop, options=write, shard=shard, redact=logs.redact
             )
     finally:
         engine.dispose()
@@ -159,7 +173,7 @@ def cmd_sync(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def cmd_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    api = _api(args, env)
+    api = _api(env)
     ids = _campaigns(args, env)
     engine, url = _database(env)
     code = EXIT_OK
@@ -278,6 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "default: THULIUM_CAMPAIGNS")
     p.add_argument("--concurrency", type=_positive, help="parallel requests (THULIUM_CONCURRENCY)")
     p.add_argument("--timeout", type=float, help="read timeout in seconds (THULIUM_TIMEOUT)")
+    p.add_argument("--shard", metavar="I/N",
+                   help="sync only shard I (0-based) of N, a stable hash-based subset, so N "
+                   "pods split the campaigns (THULIUM_SHARD; in a Kubernetes Indexed Job, "
+                   "JOB_COMPLETION_INDEX with THULIUM_SHARDS=N)")
     p.set_defaults(handler=cmd_sync)
 
     p = commands.add_parser(

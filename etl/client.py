@@ -78,16 +78,21 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 
 
 class RetryGate:
-    """State shared by every worker of one run: the retry deadline and the 429 backoff.
+    """State shared by every worker of one run: retry deadline, 429 backoff and rate limit.
 
     A 429 tells the client that *it* is too fast, not one request; so when one worker gets
-    it, every worker waits until the gate opens again before its next request.
+    it, every worker waits until the gate opens again before its next request. With a rate
+    limit, requests are spaced ``1/max_rps`` apart across all workers.
     """
 
-    def __init__(self, *, budget: float, stop: threading.Event | None = None) -> None:
+    def __init__(
+        self, *, budget: float, max_rps: float | None = None, stop: threading.Event | None = None
+    ) -> None:
         self._deadline = time.monotonic() + budget
         self._lock = threading.Lock()
         self._open_at = 0.0
+        self._interval = 1.0 / max_rps if max_rps else 0.0
+        self._next_slot = 0.0
         self.stop = stop or threading.Event()
 
     def budget_left(self) -> float:
@@ -102,11 +107,14 @@ class RetryGate:
         if self.stop.wait(max(0.0, seconds)):
             raise InterruptedRun("stop requested while waiting to retry")
 
-    def wait_open(self) -> None:
+    def wait_turn(self) -> None:
+        """Wait until the 429 backoff is over and this request's rate-limit slot comes."""
         with self._lock:
-            delay = self._open_at - time.monotonic()
-        if delay > 0:
-            self.sleep(delay)
+            now = time.monotonic()
+            start = max(now, self._open_at, self._next_slot)
+            self._next_slot = start + self._interval
+        if start > now:
+            self.sleep(start - now)
 
 
 class _GateClosed(stop_base):
@@ -139,7 +147,7 @@ class ThuliumClient:
 
     def __init__(self, settings: ApiSettings, *, gate: RetryGate | None = None) -> None:
         self._settings = settings
-        self._gate = gate or RetryGate(budget=settings.retry.budget)
+        self._gate = gate or RetryGate(budget=settings.retry.budget, max_rps=settings.max_rps)
         self._session = requests.Session()
         self._session.auth = (settings.user, settings.password)
         self._session.headers.update({"Accept": "application/json", "User-Agent": USER_AGENT})
@@ -214,7 +222,7 @@ class ThuliumClient:
         )
 
     def _get(self, campaign_id: str, attempt: int) -> bytes:
-        self._gate.wait_open()
+        self._gate.wait_turn()
         settings = self._settings
         try:
             response = self._session.get(

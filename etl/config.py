@@ -18,6 +18,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from etl.errors import ConfigError
+from etl.shards import Shard
 
 CAMPAIGN_ID = re.compile(r"[0-9A-Za-z]{5}")
 _LIST_SEPARATORS = re.compile(r"[\s,]+")
@@ -48,6 +49,7 @@ class ApiSettings:
     ca_bundle: str | None = None
     retry: RetryPolicy = RetryPolicy()
     concurrency: int = 8
+    max_rps: float | None = None  # client-side rate limit over all workers
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -163,7 +165,7 @@ def database_url(env: Environ) -> URL:
     raw = _secret(env, "DATABASE_URL", "the PostgreSQL URL, e.g. postgresql://user@host/db")
     try:
         url = make_url(raw)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise ConfigError(
             "DATABASE_URL is not a valid URL: expected postgresql://user:password@host:5432/db"
         ) from None
@@ -172,10 +174,8 @@ def database_url(env: Environ) -> URL:
             f"DATABASE_URL uses {url.drivername!r}: only PostgreSQL through psycopg 3 is "
             "supported (postgresql://, postgres:// or postgresql+psycopg://)"
         )
-    try:
-        _ = url.port
-    except ValueError:
-        raise ConfigError("DATABASE_URL has an invalid port") from None
+    if url.port is not None and not 0 < url.port < 65536:
+        raise ConfigError(f"DATABASE_URL has an invalid port {url.port}")
     return url.set(drivername="postgresql+psycopg")
 
 
@@ -204,6 +204,7 @@ def api_settings(env: Environ) -> ApiSettings:
         ca_bundle=ca_bundle,
         retry=retry,
         concurrency=_count(env, "THULIUM_CONCURRENCY", ApiSettings.concurrency),
+        max_rps=_number(env, "THULIUM_MAX_RPS", 0.0, minimum=0.0) or None,
     )
 
 
@@ -213,6 +214,33 @@ def write_settings(env: Environ) -> WriteSettings:
         db_attempts=_count(env, "THULIUM_DB_RETRY_ATTEMPTS", WriteSettings.db_attempts),
         db_retry_wait=_number(env, "THULIUM_DB_RETRY_WAIT", WriteSettings.db_retry_wait),
     )
+
+
+def _shard_text(raw: str, *, source: str) -> Shard:
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", raw)
+    if not match:
+        raise ConfigError(f"{source}={raw!r} must look like I/N, e.g. 0/3 (shards count from 0)")
+    index, count = int(match[1]), int(match[2])
+    if count < 1 or index >= count:
+        raise ConfigError(f"{source}={raw!r}: the shard index must be 0 … N-1 and N at least 1")
+    return Shard(index, count)
+
+
+def shard(env: Environ) -> Shard | None:
+    """This run's shard: ``THULIUM_SHARD=I/N``, or a Kubernetes Indexed Job's index."""
+    raw = _get(env, "THULIUM_SHARD")
+    if raw is not None:
+        return _shard_text(raw, source="THULIUM_SHARD")
+    index = _get(env, "JOB_COMPLETION_INDEX")
+    if index is None:
+        return None
+    count = _get(env, "THULIUM_SHARDS")
+    if count is None:
+        raise ConfigError(
+            "JOB_COMPLETION_INDEX is set (a Kubernetes Indexed Job) but THULIUM_SHARDS is not: "
+            "set it to the Job's completions"
+        )
+    return _shard_text(f"{index}/{count}", source="JOB_COMPLETION_INDEX/THULIUM_SHARDS")
 
 
 def campaign_ids(env: Environ) -> tuple[str, ...]:

@@ -20,6 +20,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from etl import __version__
 from etl.load import Counts
 from etl.schema import campaigns, sync_run_campaigns, sync_runs
+from etl.shards import Shard
 
 logger = logging.getLogger(__name__)
 
@@ -49,22 +50,30 @@ class RunTotals:
     rows_deleted: int
 
 
-def abandon_stale_runs(connection: Connection, *, reason: str) -> list[int]:
-    """Mark runs still ``running`` as ``abandoned``: the caller holds the lock they needed."""
+def abandon_stale_runs(connection: Connection, *, shard: Shard | None, reason: str) -> list[int]:
+    """Mark runs still ``running`` as ``abandoned`` when the caller's locks prove them dead.
+
+    An unsharded run holds the global lock exclusively, so no other run can be alive; a
+    sharded one rules out runs of its own shard and unsharded runs, not other shards.
+    """
+    stale = sync_runs.c.outcome == "running"
+    if shard is not None:
+        stale &= sync_runs.c.shard.is_(None) | (sync_runs.c.shard == str(shard))
     result = connection.execute(
         update(sync_runs)
-        .where(sync_runs.c.outcome == "running")
+        .where(stale)
         .values(outcome="abandoned", finished_at=func.now(), error=reason)
         .returning(sync_runs.c.run_id)
     )
     return [run_id for (run_id,) in result]
 
 
-def start_run(connection: Connection, *, campaigns_total: int) -> int:
+def start_run(connection: Connection, *, campaigns_total: int, shard: Shard | None) -> int:
     run_id = connection.execute(
         insert(sync_runs)
         .values(
             campaigns_total=campaigns_total,
+            shard=str(shard) if shard else None,
             version=__version__,
             host=socket.gethostname(),
             pid=os.getpid(),

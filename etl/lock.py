@@ -1,45 +1,61 @@
-"""One sync at a time: a session-level Postgres advisory lock held for the whole run.
+"""One sync at a time per shard: session-level Postgres advisory locks held for the whole run.
 
-Session-level, so the server releases it the moment the process or its connection dies: a
-killed pod never leaves a stale lock behind. If the lock's connection is lost mid-run (a
-database restart), :meth:`RunLock.ensure` takes it again on a new connection, or fails if
-another run got there first.
+An unsharded run takes the global lock exclusively. A sharded run takes the global lock in
+shared mode plus its shard's lock exclusively: shards run side by side, but never alongside
+an unsharded run or a second copy of the same shard. Session-level, so the server releases
+the locks the moment the process or its connection dies: a killed pod never leaves a stale
+lock. If the connection is lost mid-run (a database restart), :meth:`RunLock.ensure` takes
+the locks again on a new connection, or fails if another run got there first.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import zlib
 
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from etl.errors import LockHeldError
+from etl.shards import Shard
 
 logger = logging.getLogger(__name__)
 
-_NAMESPACE = "thulium-etl sync"
+_TAKE = text(
+    """
+    SELECT CASE
+        WHEN CAST(:shard_key AS bigint) IS NULL
+            THEN pg_try_advisory_lock(CAST(:global_key AS bigint))
+        WHEN pg_try_advisory_lock_shared(CAST(:global_key AS bigint))
+            THEN CASE WHEN pg_try_advisory_lock(CAST(:shard_key AS bigint)) THEN true
+                 ELSE NOT pg_advisory_unlock_shared(CAST(:global_key AS bigint)) END
+        ELSE false
+    END
+    """
+)
 
 
 def lock_key(scope: str = "") -> int:
-    """A stable signed 64-bit key for ``pg_advisory_lock`` from a text scope."""
-    digest = zlib.crc32(f"{_NAMESPACE} {scope}".encode()) | (zlib.adler32(scope.encode()) << 32)
-    return digest - 2**64 if digest >= 2**63 else digest
+    """A stable signed 64-bit advisory lock key for a scope ('' is the global lock)."""
+    digest = hashlib.blake2b(f"thulium-etl sync {scope}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 class RunLock:
-    """Holds the advisory lock on a dedicated connection while a run is in progress."""
+    """Holds the run's advisory locks on a dedicated connection while a run is in progress."""
 
-    def __init__(self, engine: Engine, *, scope: str = "") -> None:
+    def __init__(self, engine: Engine, *, shard: Shard | None = None) -> None:
         self._engine = engine
-        self._key = lock_key(scope)
+        self._shard = shard
+        self._keys = {
+            "global_key": lock_key(),
+            "shard_key": lock_key(f"shard {shard}") if shard else None,
+        }
         self._connection: Connection | None = None
 
     def _try(self) -> bool:
         connection = self._engine.connect()
-        got = connection.execute(
-            text("SELECT pg_try_advisory_lock(:key)"), {"key": self._key}
-        ).scalar_one()
+        got = connection.execute(_TAKE, self._keys).scalar_one()
         connection.commit()
         if got:
             self._connection = connection
@@ -47,15 +63,21 @@ class RunLock:
             connection.close()
         return bool(got)
 
+    def _held_by(self) -> str:
+        if self._shard is None:
+            return "another thulium-etl sync is running against this database"
+        return (f"another thulium-etl sync of shard {self._shard}, or an unsharded one, is "
+                "running against this database")
+
     def acquire(self) -> None:
         if not self._try():
             raise LockHeldError(
-                "another thulium-etl sync is running against this database (advisory lock "
-                f"{self._key} is taken); this run did nothing. Try again when it has finished."
+                f"{self._held_by()} (advisory lock taken); this run did nothing. "
+                "Try again when it has finished."
             )
 
     def ensure(self) -> None:
-        """Check the lock's connection is alive; take the lock again if the server dropped it."""
+        """Check the lock's connection is alive; take the locks again if the server dropped it."""
         assert self._connection is not None, "ensure() before acquire()"
         try:
             self._connection.execute(text("SELECT 1")).scalar_one()
@@ -68,18 +90,16 @@ class RunLock:
             self._connection = None
         if not self._try():
             raise LockHeldError(
-                "the database connection holding the run lock was lost and another sync "
-                "took the lock; stopping this run"
+                f"the connection holding the run lock was lost and meanwhile {self._held_by()}; "
+                "stopping this run"
             )
 
     def release(self) -> None:
+        """Close the lock's connection: the server drops its session locks with it."""
         if self._connection is None:
             return
         try:
-            self._connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": self._key})
-            self._connection.commit()
-        except DBAPIError:
-            self._connection.invalidate()  # the lock went with the dead connection anyway
+            self._connection.invalidate()  # never back to the pool with the locks held
         finally:
             self._connection.close()
             self._connection = None

@@ -109,6 +109,7 @@ sync_runs = Table(
     Column("version", Text, nullable=False),
     Column("host", Text, nullable=False),
     Column("pid", Integer, nullable=False),
+    Column("shard", Text, comment="I/N when the run synced one shard of the campaigns"),
     CheckConstraint(
         "outcome IN (" + ", ".join(f"'{o}'" for o in RUN_OUTCOMES) + ")", name="outcome"
     ),

@@ -39,6 +39,7 @@ from etl.errors import (
 from etl.history import CampaignOutcome, RunTotals
 from etl.lock import RunLock
 from etl.records import Snapshot, parse_statuses
+from etl.shards import Shard
 
 logger = logging.getLogger(__name__)
 
@@ -197,7 +198,7 @@ class _Run:
     def execute(self) -> None:
         for campaign_id in self.campaign_ids:
             self._todo.put(campaign_id)
-        gate = RetryGate(budget=self.api.retry.budget, stop=self.stop)
+        gate = RetryGate(budget=self.api.retry.budget, max_rps=self.api.max_rps, stop=self.stop)
         client = ThuliumClient(self.api, gate=gate)
         workers = [
             threading.Thread(target=self._work, args=(client,), name=f"fetch-{n}", daemon=True)
@@ -370,6 +371,7 @@ def run_sync(
     *,
     stop: threading.Event | None = None,
     options: WriteSettings | None = None,
+    shard: Shard | None = None,
     redact: Callable[[str], str] = str,
 ) -> RunResult:
     """Sync ``campaign_ids`` once; raises for whole-run failures, records per-campaign ones.
@@ -382,20 +384,21 @@ def run_sync(
     options = options or WriteSettings()
     with unreachable_is_fatal(url, doing="checking the schema"), engine.connect() as conn:
         migrate.require_current(conn)
-    lock = RunLock(engine)
+    lock = RunLock(engine, shard=shard)
     with unreachable_is_fatal(url, doing="taking the run lock"):
         lock.acquire()
     try:
         with unreachable_is_fatal(url, doing="starting the run"), engine.begin() as conn:
             abandoned = history.abandon_stale_runs(
-                conn, reason="the process died without finishing (its lock was free when a "
-                "later run started)",
+                conn, shard=shard, reason="the process died without finishing (its lock was "
+                "free when a later run started)",
             )
-            run_id = history.start_run(conn, campaigns_total=len(campaign_ids))
+            run_id = history.start_run(conn, campaigns_total=len(campaign_ids), shard=shard)
         for old in abandoned:
             logger.warning("run %d never finished: marked abandoned", old, extra={"run_id": run_id})
-        logger.info("run %d started: %d campaign(s), concurrency %d", run_id, len(campaign_ids),
-                    api.concurrency, extra={"run_id": run_id})
+        logger.info("run %d started: %d campaign(s)%s, concurrency %d", run_id, len(campaign_ids),
+                    f" of shard {shard}" if shard else "", api.concurrency,
+                    extra={"run_id": run_id, "shard": str(shard) if shard else None})
         run = _Run(engine=engine, url=url, api=api, campaign_ids=campaign_ids, run_id=run_id,
                    lock=lock, stop=stop, options=options, redact=redact)
         try:

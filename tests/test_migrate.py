@@ -25,7 +25,7 @@ from tests.conftest import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-HEAD = "0002"
+HEAD = "0003"
 TABLES = ["alembic_version", "campaigns", "statuses", "sync_run_campaigns", "sync_runs",
           "system_statuses"]
 
@@ -152,7 +152,7 @@ def test_sync_on_an_older_revision_exits_3(pg_server: URL, api: StandIn) -> None
             engine.dispose()
 
 
-def test_revision_0002_applies_on_top_of_existing_data(pg_server: URL, api: StandIn) -> None:
+def test_later_revisions_apply_on_top_of_existing_data(pg_server: URL, api: StandIn) -> None:
     with fresh_database(pg_server, label="upgrade_with_data") as url:
         engine = create_engine(url)
         try:

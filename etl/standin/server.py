@@ -435,6 +435,7 @@ class StandIn:
         self._permanent: dict[str, Fault] = {}
         self._counts: dict[str, int] = {}
         self._total = 0
+        self._arrivals: list[tuple[float, str | None]] = []
         self._last_headers: dict[str, dict[str, str]] = {}
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -549,6 +550,12 @@ class StandIn:
         with self._lock:
             self._counts.clear()
             self._total = 0
+            self._arrivals.clear()
+
+    def arrivals(self) -> list[tuple[float, str | None]]:
+        """``(time.monotonic(), campaign id or None)`` of every request, in arrival order."""
+        with self._lock:
+            return list(self._arrivals)
 
     def last_headers(self, campaign_id: str) -> dict[str, str]:
         """Headers of the last request to the campaign, names in Title-Case."""
@@ -582,6 +589,7 @@ class StandIn:
         authorized = self._authorized(headers.get("Authorization"))
         with self._lock:
             self._total += 1
+            self._arrivals.append((time.monotonic(), campaign))
             if campaign is None:
                 return _Plan(authorized, False, None, None)
             self._counts[campaign] = self._counts.get(campaign, 0) + 1

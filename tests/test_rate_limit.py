@@ -1,0 +1,49 @@
+"""THULIUM_MAX_RPS spaces requests across all workers."""
+
+from __future__ import annotations
+
+import itertools
+
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import URL
+
+from etl.standin import StandIn
+from tests.conftest import make_env, reset_schema, run_cli, seed_campaigns
+
+IDS = [f"{n:05d}" for n in range(1, 31)]
+
+
+def test_requests_never_exceed_the_configured_rate(
+    api: StandIn, db_url: URL, engine: Engine
+) -> None:
+    reset_schema(engine)
+    seed_campaigns(api, IDS)
+    env = make_env(api, db_url, IDS, THULIUM_CONCURRENCY="8", THULIUM_MAX_RPS="20")
+    assert run_cli("migrate", env=env).code == 0
+
+    assert run_cli("sync", env=env).code == 0
+
+    times = [t for t, campaign in api.arrivals() if campaign]
+    assert len(times) == len(IDS)
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    # 20 requests/s: 50 ms apart, give or take scheduling jitter of the threads
+    assert min(gaps) > 0.035, gaps
+    assert times[-1] - times[0] >= (len(IDS) - 1) / 20 * 0.95
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(DISTINCT campaign_id) FROM statuses")).scalar() == 30
+
+
+def test_without_a_limit_the_workers_run_in_parallel(
+    api: StandIn, db_url: URL, engine: Engine
+) -> None:
+    reset_schema(engine)
+    seed_campaigns(api, IDS)
+    api.latency = 0.05
+    env = make_env(api, db_url, IDS, THULIUM_CONCURRENCY="8")
+    assert run_cli("migrate", env=env).code == 0
+
+    assert run_cli("sync", env=env).code == 0
+
+    times = sorted(t for t, campaign in api.arrivals() if campaign)
+    # with 8 workers, 8 requests arrive within one 50 ms latency window at the start
+    assert times[7] - times[0] < 0.2  # sequential requests would need at least 0.35 s

@@ -1,0 +1,122 @@
+"""Shards: N pods split the campaigns; each campaign synced exactly once; locks per shard."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import psycopg
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import URL
+
+from etl.lock import lock_key
+from etl.shards import Shard, select, shard_of
+from etl.standin import StandIn
+from tests.conftest import make_env, reset_schema, run_cli, seed_campaigns, spawn_cli
+
+IDS = [f"{n:05d}" for n in range(1, 61)]
+
+
+def test_each_campaign_belongs_to_exactly_one_shard_and_the_split_is_even() -> None:
+    ids = [f"{n:05d}" for n in range(3000)]
+    parts = [select(ids, Shard(i, 3)) for i in range(3)]
+    assert sorted(c for part in parts for c in part) == sorted(ids)
+    assert all(800 < len(part) < 1200 for part in parts), [len(p) for p in parts]
+
+
+def test_adding_campaigns_or_a_shard_moves_few_campaigns() -> None:
+    ids = [f"{n:05d}" for n in range(3000)]
+    before = {c: shard_of(c, 3) for c in ids}
+    more = [*ids, *(f"A{n:04d}" for n in range(300))]
+    assert all(shard_of(c, 3) == before[c] for c in ids)  # adding campaigns moves none
+    moved = sum(shard_of(c, 4) != before[c] for c in more[:3000])
+    assert moved < 3000 * 0.35, moved  # about 1/4 move, never a reshuffle of all
+
+
+def test_three_shards_at_once_sync_every_campaign_exactly_once(
+    api: StandIn, db_url: URL, engine: Engine
+) -> None:
+    reset_schema(engine)
+    seed_campaigns(api, IDS)
+    api.latency = 0.02
+    env = make_env(api, db_url, IDS, THULIUM_CONCURRENCY="2")
+    assert run_cli("migrate", env=env).code == 0
+
+    procs = [spawn_cli("sync", "--shard", f"{i}/3", env=env) for i in range(3)]
+    logs = [proc.communicate(timeout=60)[1] for proc in procs]
+
+    assert [proc.returncode for proc in procs] == [0, 0, 0], logs
+    with engine.connect() as conn:
+        runs = conn.execute(text("SELECT run_id, shard, outcome FROM sync_runs")).all()
+        synced = conn.execute(
+            text("SELECT c.campaign_id, r.shard FROM sync_run_campaigns c "
+                 "JOIN sync_runs r USING (run_id) WHERE c.outcome = 'succeeded'")
+        ).all()
+        stored = conn.execute(text("SELECT count(DISTINCT campaign_id) FROM statuses")).scalar()
+    assert sorted(shard for _, shard, _ in runs) == ["0/3", "1/3", "2/3"]
+    assert {outcome for _, _, outcome in runs} == {"succeeded"}
+    assert Counter(c for c, _ in synced) == Counter(IDS)  # each exactly once
+    assert all(shard_of(c, 3) == int(shard.split("/")[0]) for c, shard in synced)
+    assert stored == len(IDS)
+    assert all(api.requests_for(c) == 1 for c in IDS)
+
+
+def test_the_same_shard_twice_or_an_unsharded_run_alongside_exits_75(
+    api: StandIn, db_url: URL, engine: Engine
+) -> None:
+    reset_schema(engine)
+    seed_campaigns(api, IDS[:3])
+    env = make_env(api, db_url, IDS[:3])
+    assert run_cli("migrate", env=env).code == 0
+    libpq = db_url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(libpq, autocommit=True) as shard_run:  # as a running shard 1/3 would
+        shard_run.execute("SELECT pg_advisory_lock_shared(%s)", (lock_key(),))
+        shard_run.execute("SELECT pg_advisory_lock(%s)", (lock_key("shard 1/3"),))
+
+        same = run_cli("sync", "--shard", "1/3", env=env)
+        unsharded = run_cli("sync", env=env)
+        other = run_cli("sync", "--shard", "0/3", env=env)
+
+    assert same.code == 75 and "shard 1/3" in same.err
+    assert unsharded.code == 75
+    assert other.code == 0, other.err
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT shard FROM sync_runs")).scalars().all() == ["0/3"]
+
+
+def test_a_kubernetes_indexed_job_picks_its_shard_from_job_completion_index(
+    api: StandIn, db_url: URL, engine: Engine
+) -> None:
+    reset_schema(engine)
+    seed_campaigns(api, IDS)
+    env = make_env(api, db_url, IDS, JOB_COMPLETION_INDEX="2", THULIUM_SHARDS="3")
+    assert run_cli("migrate", env=env).code == 0
+
+    assert run_cli("sync", env=env).code == 0
+
+    with engine.connect() as conn:
+        synced = conn.execute(text("SELECT campaign_id FROM sync_run_campaigns")).scalars().all()
+        assert conn.execute(text("SELECT shard FROM sync_runs")).scalar_one() == "2/3"
+    assert sorted(synced) == sorted(select(IDS, Shard(2, 3)))
+
+
+@pytest.mark.parametrize(
+    ("extra", "argv", "message"),
+    [
+        ({}, ["--shard", "3/3"], "THULIUM_SHARD='3/3'"),
+        ({}, ["--shard", "one/3"], "must look like I/N"),
+        ({"THULIUM_SHARD": "0/0"}, [], "THULIUM_SHARD='0/0'"),
+        ({"JOB_COMPLETION_INDEX": "1"}, [], "THULIUM_SHARDS is not"),
+        ({"JOB_COMPLETION_INDEX": "4", "THULIUM_SHARDS": "3"}, [], "JOB_COMPLETION_INDEX"),
+    ],
+)
+def test_a_bad_shard_is_a_configuration_error(
+    api: StandIn, db_url: URL, extra: dict[str, str], argv: list[str], message: str
+) -> None:
+    env = make_env(api, db_url, IDS, **extra)
+
+    result = run_cli("sync", *argv, env=env)
+
+    assert result.code == 2
+    assert message in result.err
+    assert api.total_requests == 0
