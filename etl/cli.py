@@ -154,7 +154,7 @@ def cmd_sync(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     try:
         with _Stop().installed() as stop:
             result = run_sync(
-                engine, url, api, ids, stop=stop, options=write, shard=shard, redact=logs.redact
+                engine, url, api, ids, stop=stop, options=write, shard=shard
             )
     finally:
         engine.dispose()

@@ -57,6 +57,7 @@ class Fetched:
     """A campaign's raw answer and how many HTTP attempts it took."""
 
     campaign_id: str
+    status: int
     body: bytes
     attempts: int
 
@@ -128,7 +129,7 @@ class _GateClosed(stop_base):
         return self._gate.stop.is_set() or self._gate.budget_left() < wait
 
 
-def _describe(response: requests.Response, *, attempts: int) -> str:
+def _describe(response: requests.Response) -> str:
     """``HTTP 503 Service Unavailable; Thulium said: …`` for an error answer."""
     _, messages = thulium_error(response.content)
     text = f"HTTP {response.status_code} {response.reason or ''}".rstrip()
@@ -137,8 +138,6 @@ def _describe(response: requests.Response, *, attempts: int) -> str:
     elif response.content:
         kind = response.headers.get("Content-Type", "unknown type").split(";")[0]
         text += f"; body ({kind}): {snippet(response.content)!r}"
-    if attempts > 1:
-        text += f" (after {attempts} attempts)"
     return text
 
 
@@ -190,11 +189,16 @@ class ThuliumClient:
             for attempt in retrying:
                 with attempt:
                     attempts = attempt.retry_state.attempt_number
-                    body = self._get(campaign_id, attempts)
-            return Fetched(campaign_id, body, attempts)
+                    status, body = self._get(campaign_id)
+            return Fetched(campaign_id, status, body, attempts)
         except _TransientError as exc:
+            message = exc.message
+            if attempts > 1:
+                message += f" (after {attempts} attempts)"
+            if attempts < self._settings.retry.attempts and not self._gate.stop.is_set():
+                message += "; no more retries: the run's THULIUM_RETRY_BUDGET is spent"
             raise ApiError(
-                exc.message, campaign_id=campaign_id, status=exc.status,
+                message, campaign_id=campaign_id, status=exc.status,
                 request_id=exc.request_id, attempts=attempts,
             ) from None
         except ApiError as exc:
@@ -219,9 +223,10 @@ class ThuliumClient:
         logger.warning(
             "%s; retrying in %.2fs (attempt %d failed)",
             exc, state.upcoming_sleep, state.attempt_number,
+            extra={"campaign_id": getattr(exc, "campaign_id", None)},
         )
 
-    def _get(self, campaign_id: str, attempt: int) -> bytes:
+    def _get(self, campaign_id: str) -> tuple[int, bytes]:
         self._gate.wait_turn()
         settings = self._settings
         try:
@@ -240,10 +245,10 @@ class ThuliumClient:
 
         status = response.status_code
         if 200 <= status < 300:
-            return body
+            return status, body
         request_id, _ = thulium_error(body)
         request_id = request_id or response.headers.get("X-Request-Id")
-        message = _describe(response, attempts=attempt)
+        message = _describe(response)
         if status in _TRANSIENT_STATUS:
             raise _TransientError(
                 message, campaign_id=campaign_id, status=status, request_id=request_id,

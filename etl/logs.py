@@ -7,15 +7,18 @@ message (a database URL in a driver error, say) still never reaches a log or a t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
 import sys
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
 _MASK = "***"
+_context: dict[str, object] = {}  # fields of the run in progress, added to every JSON event
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
 _URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+(?=@)", re.I)
@@ -28,6 +31,17 @@ def add_secret(value: str | None) -> None:
     if value:
         with _secrets_lock:
             _secrets.add(value)
+
+
+@contextlib.contextmanager
+def context(**fields: object) -> Iterator[None]:
+    """Add ``fields`` (e.g. ``run_id``) to every JSON event logged meanwhile, by any thread."""
+    _context.update(fields)
+    try:
+        yield
+    finally:
+        for key in fields:
+            _context.pop(key, None)
 
 
 def redact(text: str) -> str:
@@ -67,6 +81,8 @@ class JsonFormatter(logging.Formatter):
         for key, value in vars(record).items():
             if key not in _STANDARD_ATTRS and not key.startswith("_"):
                 event[key] = value
+        for key, value in _context.items():
+            event.setdefault(key, value)
         if record.exc_info:
             event["exception"] = self.formatException(record.exc_info)
         clean = {k: redact(v) if isinstance(v, str) else v for k, v in event.items()}

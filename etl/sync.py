@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from etl import history, load, migrate
+from etl import history, load, logs, migrate
 from etl.client import RetryGate, ThuliumClient
 from etl.config import ApiSettings, WriteSettings
 from etl.database import describe, reason, unreachable_is_fatal
@@ -53,6 +53,7 @@ class _Fetched:
     snapshot: Snapshot
     attempts: int
     duration: float
+    http_status: int
 
 
 @dataclass(kw_only=True)
@@ -110,16 +111,16 @@ class _Tally:
 
 
 def _failure(
-    exc: CampaignError, *, duration: float, redact: Callable[[str], str]
+    exc: CampaignError, *, duration: float, http_status: int | None = None
 ) -> CampaignOutcome:
     return CampaignOutcome(
         campaign_id=exc.campaign_id,
         outcome="failed",
         attempts=exc.attempts,
         duration=duration,
-        http_status=exc.status if isinstance(exc, ApiError) else None,
+        http_status=exc.status if isinstance(exc, ApiError) else http_status,
         request_id=exc.request_id,
-        error=redact(exc.message),
+        error=logs.redact(exc.message),
     )
 
 
@@ -137,17 +138,15 @@ class _Run:
         lock: RunLock,
         stop: threading.Event,
         options: WriteSettings,
-        redact: Callable[[str], str],
     ) -> None:
         self.engine, self.url, self.api, self.lock = engine, url, api, lock
         self.campaign_ids = campaign_ids
         self.run_id = run_id
         self.stop = stop
         self.options = options
-        self.redact = redact
         self.tally = _Tally()
         self.write_seconds = 0.0
-        self.auth_failure: str | None = None
+        self.auth_failure = False
         self._todo: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._results: queue.Queue[object] = queue.Queue(maxsize=4 * api.concurrency)
         self._abort = threading.Event()
@@ -173,14 +172,15 @@ class _Run:
                 snapshot = parse_statuses(fetched.body, campaign_id=campaign_id)
             except PayloadError as exc:
                 exc.attempts = fetched.attempts
-                raise
-            return _Fetched(snapshot, fetched.attempts, time.monotonic() - started)
+                return _failure(exc, duration=time.monotonic() - started,
+                                http_status=fetched.status)
+            return _Fetched(snapshot, fetched.attempts, time.monotonic() - started, fetched.status)
         except AuthError as exc:
             self._abort.set()
-            self.auth_failure = exc.message
-            return _failure(exc, duration=time.monotonic() - started, redact=self.redact)
+            self.auth_failure = True
+            return _failure(exc, duration=time.monotonic() - started)
         except CampaignError as exc:
-            return _failure(exc, duration=time.monotonic() - started, redact=self.redact)
+            return _failure(exc, duration=time.monotonic() - started)
         except InterruptedRun:
             return CampaignOutcome(
                 campaign_id=campaign_id, outcome="skipped", error="the run was interrupted"
@@ -191,7 +191,7 @@ class _Run:
                 campaign_id=campaign_id,
                 outcome="failed",
                 duration=time.monotonic() - started,
-                error=self.redact(f"unexpected {type(exc).__name__}: {exc}"),
+                error=logs.redact(f"unexpected {type(exc).__name__}: {exc}"),
             )
 
     # -- writing (this thread) ------------------------------------------------------------
@@ -273,7 +273,7 @@ class _Run:
             outcome="failed",
             attempts=item.attempts,
             duration=item.duration,
-            error=self.redact(f"the database rejected this campaign's data: {reason(exc)}"),
+            error=logs.redact(f"the database rejected this campaign's data: {reason(exc)}"),
         )
 
     def _commit(self, fetched: list[_Fetched], others: list[CampaignOutcome]) -> None:
@@ -288,6 +288,7 @@ class _Run:
                     counts=counts[item.snapshot.campaign_id],
                     attempts=item.attempts,
                     duration=item.duration,
+                    http_status=item.http_status,
                 )
                 for item in fetched
             ]
@@ -297,7 +298,7 @@ class _Run:
         for outcome in outcomes:
             self._handled.add(outcome.campaign_id)
             self.tally.add(outcome)
-            _log_outcome(outcome, run_id=self.run_id)
+            _log_outcome(outcome)
 
     def _with_db_retry(self, action: Callable[[], T], *, doing: str) -> T:
         """Run ``action``, retrying when the connection was lost (server restart, failover)."""
@@ -311,12 +312,12 @@ class _Run:
                 if attempt == attempts:
                     raise DatabaseError(
                         f"database {describe(self.url)} failed while {doing}, {attempts} "
-                        f"attempts: {self.redact(reason(exc))}"
+                        f"attempts: {logs.redact(reason(exc))}"
                     ) from None
                 wait = self.options.db_retry_wait * 2 ** (attempt - 1)
                 logger.warning(
                     "database connection lost while %s (%s); retrying in %.1fs",
-                    doing, self.redact(reason(exc)), wait, extra={"run_id": self.run_id},
+                    doing, logs.redact(reason(exc)), wait,
                 )
                 if self.stop.wait(wait):
                     raise InterruptedRun("stop requested while waiting for the database") from None
@@ -334,7 +335,7 @@ class _Run:
             state = "partial"
         parts = []
         if self.auth_failure:
-            parts.append(f"stopped at HTTP 401: {self.auth_failure}")
+            parts.append("stopped at the first HTTP 401: the API rejected the credentials")
         if tally.failed:
             parts.append(f"{tally.failed} of {len(self.campaign_ids)} campaigns failed: "
                          + "; ".join(tally.errors)
@@ -344,8 +345,8 @@ class _Run:
         return state, (" | ".join(parts) or None)
 
 
-def _log_outcome(outcome: CampaignOutcome, *, run_id: int) -> None:
-    extra = {"run_id": run_id, "campaign_id": outcome.campaign_id, "outcome": outcome.outcome}
+def _log_outcome(outcome: CampaignOutcome) -> None:
+    extra = {"campaign_id": outcome.campaign_id, "outcome": outcome.outcome}
     if outcome.outcome == "succeeded":
         c = outcome.counts
         logger.info(
@@ -372,7 +373,6 @@ def run_sync(
     stop: threading.Event | None = None,
     options: WriteSettings | None = None,
     shard: Shard | None = None,
-    redact: Callable[[str], str] = str,
 ) -> RunResult:
     """Sync ``campaign_ids`` once; raises for whole-run failures, records per-campaign ones.
 
@@ -394,18 +394,18 @@ def run_sync(
                 "free when a later run started)",
             )
             run_id = history.start_run(conn, campaigns_total=len(campaign_ids), shard=shard)
-        for old in abandoned:
-            logger.warning("run %d never finished: marked abandoned", old, extra={"run_id": run_id})
-        logger.info("run %d started: %d campaign(s)%s, concurrency %d", run_id, len(campaign_ids),
-                    f" of shard {shard}" if shard else "", api.concurrency,
-                    extra={"run_id": run_id, "shard": str(shard) if shard else None})
         run = _Run(engine=engine, url=url, api=api, campaign_ids=campaign_ids, run_id=run_id,
-                   lock=lock, stop=stop, options=options, redact=redact)
-        try:
-            run.execute()
-        except BaseException as exc:
-            _finish_after_crash(engine, run, exc)
-            raise
+                   lock=lock, stop=stop, options=options)
+        with logs.context(run_id=run_id, shard=str(shard) if shard else None):
+            for old in abandoned:
+                logger.warning("run %d never finished: marked abandoned", old)
+            logger.info("run %d started: %d campaign(s)%s, concurrency %d", run_id,
+                        len(campaign_ids), f" of shard {shard}" if shard else "", api.concurrency)
+            try:
+                run.execute()
+            except BaseException as exc:
+                _finish_after_crash(engine, run, exc)
+                raise
         state, error = run.outcome()
         totals = run.tally.totals(len(campaign_ids))
         with unreachable_is_fatal(url, doing="recording the run's outcome"), engine.begin() as conn:
@@ -419,7 +419,7 @@ def run_sync(
 def _finish_after_crash(engine: Engine, run: _Run, exc: BaseException) -> None:
     """Best effort: record why the run stopped, if the database still answers."""
     state = "interrupted" if isinstance(exc, InterruptedRun | KeyboardInterrupt) else "failed"
-    message = run.redact(str(exc) or type(exc).__name__)
+    message = logs.redact(str(exc) or type(exc).__name__)
     try:
         with engine.begin() as conn:
             history.finish_run(conn, run.run_id, outcome=state,
