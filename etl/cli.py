@@ -332,10 +332,12 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
         return int(exc.code) if isinstance(exc.code, int) else EXIT_CONFIG
     log_format = args.log_format or (env.get("THULIUM_LOG_FORMAT") or "").strip().lower() or None
     level_name = (env.get("THULIUM_LOG_LEVEL") or "INFO").strip().upper()
-    level = logging.getLevelNamesMapping().get(level_name, logging.INFO)
-    if log_format not in (None, "text", "json"):
-        logs.configure(fmt="text", level=level)
-        logger.error("configuration error: THULIUM_LOG_FORMAT=%r must be text or json", log_format)
+    level = logging.getLevelNamesMapping().get(level_name)
+    if log_format not in (None, "text", "json") or level is None:
+        logs.configure(fmt="text", level=logging.INFO)
+        problem = (f"THULIUM_LOG_LEVEL={level_name!r} must be DEBUG, INFO, WARNING or ERROR"
+                   if level is None else f"THULIUM_LOG_FORMAT={log_format!r} must be text or json")
+        logger.error("configuration error: %s", problem)
         return EXIT_CONFIG
     logs.configure(fmt=log_format, level=level)
     try:

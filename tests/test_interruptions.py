@@ -81,8 +81,12 @@ def test_sigkill_at_random_moments_never_half_writes_and_the_next_run_recovers(
             time.sleep(rng.uniform(0.0, 0.9))
         else:  # after a random number of campaigns were committed
             target = before + rng.randint(0, len(IDS) - 5)
-            _wait_until(lambda: _committed(engine) >= target or proc.poll() is not None,
-                        timeout=20)
+            _wait_until(
+                lambda target=target, proc=proc: (  # type: ignore[misc]
+                    _committed(engine) >= target or proc.poll() is not None
+                ),
+                timeout=20,
+            )
             time.sleep(rng.uniform(0.0, 0.02))
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=30)

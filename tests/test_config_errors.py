@@ -1,0 +1,483 @@
+"""A configuration error exits 2 with one line naming the problem, before anything is contacted.
+
+Every case runs the real CLI against a live stand-in and a migrated database, then checks the
+stand-in received no request and the database holds no run, campaign or status row. The
+``127.0.0.1:1`` cases prove the API settings are validated before any database connection is
+even attempted (an attempt would end in exit 3, not 2).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import URL
+
+from etl import migrate
+from etl.standin import StandIn
+from tests.conftest import (
+    DB_PASSWORD,
+    PASSWORD,
+    USER,
+    Result,
+    as_api,
+    canonical,
+    make_env,
+    reset_schema,
+    run_cli,
+    seed_campaigns,
+    spawn_cli,
+    stored_statuses,
+)
+
+IDS = ["00001", "00002"]
+UNREACHABLE_DB = f"postgresql://etl:{DB_PASSWORD}@127.0.0.1:1/thulium"
+_WRITTEN_TABLES = ("sync_runs", "sync_run_campaigns", "campaigns", "statuses")
+
+
+@pytest.fixture(scope="module")
+def migrated(engine: Engine) -> Engine:
+    reset_schema(engine)
+    migrate.upgrade(engine)
+    return engine
+
+
+@pytest.fixture(scope="module")
+def shared_api() -> Iterator[StandIn]:
+    with StandIn(user=USER, password=PASSWORD) as server:
+        yield server
+
+
+@pytest.fixture
+def api(shared_api: StandIn) -> StandIn:
+    """One stand-in for the module (most cases must never reach it); counts start at zero."""
+    shared_api.reset_counts()
+    return shared_api
+
+
+@pytest.fixture
+def clean(migrated: Engine) -> Iterator[Engine]:
+    if any(rows_written(migrated).values()):
+        with migrated.begin() as conn:
+            conn.execute(text(f"TRUNCATE {', '.join(_WRITTEN_TABLES)}"))
+    yield migrated
+
+
+def rows_written(engine: Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {
+            table: conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+            for table in _WRITTEN_TABLES
+        }
+
+
+def assert_nothing_contacted(result: Result, api: StandIn, engine: Engine) -> None:
+    assert api.total_requests == 0, result.err
+    assert rows_written(engine) == dict.fromkeys(_WRITTEN_TABLES, 0)
+
+
+def one_error_event(result: Result) -> dict[str, Any]:
+    """The run's only stderr line, parsed: a JSON event at level error, and nothing else."""
+    assert result.code == 2, result.err
+    assert result.out == ""
+    lines = result.err.splitlines()
+    assert len(lines) == 1, result.err
+    event: dict[str, Any] = json.loads(lines[0])
+    assert event["level"] == "error"
+    assert "\n" not in event["message"]
+    return event
+
+
+def env_without(api: StandIn, db_url: URL, name: str) -> dict[str, str]:
+    env = make_env(api, db_url, IDS)
+    del env[name]
+    return env
+
+
+# -- missing variables ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["THULIUM_BASE_URL", "THULIUM_USER", "THULIUM_PASSWORD", "THULIUM_CAMPAIGNS", "DATABASE_URL"],
+)
+@pytest.mark.parametrize("command", ["sync", "check"])
+def test_a_missing_variable_is_named_and_nothing_is_contacted(
+    api: StandIn, db_url: URL, clean: Engine, name: str, command: str
+) -> None:
+    result = run_cli(command, env=env_without(api, db_url, name))
+
+    event = one_error_event(result)
+    assert name in event["message"]
+    assert "not set" in event["message"]
+    assert_nothing_contacted(result, api, clean)
+
+
+@pytest.mark.parametrize("name", ["THULIUM_BASE_URL", "THULIUM_USER", "THULIUM_CAMPAIGNS"])
+def test_a_blank_variable_counts_as_missing(
+    api: StandIn, db_url: URL, clean: Engine, name: str
+) -> None:
+    env = make_env(api, db_url, IDS, **{name: "  "})
+
+    result = run_cli("sync", env=env)
+
+    event = one_error_event(result)
+    assert name in event["message"] and "not set" in event["message"]
+    assert_nothing_contacted(result, api, clean)
+
+
+@pytest.mark.parametrize("command", ["migrate", "runs"])
+def test_database_commands_need_only_database_url(
+    api: StandIn, db_url: URL, clean: Engine, command: str
+) -> None:
+    env = {"DATABASE_URL": make_env(api, db_url, IDS)["DATABASE_URL"], "THULIUM_LOG_FORMAT": "json"}
+    assert run_cli(command, env=env).code == 0
+
+    result = run_cli(command, env={"THULIUM_LOG_FORMAT": "json"})
+
+    assert "DATABASE_URL" in one_error_event(result)["message"]
+
+
+@pytest.mark.parametrize(
+    "name", ["THULIUM_BASE_URL", "THULIUM_USER", "THULIUM_PASSWORD", "THULIUM_CAMPAIGNS"]
+)
+def test_api_settings_are_checked_before_the_database_is_tried(
+    api: StandIn, db_url: URL, name: str
+) -> None:
+    env = env_without(api, db_url, name)
+    env["DATABASE_URL"] = UNREACHABLE_DB  # a connection attempt would give exit 3
+
+    result = run_cli("sync", env=env)
+
+    assert name in one_error_event(result)["message"]
+    assert api.total_requests == 0
+
+
+# -- campaign ids -------------------------------------------------------------------------
+
+BAD_IDS = ["0001", "000001", "00-01", "0000ł", "0000\u0661", "00001;00002"]
+
+
+@pytest.mark.parametrize("bad", BAD_IDS)
+def test_a_malformed_campaign_id_in_the_environment_is_named(
+    api: StandIn, db_url: URL, clean: Engine, bad: str
+) -> None:
+    env = make_env(api, db_url, ["00003", bad])
+
+    result = run_cli("sync", env=env)
+
+    message = one_error_event(result)["message"]
+    assert "THULIUM_CAMPAIGNS" in message
+    assert repr(bad) in message
+    assert_nothing_contacted(result, api, clean)
+
+
+@pytest.mark.parametrize("bad", BAD_IDS)
+@pytest.mark.parametrize("command", ["sync", "check"])
+def test_a_malformed_campaign_id_given_with_the_flag_is_named(
+    api: StandIn, db_url: URL, clean: Engine, bad: str, command: str
+) -> None:
+    env = make_env(api, db_url, IDS)
+
+    result = run_cli(command, "--campaign", "00003", "--campaign", bad, env=env)
+
+    message = one_error_event(result)["message"]
+    assert "--campaign" in message
+    assert repr(bad) in message
+    assert_nothing_contacted(result, api, clean)
+
+
+def test_a_blank_campaign_flag_is_a_usage_error(
+    api: StandIn, db_url: URL, clean: Engine
+) -> None:
+    result = run_cli("sync", "--campaign", " ", env=make_env(api, db_url, IDS))
+
+    message = one_error_event(result)["message"]
+    assert "--campaign" in message and "no campaign ids" in message
+    assert_nothing_contacted(result, api, clean)
+
+
+def test_commas_spaces_and_newlines_all_separate_campaign_ids(
+    api: StandIn, db_url: URL, clean: Engine
+) -> None:
+    served = seed_campaigns(api, ["00001", "00002", "00003"], n=3)
+    env = make_env(api, db_url, [], THULIUM_CAMPAIGNS="00001, 00002\n00003\n")
+
+    result = run_cli("sync", env=env)
+
+    assert result.code == 0, result.err
+    for campaign_id, statuses in served.items():
+        assert api.requests_for(campaign_id) == 1
+        assert as_api(stored_statuses(clean, campaign_id)) == canonical(statuses)
+    assert api.total_requests == 3
+    assert rows_written(clean)["campaigns"] == 3
+
+
+def test_the_campaign_flag_accepts_commas_and_repeats_and_overrides_the_variable(
+    api: StandIn, db_url: URL, clean: Engine
+) -> None:
+    served = seed_campaigns(api, ["00001", "00002", "00003", "00009"], n=2)
+    env = make_env(api, db_url, ["00009"])
+
+    result = run_cli("sync", "--campaign", "00001,00002", "--campaign", "00003", env=env)
+
+    assert result.code == 0, result.err
+    assert api.requests_for("00009") == 0
+    for campaign_id in ("00001", "00002", "00003"):
+        assert as_api(stored_statuses(clean, campaign_id)) == canonical(served[campaign_id])
+    assert stored_statuses(clean, "00009") == {}
+
+
+# -- the password file --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (None, "No such file"),
+        (b"", "is empty"),
+        (b"\n", "is empty"),
+        (b"\r\n", "is empty"),
+        (b"\xff\xfe-not-utf8", "cannot read"),
+        ("directory", "cannot read"),
+    ],
+    ids=["missing", "empty", "newline-only", "crlf-only", "not-utf8", "a-directory"],
+)
+def test_an_unusable_password_file_is_named(
+    api: StandIn, db_url: URL, clean: Engine, tmp_path: Path, content: bytes | str | None,
+    reason: str,
+) -> None:
+    secret = tmp_path / "password"
+    if content == "directory":
+        secret.mkdir()
+    elif isinstance(content, bytes):
+        secret.write_bytes(content)
+    env = env_without(api, db_url, "THULIUM_PASSWORD")
+    env["THULIUM_PASSWORD_FILE"] = str(secret)
+
+    result = run_cli("sync", env=env)
+
+    message = one_error_event(result)["message"]
+    assert "THULIUM_PASSWORD_FILE" in message
+    assert reason in message
+    assert_nothing_contacted(result, api, clean)
+
+
+def test_password_and_password_file_together_are_refused(
+    api: StandIn, db_url: URL, clean: Engine, tmp_path: Path
+) -> None:
+    secret = tmp_path / "password"
+    secret.write_text(PASSWORD + "\n")
+    env = make_env(api, db_url, IDS, THULIUM_PASSWORD_FILE=str(secret))
+
+    # A process of its own: no earlier test's registered secrets can mask a leak here.
+    proc = spawn_cli("sync", env=env)
+    out, err = proc.communicate(timeout=60)
+    result = Result(proc.returncode, out, err)
+
+    message = one_error_event(result)["message"]
+    assert "THULIUM_PASSWORD" in message and "THULIUM_PASSWORD_FILE" in message
+    assert PASSWORD not in result.err
+    assert_nothing_contacted(result, api, clean)
+
+
+def test_database_url_and_its_file_together_are_refused(
+    api: StandIn, db_url: URL, clean: Engine, tmp_path: Path
+) -> None:
+    env = make_env(api, db_url, IDS)
+    url_file = tmp_path / "database-url"
+    url_file.write_text(env["DATABASE_URL"])
+    env["DATABASE_URL_FILE"] = str(url_file)
+
+    result = run_cli("sync", env=env)
+
+    assert "DATABASE_URL_FILE" in one_error_event(result)["message"]
+    assert DB_PASSWORD not in result.err
+    assert_nothing_contacted(result, api, clean)
+
+
+@pytest.mark.parametrize("ending", ["\n", "\r\n", ""])
+def test_the_password_is_read_from_its_file_without_the_line_ending(
+    api: StandIn, db_url: URL, clean: Engine, tmp_path: Path, ending: str
+) -> None:
+    served = seed_campaigns(api, IDS, n=2)
+    secret = tmp_path / "password"
+    secret.write_text(PASSWORD + ending, encoding="utf-8", newline="")
+    env = env_without(api, db_url, "THULIUM_PASSWORD")
+    env["THULIUM_PASSWORD_FILE"] = str(secret)
+
+    result = run_cli("sync", env=env)
+
+    assert result.code == 0, result.err
+    for campaign_id in IDS:
+        assert as_api(stored_statuses(clean, campaign_id)) == canonical(served[campaign_id])
+    assert PASSWORD not in result.err + result.out
+
+
+# -- malformed values -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "acme.thulium.com/api",
+        "ftp://acme.thulium.com/api",
+        "https:///api",
+        "https://acme.thulium.com:99999/api",
+        "https://acme.thulium.com:abc/api",
+        "https://acme.thulium.com:0/api",
+        "https://acme.thulium.com/api?x=1",
+    ],
+)
+def test_a_malformed_base_url_is_named(
+    api: StandIn, db_url: URL, clean: Engine, value: str
+) -> None:
+    result = run_cli("sync", env=make_env(api, db_url, IDS, THULIUM_BASE_URL=value))
+
+    assert "THULIUM_BASE_URL" in one_error_event(result)["message"]
+    assert_nothing_contacted(result, api, clean)
+
+
+def test_credentials_in_the_base_url_are_refused_without_echoing_them(
+    api: StandIn, db_url: URL, clean: Engine
+) -> None:
+    host_and_path = api.url.split("://", 1)[1]
+    value = f"http://{USER}:hunter2-in-url@{host_and_path}"
+
+    result = run_cli("sync", env=make_env(api, db_url, IDS, THULIUM_BASE_URL=value))
+
+    message = one_error_event(result)["message"]
+    assert "THULIUM_BASE_URL" in message and "credentials" in message
+    assert "hunter2-in-url" not in result.err
+    assert_nothing_contacted(result, api, clean)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "not a url",
+        "mysql://etl:{pw}@127.0.0.1/thulium",
+        "sqlite:///thulium.db",
+        "postgresql://etl:{pw}@127.0.0.1:abc/thulium",
+        "postgresql://etl:{pw}@127.0.0.1:99999/thulium",
+    ],
+    ids=["not-a-url", "mysql", "sqlite", "port-not-a-number", "port-out-of-range"],
+)
+@pytest.mark.parametrize("command", ["migrate", "sync", "check", "runs"])
+def test_a_malformed_database_url_is_named_without_its_password(
+    api: StandIn, db_url: URL, clean: Engine, value: str, command: str
+) -> None:
+    password = f"tapir-{uuid.uuid4().hex}"  # never registered as a secret by an earlier test
+    env = make_env(api, db_url, IDS, DATABASE_URL=value.format(pw=password))
+
+    result = run_cli(command, env=env)
+
+    assert "DATABASE_URL" in one_error_event(result)["message"]
+    assert password not in result.err + result.out
+    assert api.total_requests == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("THULIUM_TIMEOUT", "abc"),
+        ("THULIUM_TIMEOUT", "-1"),
+        ("THULIUM_TIMEOUT", "0"),
+        ("THULIUM_TIMEOUT", "nan"),
+        ("THULIUM_CONNECT_TIMEOUT", "inf"),
+        ("THULIUM_CONCURRENCY", "0"),
+        ("THULIUM_CONCURRENCY", "two"),
+        ("THULIUM_RETRY_ATTEMPTS", "0"),
+        ("THULIUM_RETRY_WAIT", "-0.5"),
+        ("THULIUM_BATCH_ROWS", "1.5"),
+        ("THULIUM_CA_BUNDLE", "/nonexistent/ca-bundle.pem"),
+        ("THULIUM_CA_BUNDLE", "/"),
+    ],
+)
+def test_a_malformed_setting_is_named(
+    api: StandIn, db_url: URL, clean: Engine, name: str, value: str
+) -> None:
+    result = run_cli("sync", env=make_env(api, db_url, IDS, **{name: value}))
+
+    message = one_error_event(result)["message"]
+    assert name in message
+    assert value in message
+    assert_nothing_contacted(result, api, clean)
+
+
+def test_a_negative_timeout_flag_is_a_configuration_error(
+    api: StandIn, db_url: URL, clean: Engine
+) -> None:
+    result = run_cli("sync", "--timeout", "-1", env=make_env(api, db_url, IDS))
+
+    message = one_error_event(result)["message"]
+    assert "TIMEOUT" in message and "-1" in message
+    assert_nothing_contacted(result, api, clean)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"), [("THULIUM_LOG_FORMAT", "xml"), ("THULIUM_LOG_LEVEL", "verbose")]
+)
+def test_an_unknown_log_setting_is_one_plain_text_line(
+    api: StandIn, db_url: URL, clean: Engine, variable: str, value: str
+) -> None:
+    result = run_cli("sync", env=make_env(api, db_url, IDS, **{variable: value}))
+
+    assert result.code == 2
+    assert result.out == ""
+    lines = result.err.splitlines()
+    assert len(lines) == 1, result.err
+    assert not lines[0].lstrip().startswith("{")
+    assert " ERROR " in lines[0]
+    assert variable in lines[0]
+    assert (value.upper() if variable.endswith("LEVEL") else value) in lines[0]
+    assert_nothing_contacted(result, api, clean)
+
+
+def test_a_text_format_configuration_error_is_one_line(
+    api: StandIn, db_url: URL, clean: Engine
+) -> None:
+    env = env_without(api, db_url, "THULIUM_USER")
+    env["THULIUM_LOG_FORMAT"] = "text"
+
+    result = run_cli("sync", env=env)
+
+    assert result.code == 2
+    lines = result.err.splitlines()
+    assert len(lines) == 1, result.err
+    assert " ERROR " in lines[0] and "THULIUM_USER" in lines[0]
+    assert_nothing_contacted(result, api, clean)
+
+
+# -- usage errors ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        ([], "COMMAND"),
+        (["bogus"], "bogus"),
+        (["sync", "--bogus"], "--bogus"),
+        (["--log-format", "xml", "sync"], "xml"),
+        (["sync", "--concurrency", "0"], "--concurrency"),
+        (["sync", "--timeout", "soon"], "--timeout"),
+        (["runs", "--limit", "0"], "--limit"),
+        (["runs", "--run", "latest"], "--run"),
+    ],
+)
+def test_a_usage_error_exits_2_naming_the_argument(
+    api: StandIn, db_url: URL, clean: Engine, argv: list[str], named: str
+) -> None:
+    result = run_cli(*argv, env=make_env(api, db_url, IDS))
+
+    assert result.code == 2
+    errors = [line for line in result.err.splitlines() if "error:" in line]
+    assert len(errors) == 1, result.err
+    assert named in errors[0]
+    assert_nothing_contacted(result, api, clean)
+
