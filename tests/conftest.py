@@ -26,6 +26,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL, make_url
 
+from etl import migrate
 from etl.cli import main
 from etl.standin import StandIn, sample_statuses
 from etl.standin.embedded import embedded_postgres
@@ -115,6 +116,25 @@ def reset_schema(engine: Engine) -> None:
     with engine.begin() as conn:
         conn.execute(text("DROP SCHEMA public CASCADE"))
         conn.execute(text("CREATE SCHEMA public"))
+
+
+DATA_TABLES = ("sync_run_campaigns", "sync_runs", "statuses", "campaigns")
+
+
+@pytest.fixture(scope="module")
+def schema(engine: Engine) -> Engine:
+    """The module's database, emptied and migrated to the head revision once."""
+    reset_schema(engine)
+    migrate.upgrade(engine)
+    return engine
+
+
+@pytest.fixture
+def migrated(schema: Engine) -> Engine:
+    """The migrated database with no data left by an earlier test of the module."""
+    with schema.begin() as conn:
+        conn.execute(text(f"TRUNCATE {', '.join(DATA_TABLES)}"))
+    return schema
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +31,6 @@ from tests.conftest import (
     as_api,
     canonical,
     make_env,
-    reset_schema,
     run_cli,
     seed_campaigns,
     stored_statuses,
@@ -60,19 +58,6 @@ class Unchecked(Enum):
 def new_ids(prefix: str, n: int = 3) -> list[str]:
     """Campaign ids no other test of the module has used, so tests can share one schema."""
     return [f"{prefix}{next(_counter):04d}" for _ in range(n)]
-
-
-def migrate_database(db_url: URL, engine: Engine) -> None:
-    """Empty the module's database and bring it to the head revision with the real CLI."""
-    reset_schema(engine)
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": os.environ.get("HOME", "/tmp"),
-        "DATABASE_URL": db_url.render_as_string(hide_password=False),
-        "THULIUM_LOG_FORMAT": "json",
-    }
-    result = run_cli("migrate", env=env)
-    assert result.code == 0, result.err
 
 
 def rows_with_xmin(engine: Engine, campaign_id: str) -> Rows:
@@ -258,13 +243,8 @@ def assert_all_synced(s: Scenario, result: Result, *, victim_requests: int) -> N
 # -- fixtures ------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def migrated(db_url: URL, engine: Engine) -> None:
-    migrate_database(db_url, engine)
-
-
 @pytest.fixture
-def scenario(migrated: None, api: StandIn, db_url: URL, engine: Engine) -> Scenario:
+def scenario(schema: Engine, api: StandIn, db_url: URL, engine: Engine) -> Scenario:
     return prepare(api, db_url, engine, THULIUM_TIMEOUT="0.3")
 
 

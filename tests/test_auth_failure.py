@@ -21,21 +21,15 @@ from tests.test_api_faults import (
     assert_victim_failed,
     campaign_row,
     last_run,
-    migrate_database,
     prepare,
 )
 
 CREDENTIALS_HINT = re.compile(r"THULIUM_USER.*THULIUM_PASSWORD")
 
 
-@pytest.fixture(scope="module")
-def migrated(db_url: URL, engine: Engine) -> None:
-    migrate_database(db_url, engine)
-
-
 @pytest.mark.parametrize("concurrency", [1, 3])
 def test_a_401_stops_the_run_and_skips_every_campaign_not_yet_tried(
-    migrated: None, api: StandIn, db_url: URL, engine: Engine, concurrency: int
+    schema: Engine, api: StandIn, db_url: URL, engine: Engine, concurrency: int
 ) -> None:
     s = prepare(api, db_url, engine, prefix="A", n=6)
 
@@ -88,7 +82,7 @@ def test_a_401_stops_the_run_and_skips_every_campaign_not_yet_tried(
 
 
 def test_a_403_on_one_campaign_fails_it_alone(
-    migrated: None, api: StandIn, db_url: URL, engine: Engine
+    schema: Engine, api: StandIn, db_url: URL, engine: Engine
 ) -> None:
     s = prepare(api, db_url, engine, prefix="B")
     api.set_permanent_fault(s.victim, Fault.status(403))

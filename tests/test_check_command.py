@@ -11,6 +11,7 @@ from sqlalchemy.engine import URL
 from etl import migrate
 from etl.standin import Fault, StandIn
 from tests.conftest import (
+    DATA_TABLES,
     DB_PASSWORD,
     PASSWORD,
     Result,
@@ -22,21 +23,6 @@ from tests.conftest import (
 
 IDS = ["00001", "00002", "0000A"]
 LINE = re.compile(r"^(PASS|FAIL)  (database|campaign [0-9A-Za-z]{5}): \S")
-_DATA_TABLES = ("sync_runs", "sync_run_campaigns", "campaigns", "statuses")
-
-
-@pytest.fixture(scope="module")
-def schema(engine: Engine) -> Engine:
-    reset_schema(engine)
-    migrate.upgrade(engine)
-    return engine
-
-
-@pytest.fixture
-def migrated(schema: Engine) -> Engine:
-    with schema.begin() as conn:
-        conn.execute(text(f"TRUNCATE {', '.join(_DATA_TABLES)}"))
-    return schema
 
 
 def verdicts(result: Result) -> dict[str, str]:
@@ -56,9 +42,9 @@ def line_for(result: Result, what: str) -> str:
 def assert_nothing_written(engine: Engine) -> None:
     with engine.connect() as conn:
         counts = {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one()
-                  for t in _DATA_TABLES}
+                  for t in DATA_TABLES}
         revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
-    assert counts == dict.fromkeys(_DATA_TABLES, 0)
+    assert counts == dict.fromkeys(DATA_TABLES, 0)
     assert revision == migrate.head_revision()
 
 

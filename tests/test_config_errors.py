@@ -1,6 +1,6 @@
 """A configuration error exits 2 with one line naming the problem, before anything is contacted.
 
-Every case runs the real CLI against a live stand-in and a migrated database, then checks the
+Every case runs the real CLI against a live stand-in and a schema database, then checks the
 stand-in received no request and the database holds no run, campaign or status row. The
 ``127.0.0.1:1`` cases prove the API settings are validated before any database connection is
 even attempted (an attempt would end in exit 3, not 2).
@@ -18,7 +18,6 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
-from etl import migrate
 from etl.standin import StandIn
 from tests.conftest import (
     DB_PASSWORD,
@@ -28,7 +27,6 @@ from tests.conftest import (
     as_api,
     canonical,
     make_env,
-    reset_schema,
     run_cli,
     seed_campaigns,
     spawn_cli,
@@ -38,13 +36,6 @@ from tests.conftest import (
 IDS = ["00001", "00002"]
 UNREACHABLE_DB = f"postgresql://etl:{DB_PASSWORD}@127.0.0.1:1/thulium"
 _WRITTEN_TABLES = ("sync_runs", "sync_run_campaigns", "campaigns", "statuses")
-
-
-@pytest.fixture(scope="module")
-def migrated(engine: Engine) -> Engine:
-    reset_schema(engine)
-    migrate.upgrade(engine)
-    return engine
 
 
 @pytest.fixture(scope="module")
@@ -61,11 +52,11 @@ def api(shared_api: StandIn) -> StandIn:
 
 
 @pytest.fixture
-def clean(migrated: Engine) -> Iterator[Engine]:
-    if any(rows_written(migrated).values()):
-        with migrated.begin() as conn:
+def clean(schema: Engine) -> Iterator[Engine]:
+    if any(rows_written(schema).values()):
+        with schema.begin() as conn:
             conn.execute(text(f"TRUNCATE {', '.join(_WRITTEN_TABLES)}"))
-    yield migrated
+    yield schema
 
 
 def rows_written(engine: Engine) -> dict[str, int]:

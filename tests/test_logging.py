@@ -18,13 +18,11 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
-from etl import migrate
 from etl.standin import Fault, StandIn
 from tests.conftest import (
     as_api,
     canonical,
     make_env,
-    reset_schema,
     run_cli,
     seed_campaigns,
     spawn_cli,
@@ -38,20 +36,6 @@ TEXT_LINE = re.compile(
 )
 ABOUT_A_CAMPAIGN = re.compile(r"^campaign ([0-9A-Za-z]{5})\b")
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def schema(engine: Engine) -> Engine:
-    reset_schema(engine)
-    migrate.upgrade(engine)
-    return engine
-
-
-@pytest.fixture
-def migrated(schema: Engine) -> Engine:
-    with schema.begin() as conn:
-        conn.execute(text("TRUNCATE sync_run_campaigns, sync_runs, statuses, campaigns"))
-    return schema
 
 
 def serve(api: StandIn) -> dict[str, list[dict[str, object]]]:

@@ -23,7 +23,6 @@ from tests.test_api_faults import (
     STANDIN_REQUEST_ID,
     assert_all_synced,
     assert_victim_failed,
-    migrate_database,
     prepare,
 )
 
@@ -33,14 +32,9 @@ def arrivals(api: StandIn, campaign_id: str) -> list[float]:
     return [when for when, campaign in api.arrivals() if campaign == campaign_id]
 
 
-@pytest.fixture(scope="module")
-def migrated(db_url: URL, engine: Engine) -> None:
-    migrate_database(db_url, engine)
-
-
 @pytest.mark.parametrize("code", [429, 503])
 def test_retry_after_in_seconds_is_waited_for(
-    migrated: None, api: StandIn, db_url: URL, engine: Engine, code: int
+    schema: Engine, api: StandIn, db_url: URL, engine: Engine, code: int
 ) -> None:
     s = prepare(api, db_url, engine, prefix="R", THULIUM_RETRY_MAX_WAIT="5")
     api.add_faults(s.victim, Fault.retry_after("1", code=code))
@@ -53,7 +47,7 @@ def test_retry_after_in_seconds_is_waited_for(
 
 
 def test_retry_after_as_an_http_date_is_waited_for(
-    migrated: None, api: StandIn, db_url: URL, engine: Engine
+    schema: Engine, api: StandIn, db_url: URL, engine: Engine
 ) -> None:
     s = prepare(api, db_url, engine, prefix="R", THULIUM_RETRY_MAX_WAIT="5")
     # HTTP dates have whole seconds: two seconds ahead means a wait of more than one.
@@ -68,7 +62,7 @@ def test_retry_after_as_an_http_date_is_waited_for(
 
 
 def test_a_retry_after_beyond_the_maximum_wait_is_capped(
-    migrated: None, api: StandIn, db_url: URL, engine: Engine
+    schema: Engine, api: StandIn, db_url: URL, engine: Engine
 ) -> None:
     s = prepare(api, db_url, engine, prefix="R")  # THULIUM_RETRY_MAX_WAIT=0.05
     api.add_faults(s.victim, Fault.retry_after("3600"))
@@ -92,7 +86,7 @@ def test_a_retry_after_beyond_the_maximum_wait_is_capped(
 
 
 def test_requests_carry_accept_user_agent_and_basic_auth(
-    migrated: None, api: StandIn, db_url: URL, engine: Engine
+    schema: Engine, api: StandIn, db_url: URL, engine: Engine
 ) -> None:
     s = prepare(api, db_url, engine, prefix="R")
     api.add_faults(s.victim, Fault.status(503))  # the retried request too
@@ -109,7 +103,7 @@ def test_requests_carry_accept_user_agent_and_basic_auth(
 
 
 def test_the_retry_budget_ends_retries_long_before_the_attempts_run_out(
-    migrated: None, api: StandIn, db_url: URL, engine: Engine
+    schema: Engine, api: StandIn, db_url: URL, engine: Engine
 ) -> None:
     s = prepare(
         api, db_url, engine, prefix="R",
@@ -129,7 +123,7 @@ def test_the_retry_budget_ends_retries_long_before_the_attempts_run_out(
 
 
 def test_a_429_holds_back_every_worker_until_retry_after_has_passed(
-    migrated: None, api: StandIn, db_url: URL, engine: Engine
+    schema: Engine, api: StandIn, db_url: URL, engine: Engine
 ) -> None:
     s = prepare(api, db_url, engine, prefix="R", n=4,
                 THULIUM_CONCURRENCY="2", THULIUM_RETRY_MAX_WAIT="5")

@@ -20,20 +20,6 @@ IDS = [OK1, OK2, GONE]
 N = 4
 
 
-@pytest.fixture(scope="module")
-def schema(engine: Engine) -> Engine:
-    reset_schema(engine)
-    migrate.upgrade(engine)
-    return engine
-
-
-@pytest.fixture
-def migrated(schema: Engine) -> Engine:
-    with schema.begin() as conn:
-        conn.execute(text("TRUNCATE sync_run_campaigns, sync_runs, statuses, campaigns"))
-    return schema
-
-
 def partial_run(api: StandIn, env: dict[str, str]) -> None:
     """Two campaigns synced, one unknown to the API (404)."""
     seed_campaigns(api, [OK1, OK2], n=N)

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
-from etl import logs, migrate
+from etl import logs
 from etl.standin import Fault, StandIn
 from tests.conftest import (
     DB_PASSWORD,
@@ -25,7 +25,6 @@ from tests.conftest import (
     USER,
     Result,
     make_env,
-    reset_schema,
     run_cli,
     seed_campaigns,
     spawn_cli,
@@ -41,21 +40,6 @@ def basic_token(user: str, password: str) -> str:
 
 TOKEN = basic_token(USER, PASSWORD)
 SECRETS = (PASSWORD, DB_PASSWORD, TOKEN)
-
-
-@pytest.fixture(scope="module")
-def schema(engine: Engine) -> Engine:
-    reset_schema(engine)
-    migrate.upgrade(engine)
-    return engine
-
-
-@pytest.fixture
-def migrated(schema: Engine) -> Engine:
-    """The migrated database with no data left by an earlier test."""
-    with schema.begin() as conn:
-        conn.execute(text("TRUNCATE sync_run_campaigns, sync_runs, statuses, campaigns"))
-    return schema
 
 
 def run(*argv: str, env: dict[str, str]) -> Result:
