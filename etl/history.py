@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, case, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from etl import __version__
@@ -108,6 +108,7 @@ def record_outcomes(
             for o in outcomes
         ],
     )
+    # One write per campaign: its last attempt and, when it succeeded, its last sync.
     stmt = pg_insert(campaigns).values(last_attempt_at=func.now())
     stmt = stmt.on_conflict_do_update(
         index_elements=[campaigns.c.campaign_id],
@@ -115,12 +116,21 @@ def record_outcomes(
             "last_attempt_at": stmt.excluded.last_attempt_at,
             "last_attempt_outcome": stmt.excluded.last_attempt_outcome,
             "last_error": stmt.excluded.last_error,
+            # a succeeded campaign always conflicts: the loader inserted it if it was new
+            "last_synced_at": case(
+                (stmt.excluded.last_attempt_outcome == "succeeded", func.now()),
+                else_=campaigns.c.last_synced_at,
+            ),
         },
     )
     connection.execute(
         stmt,
         [
-            {"campaign_id": o.campaign_id, "last_attempt_outcome": o.outcome, "last_error": o.error}
+            {
+                "campaign_id": o.campaign_id,
+                "last_attempt_outcome": o.outcome,
+                "last_error": o.error,
+            }
             for o in outcomes
         ],
     )

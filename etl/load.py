@@ -31,11 +31,13 @@ CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGE} (
 """
 _COLUMNS = "campaign_id, status_id, system_status, dictionary_status_id, name"
 
-_UPSERT_CAMPAIGNS = text(
+# Known campaigns are not touched here (no write, no WAL): the run history records when
+# each was last synced, in the same transaction.
+_NEW_CAMPAIGNS = text(
     """
-    INSERT INTO campaigns AS c (campaign_id, last_synced_at)
-    SELECT unnest(CAST(:ids AS text[])), now()
-    ON CONFLICT (campaign_id) DO UPDATE SET last_synced_at = excluded.last_synced_at
+    INSERT INTO campaigns (campaign_id)
+    SELECT unnest(CAST(:ids AS text[]))
+    ON CONFLICT (campaign_id) DO NOTHING
     """
 )
 _NEW_SYSTEM_STATUSES = text(
@@ -138,7 +140,7 @@ def apply_snapshots(connection: Connection, snapshots: Sequence[Snapshot]) -> di
         return {}
     ids = [snapshot.campaign_id for snapshot in snapshots]
     _stage(connection, snapshots)
-    connection.execute(_UPSERT_CAMPAIGNS, {"ids": ids})
+    connection.execute(_NEW_CAMPAIGNS, {"ids": ids})
     for (code,) in connection.execute(_NEW_SYSTEM_STATUSES):
         logger.warning(
             "system_status %r is not in Thulium's documented list: added to system_statuses "

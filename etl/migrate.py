@@ -1,23 +1,31 @@
-"""Alembic, driven from the installed package: upgrade to head and check the schema is current."""
+"""Alembic, driven from the installed package: upgrade to head and check the schema is current.
+
+Alembic is imported only to migrate: checking the schema before a sync compares the
+``alembic_version`` row with :data:`etl.schema.REVISION`, which keeps the job's start fast
+(a test keeps that constant equal to the newest revision).
+"""
 
 from __future__ import annotations
 
 import logging
 from importlib.resources import files
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, text
 
 from etl.errors import SchemaNotCurrentError
+from etl.schema import REVISION
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 logger = logging.getLogger(__name__)
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
     """A Config pointing at the migrations shipped inside the package (``etl.migrations``)."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(files("etl.migrations")))
     config.attributes["configure_logging"] = False
@@ -27,17 +35,25 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 def head_revision() -> str:
+    """The newest revision among the shipped migrations."""
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None, "the package ships no migrations"
     return head
 
 
 def current_revision(connection: Connection) -> str | None:
-    return MigrationContext.configure(connection).get_current_revision()
+    """The revision the database is at, or None for a database Alembic never touched."""
+    if connection.execute(text("SELECT to_regclass('alembic_version')")).scalar() is None:
+        return None
+    return connection.execute(text("SELECT max(version_num) FROM alembic_version")).scalar()
 
 
 def upgrade(engine: Engine) -> tuple[str | None, str]:
     """Upgrade to head in one transaction; returns (revision before, revision after)."""
+    from alembic import command
+
     with engine.begin() as conn:
         before = current_revision(conn)
         command.upgrade(alembic_config(conn), "head")
@@ -47,10 +63,10 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
 
 
 def require_current(connection: Connection) -> None:
-    """Raise SchemaNotCurrentError unless the database is at the head revision."""
-    current, head = current_revision(connection), head_revision()
-    if current != head:
+    """Raise SchemaNotCurrentError unless the database is at the revision this code needs."""
+    current = current_revision(connection)
+    if current != REVISION:
         state = "has no thulium-etl schema" if current is None else f"is at revision {current}"
         raise SchemaNotCurrentError(
-            f"the database {state}, this version needs {head}: run `thulium-etl migrate` first"
+            f"the database {state}, this version needs {REVISION}: run `thulium-etl migrate` first"
         )

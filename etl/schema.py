@@ -24,6 +24,10 @@ from sqlalchemy import (
     text,
 )
 
+# The Alembic revision this code's tables match (migrations/versions); a test keeps it equal
+# to the newest revision, so the job can check the schema without loading Alembic.
+REVISION = "0003"
+
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_name)s",

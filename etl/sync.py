@@ -46,6 +46,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 _WORKER_DONE = object()
 _MAX_ERRORS_IN_SUMMARY = 5
+_LINGER = 0.25  # seconds a fetched campaign may wait for others to share its transaction
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,9 @@ class _Run:
         self.write_seconds = 0.0
         self.auth_failure = False
         self._todo: queue.SimpleQueue[str] = queue.SimpleQueue()
-        self._results: queue.Queue[object] = queue.Queue(maxsize=4 * api.concurrency)
+        # Bounded, so memory never grows with the number of campaigns, yet deep enough for
+        # the workers to keep fetching while a batch is being written.
+        self._results: queue.Queue[object] = queue.Queue(maxsize=max(256, 4 * api.concurrency))
         self._abort = threading.Event()
         self._handled: set[str] = set()
 
@@ -209,28 +212,29 @@ class _Run:
         running = len(workers)
         fetched: list[_Fetched] = []
         failures: list[CampaignOutcome] = []
-        while running and not self.stop.is_set():
+        rows, first_at = 0, 0.0
+        while (running or fetched or failures) and not self.stop.is_set():
+            # Batch what arrives within _LINGER of the first result: one transaction per
+            # batch instead of one per campaign, at the cost of landing a moment later.
+            pending = bool(fetched or failures)
+            wait = max(0.0, first_at + _LINGER - time.monotonic()) if pending else 0.2
             try:
-                item = self._results.get(timeout=0.2)
+                item = self._results.get(timeout=wait) if running else None
             except queue.Empty:
-                continue
-            rows = 0
-            while True:
-                if item is _WORKER_DONE:
-                    running -= 1
-                elif isinstance(item, _Fetched):
-                    fetched.append(item)
-                    rows += len(item.snapshot.statuses)
-                elif isinstance(item, CampaignOutcome):
-                    failures.append(item)
-                if rows >= self.options.batch_rows:
-                    break
-                try:
-                    item = self._results.get_nowait()
-                except queue.Empty:
-                    break
-            self._write(fetched, failures)
-            fetched, failures = [], []
+                item = None
+            if item is _WORKER_DONE:
+                running -= 1
+            elif isinstance(item, _Fetched):
+                fetched.append(item)
+                rows += len(item.snapshot.statuses)
+            elif isinstance(item, CampaignOutcome):
+                failures.append(item)
+            if item is not None and not pending:
+                first_at = time.monotonic()
+            due = rows >= self.options.batch_rows or time.monotonic() - first_at >= _LINGER
+            if (fetched or failures) and (due or not running):
+                self._write(fetched, failures)
+                fetched, failures, rows = [], [], 0
         if not self.stop.is_set():
             client.close()
         self._skip_the_rest()
