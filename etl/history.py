@@ -14,12 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, case, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import Connection, func, insert, select, text, update
 
 from etl import __version__
 from etl.load import Counts
-from etl.schema import campaigns, sync_run_campaigns, sync_runs
+from etl.schema import sync_run_campaigns, sync_runs
 from etl.shards import Shard
 
 logger = logging.getLogger(__name__)
@@ -83,57 +82,73 @@ def start_run(connection: Connection, *, campaigns_total: int, shard: Shard | No
     return int(run_id)
 
 
+# Both statements take the batch as arrays: one round trip and one statement per batch,
+# whatever its size. A plain UPDATE (not ON CONFLICT DO UPDATE) writes each campaign row
+# once, without a separate row-lock record in the WAL.
+_INSERT_OUTCOMES = text(
+    """
+    INSERT INTO sync_run_campaigns (run_id, campaign_id, outcome, rows_inserted, rows_updated,
+        rows_deleted, attempts, duration_seconds, http_status, request_id, error)
+    SELECT CAST(:run_id AS bigint), * FROM unnest(
+        CAST(:campaign_ids AS text[]), CAST(:outcomes AS text[]), CAST(:inserted AS int[]),
+        CAST(:updated AS int[]), CAST(:deleted AS int[]), CAST(:attempts AS int[]),
+        CAST(:durations AS float8[]), CAST(:http_statuses AS int[]),
+        CAST(:request_ids AS text[]), CAST(:errors AS text[]))
+    """
+)
+_LAST_ATTEMPTS = text(
+    """
+    WITH attempt (campaign_id, outcome, error) AS (
+        SELECT * FROM unnest(
+            CAST(:campaign_ids AS text[]), CAST(:outcomes AS text[]), CAST(:errors AS text[]))
+    ), known AS (
+        UPDATE campaigns AS c
+        SET last_attempt_at = now(),
+            last_attempt_outcome = a.outcome,
+            last_error = a.error,
+            last_synced_at = CASE WHEN a.outcome = 'succeeded' THEN now()
+                                  ELSE c.last_synced_at END
+        FROM attempt AS a
+        WHERE c.campaign_id = a.campaign_id
+        RETURNING c.campaign_id
+    )
+    INSERT INTO campaigns (campaign_id, last_attempt_at, last_attempt_outcome, last_error)
+    SELECT a.campaign_id, now(), a.outcome, a.error FROM attempt AS a
+    WHERE a.campaign_id NOT IN (SELECT campaign_id FROM known)
+    """
+)
+
+
 def record_outcomes(
     connection: Connection, run_id: int, outcomes: Sequence[CampaignOutcome]
 ) -> None:
-    """Write outcome rows and each campaign's last attempt, in the caller's transaction."""
+    """Write outcome rows and each campaign's last attempt, in the caller's transaction.
+
+    A succeeded campaign's row always exists (the loader inserts new ones); a campaign that
+    failed before it was ever synced gets its row here, with ``last_synced_at`` null.
+    """
     if not outcomes:
         return
+    columns = {
+        "campaign_ids": [o.campaign_id for o in outcomes],
+        "outcomes": [o.outcome for o in outcomes],
+        "errors": [o.error for o in outcomes],
+    }
     connection.execute(
-        insert(sync_run_campaigns),
-        [
-            {
-                "run_id": run_id,
-                "campaign_id": o.campaign_id,
-                "outcome": o.outcome,
-                "rows_inserted": o.counts.inserted,
-                "rows_updated": o.counts.updated,
-                "rows_deleted": o.counts.deleted,
-                "attempts": o.attempts,
-                "duration_seconds": round(o.duration, 3),
-                "http_status": o.http_status,
-                "request_id": o.request_id,
-                "error": o.error,
-            }
-            for o in outcomes
-        ],
-    )
-    # One write per campaign: its last attempt and, when it succeeded, its last sync.
-    stmt = pg_insert(campaigns).values(last_attempt_at=func.now())
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[campaigns.c.campaign_id],
-        set_={
-            "last_attempt_at": stmt.excluded.last_attempt_at,
-            "last_attempt_outcome": stmt.excluded.last_attempt_outcome,
-            "last_error": stmt.excluded.last_error,
-            # a succeeded campaign always conflicts: the loader inserted it if it was new
-            "last_synced_at": case(
-                (stmt.excluded.last_attempt_outcome == "succeeded", func.now()),
-                else_=campaigns.c.last_synced_at,
-            ),
+        _INSERT_OUTCOMES,
+        {
+            **columns,
+            "run_id": run_id,
+            "inserted": [o.counts.inserted for o in outcomes],
+            "updated": [o.counts.updated for o in outcomes],
+            "deleted": [o.counts.deleted for o in outcomes],
+            "attempts": [o.attempts for o in outcomes],
+            "durations": [round(o.duration, 3) for o in outcomes],
+            "http_statuses": [o.http_status for o in outcomes],
+            "request_ids": [o.request_id for o in outcomes],
         },
     )
-    connection.execute(
-        stmt,
-        [
-            {
-                "campaign_id": o.campaign_id,
-                "last_attempt_outcome": o.outcome,
-                "last_error": o.error,
-            }
-            for o in outcomes
-        ],
-    )
+    connection.execute(_LAST_ATTEMPTS, columns)
 
 
 def finish_run(
