@@ -814,7 +814,7 @@ def workload_w2(args: argparse.Namespace, server: Server, standin: StandInProces
         for table, entry in split.items():
             res.add(Figure(f"  WAL of which: {table}", entry["bytes"] / MB, "MB",
                            f"{entry['records']:,} records, {entry['fpi'] / MB:.2f} MB page images"))
-        for table in ("campaigns", "sync_run_campaigns", "sync_runs"):
+        for table in ("campaigns", "sync_run_batches", "sync_runs"):
             d = delta.get(table, {})
             res.add(Figure(f"  {table}: rows inserted / updated", None, "",
                            f"{d.get('n_tup_ins')} / {d.get('n_tup_upd')}"))

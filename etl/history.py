@@ -1,4 +1,4 @@
-"""Run history: ``sync_runs``, ``sync_run_campaigns`` and each campaign's last attempt.
+"""Run history: ``sync_runs``, campaign outcomes and each campaign's last attempt.
 
 A campaign's outcome row is written in the same transaction as its data, so after any crash
 the history says exactly what was committed. A run row stays ``running`` only while its
@@ -83,17 +83,20 @@ def start_run(connection: Connection, *, campaigns_total: int, shard: Shard | No
 
 
 # Both statements take the batch as arrays: one round trip and one statement per batch,
-# whatever its size. A plain UPDATE (not ON CONFLICT DO UPDATE) writes each campaign row
-# once, without a separate row-lock record in the WAL.
+# whatever its size. The outcomes are stored as one row of arrays (see sync_run_batches);
+# a plain UPDATE (not ON CONFLICT DO UPDATE) writes each campaign row once, without a
+# separate row-lock record in the WAL.
 _INSERT_OUTCOMES = text(
     """
-    INSERT INTO sync_run_campaigns (run_id, campaign_id, outcome, rows_inserted, rows_updated,
-        rows_deleted, attempts, duration_seconds, http_status, request_id, error)
-    SELECT CAST(:run_id AS bigint), * FROM unnest(
+    INSERT INTO sync_run_batches (run_id, batch, campaign_id, outcome, rows_inserted,
+        rows_updated, rows_deleted, attempts, duration_seconds, http_status, request_id, error)
+    SELECT CAST(:run_id AS bigint),
+        coalesce(max(batch), 0) + 1,
         CAST(:campaign_ids AS text[]), CAST(:outcomes AS text[]), CAST(:inserted AS int[]),
         CAST(:updated AS int[]), CAST(:deleted AS int[]), CAST(:attempts AS int[]),
         CAST(:durations AS float8[]), CAST(:http_statuses AS int[]),
-        CAST(:request_ids AS text[]), CAST(:errors AS text[]))
+        CAST(:request_ids AS text[]), CAST(:errors AS text[])
+    FROM sync_run_batches WHERE run_id = CAST(:run_id AS bigint)
     """
 )
 _LAST_ATTEMPTS = text(

@@ -118,7 +118,7 @@ def reset_schema(engine: Engine) -> None:
         conn.execute(text("CREATE SCHEMA public"))
 
 
-DATA_TABLES = ("sync_run_campaigns", "sync_runs", "statuses", "campaigns")
+DATA_TABLES = ("sync_run_batches", "sync_runs", "statuses", "campaigns")
 
 
 @pytest.fixture(scope="module")

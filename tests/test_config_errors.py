@@ -35,7 +35,7 @@ from tests.conftest import (
 
 IDS = ["00001", "00002"]
 UNREACHABLE_DB = f"postgresql://etl:{DB_PASSWORD}@127.0.0.1:1/thulium"
-_WRITTEN_TABLES = ("sync_runs", "sync_run_campaigns", "campaigns", "statuses")
+_WRITTEN_TABLES = ("sync_runs", "sync_run_batches", "campaigns", "statuses")
 
 
 @pytest.fixture(scope="module")

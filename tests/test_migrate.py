@@ -26,9 +26,9 @@ from tests.conftest import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-HEAD = "0003"
-TABLES = ["alembic_version", "campaigns", "statuses", "sync_run_campaigns", "sync_runs",
-          "system_statuses"]
+HEAD = "0004"
+TABLES = ["alembic_version", "campaigns", "statuses", "sync_run_batches", "sync_run_campaigns",
+          "sync_runs", "system_statuses"]  # sync_run_campaigns is a view
 
 
 def _tables(engine: Engine) -> list[str]:
@@ -260,3 +260,49 @@ def test_migrate_with_an_unreachable_database_exits_3(api: StandIn) -> None:
         line for line in result.err.splitlines() if line.startswith("{")
     ]
     assert result.out == ""
+
+
+def test_revision_0004_keeps_every_recorded_campaign_outcome_both_ways(pg_server: URL) -> None:
+    """Per-campaign rows become batch rows behind a view of the same name, and back."""
+    rows = [
+        (1, "00001", "succeeded", 3, 1, 0, 1, 0.25, 200, None, None),
+        (1, "00002", "failed", 0, 0, 0, 5, 4.5, 503, "r-1", "HTTP 503 (after 5 attempts)"),
+        (2, "00001", "skipped", 0, 0, 0, 0, 0.0, None, None, "not attempted"),
+    ]
+    columns = ("run_id, campaign_id, outcome, rows_inserted, rows_updated, rows_deleted, "
+               "attempts, duration_seconds, http_status, request_id, error")
+    query = text(f"SELECT {columns} FROM sync_run_campaigns ORDER BY run_id, campaign_id")
+    with fresh_database(pg_server, label="compact_history") as url:
+        engine = create_engine(url)
+        try:
+            _upgrade_to(engine, "0003")
+            with engine.begin() as conn:
+                conn.execute(text(
+                    "INSERT INTO sync_runs (run_id, outcome, version, host, pid) "
+                    "OVERRIDING SYSTEM VALUE VALUES (1, 'partial', 't', 'h', 1), "
+                    "(2, 'failed', 't', 'h', 1)"
+                ))
+                for row in rows:
+                    conn.execute(
+                        text(f"INSERT INTO sync_run_campaigns ({columns}) VALUES (:r)"
+                             .replace(":r", ", ".join(f":c{i}" for i in range(len(row))))),
+                        {f"c{i}": value for i, value in enumerate(row)},
+                    )
+
+            _upgrade_to(engine, "0004")
+
+            with engine.connect() as conn:
+                assert [tuple(r) for r in conn.execute(query)] == rows
+                batches = conn.execute(text("SELECT count(*) FROM sync_run_batches")).scalar()
+                assert batches == 2  # one per run
+            with engine.begin() as conn:
+                command.downgrade(alembic_config(conn), "0003")
+            with engine.connect() as conn:
+                assert [tuple(r) for r in conn.execute(query)] == rows
+                kind = conn.execute(text(
+                    "SELECT table_type FROM information_schema.tables "
+                    "WHERE table_name = 'sync_run_campaigns'"
+                )).scalar()
+                assert kind == "BASE TABLE"
+        finally:
+            engine.dispose()
