@@ -235,9 +235,10 @@ def cmd_runs(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                            "request_id", "error"]
             else:
                 rows = history.recent_runs(conn, limit=args.limit)
-                columns = ["run_id", "started_at", "finished_at", "outcome", "campaigns_total",
-                           "campaigns_ok", "campaigns_failed", "campaigns_skipped",
-                           "rows_inserted", "rows_updated", "rows_deleted", "error"]
+                columns = ["run_id", "started_at", "finished_at", "shard", "outcome",
+                           "campaigns_total", "campaigns_ok", "campaigns_failed",
+                           "campaigns_skipped", "rows_inserted", "rows_updated", "rows_deleted",
+                           "error"]
     finally:
         engine.dispose()
     if args.run is not None and not rows:
