@@ -77,17 +77,21 @@ class RunLock:
             )
 
     def ensure(self) -> None:
-        """Check the lock's connection is alive; take the locks again if the server dropped it."""
-        assert self._connection is not None, "ensure() before acquire()"
-        try:
-            self._connection.execute(text("SELECT 1")).scalar_one()
-            self._connection.commit()
-            return
-        except DBAPIError:
-            logger.warning("lost the lock's database connection; taking the lock again")
-            self._connection.invalidate()
-            self._connection.close()
-            self._connection = None
+        """Check the lock's connection is alive; take the locks again if the server dropped it.
+
+        While the server is down this raises the driver's error (the caller retries); once it
+        answers again, the locks are taken anew or :class:`LockHeldError` is raised.
+        """
+        if self._connection is not None:
+            try:
+                self._connection.execute(text("SELECT 1")).scalar_one()
+                self._connection.commit()
+                return
+            except DBAPIError:
+                logger.warning("lost the lock's database connection; taking the lock again")
+                self._connection.invalidate()
+                self._connection.close()
+                self._connection = None
         if not self._try():
             raise LockHeldError(
                 f"the connection holding the run lock was lost and meanwhile {self._held_by()}; "
