@@ -7,10 +7,10 @@ ridden out, a long one ends the run with exit code 3, and the next run recovers.
 
 from __future__ import annotations
 
+import subprocess
 import tempfile
-import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +18,14 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL, make_url
 
-from etl.standin import StandIn, sample_statuses
+from etl.standin import StandIn
 from tests.conftest import (
-    as_api,
-    canonical,
     fresh_database,
     make_env,
     run_cli,
     spawn_cli,
-    stored_statuses,
 )
+from tests.snapshots import assert_at, assert_whole, committed, serve, wait_until
 
 IDS = [f"{n:05d}" for n in range(1, 31)]
 
@@ -75,49 +73,28 @@ def database(own: OwnServer) -> Iterator[tuple[URL, Engine]]:
             engine.dispose()
 
 
-def _version(campaign_id: str, version: int) -> list[dict[str, object]]:
-    base = sample_statuses(campaign_id, 5 + version % 2, seed=int(campaign_id))
-    return [{**item, "name": f"{item['name']} v{version}"} for item in base]
-
-
-def _serve(api: StandIn, version: int) -> None:
-    for campaign_id in IDS:
-        api.set_statuses(campaign_id, _version(campaign_id, version))
-
-
-def _whole_versions(engine: Engine, versions: range) -> None:
-    for campaign_id in IDS:
-        stored = as_api(stored_statuses(engine, campaign_id))
-        assert any(stored == canonical(_version(campaign_id, v)) for v in versions), (
-            f"campaign {campaign_id} is half-written: {stored}"
-        )
-
-
-def _wait_until(predicate: Callable[[], bool], *, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
-
-
-def _committed(engine: Engine) -> int:
-    with engine.connect() as conn:
-        return int(conn.execute(text("SELECT count(*) FROM sync_run_campaigns")).scalar_one())
+def _second_sync_under_way(
+    api: StandIn, url: URL, engine: Engine, **settings: str
+) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    """Sync snapshot 1, then start syncing snapshot 2 and wait until it is part-way through."""
+    serve(api, IDS, 1)
+    env = make_env(api, url, IDS, THULIUM_CONCURRENCY="2", THULIUM_BATCH_ROWS="10", **settings)
+    assert run_cli("migrate", env=env).code == 0
+    assert run_cli("sync", env=env).code == 0
+    serve(api, IDS, 2)
+    api.latency = 0.05
+    proc = spawn_cli("sync", env=env)
+    wait_until(lambda: committed(engine) >= len(IDS) + 4, timeout=30)
+    return proc, env
 
 
 def test_a_restart_mid_run_is_ridden_out(
     own: OwnServer, database: tuple[URL, Engine], api: StandIn
 ) -> None:
     url, engine = database
-    _serve(api, 1)
-    env = make_env(api, url, IDS, THULIUM_CONCURRENCY="2", THULIUM_BATCH_ROWS="10",
-                   THULIUM_DB_RETRY_ATTEMPTS="8", THULIUM_DB_RETRY_WAIT="0.25")
-    assert run_cli("migrate", env=env).code == 0
-    assert run_cli("sync", env=env).code == 0
-    _serve(api, 2)
-    api.latency = 0.05
-    proc = spawn_cli("sync", env=env)
-    _wait_until(lambda: _committed(engine) >= len(IDS) + 4, timeout=30)
+    proc, _ = _second_sync_under_way(
+        api, url, engine, THULIUM_DB_RETRY_ATTEMPTS="8", THULIUM_DB_RETRY_WAIT="0.25"
+    )
 
     own.pg_ctl("-m", "fast", "restart")
     engine.dispose()  # the test's own pooled connections died with the server
@@ -126,8 +103,7 @@ def test_a_restart_mid_run_is_ridden_out(
     assert proc.returncode == 0, err
     assert "database connection lost" in err
     assert "lost the lock's database connection" in err
-    for campaign_id in IDS:
-        assert as_api(stored_statuses(engine, campaign_id)) == canonical(_version(campaign_id, 2))
+    assert_at(engine, IDS, 2)
     with engine.connect() as conn:
         outcomes = conn.execute(text("SELECT outcome FROM sync_runs ORDER BY run_id")).scalars()
         assert list(outcomes) == ["succeeded", "succeeded"]
@@ -137,15 +113,9 @@ def test_a_database_that_stays_down_ends_the_run_with_exit_3_and_the_next_run_re
     own: OwnServer, database: tuple[URL, Engine], api: StandIn
 ) -> None:
     url, engine = database
-    _serve(api, 1)
-    env = make_env(api, url, IDS, THULIUM_CONCURRENCY="2", THULIUM_BATCH_ROWS="10",
-                   THULIUM_DB_RETRY_ATTEMPTS="3", THULIUM_DB_RETRY_WAIT="0.1")
-    assert run_cli("migrate", env=env).code == 0
-    assert run_cli("sync", env=env).code == 0
-    _serve(api, 2)
-    api.latency = 0.05
-    proc = spawn_cli("sync", env=env)
-    _wait_until(lambda: _committed(engine) >= len(IDS) + 4, timeout=30)
+    proc, env = _second_sync_under_way(
+        api, url, engine, THULIUM_DB_RETRY_ATTEMPTS="3", THULIUM_DB_RETRY_WAIT="0.1"
+    )
 
     own.pg_ctl("-m", "fast", "stop")
     try:
@@ -156,7 +126,7 @@ def test_a_database_that_stays_down_ends_the_run_with_exit_3_and_the_next_run_re
 
     assert proc.returncode == 3, err
     assert "failed while writing a batch, 3 attempts" in err
-    _whole_versions(engine, range(1, 3))  # every campaign: the old snapshot or the new one
+    assert_whole(engine, IDS, range(1, 3))  # every campaign: the old snapshot or the new one
     with engine.connect() as conn:
         runs = conn.execute(text("SELECT outcome FROM sync_runs ORDER BY run_id")).scalars()
         assert list(runs) == ["succeeded", "running"]  # it could not record its own end
@@ -165,8 +135,7 @@ def test_a_database_that_stays_down_ends_the_run_with_exit_3_and_the_next_run_re
     result = run_cli("sync", env=env)
 
     assert result.code == 0, result.err
-    for campaign_id in IDS:
-        assert as_api(stored_statuses(engine, campaign_id)) == canonical(_version(campaign_id, 2))
+    assert_at(engine, IDS, 2)
     with engine.connect() as conn:
         runs = conn.execute(text("SELECT outcome, error FROM sync_runs ORDER BY run_id")).all()
     assert [outcome for outcome, _ in runs] == ["succeeded", "abandoned", "succeeded"]

@@ -10,56 +10,22 @@ from __future__ import annotations
 import random
 import signal
 import time
-from collections.abc import Callable
 
 import psycopg
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
-from etl.standin import StandIn, sample_statuses
+from etl.standin import StandIn
 from tests.conftest import (
-    as_api,
-    canonical,
     make_env,
     reset_schema,
     run_cli,
     spawn_cli,
     stored_statuses,
 )
+from tests.snapshots import assert_at, assert_whole, committed, serve, wait_until
 
 IDS = [f"{n:05d}" for n in range(1, 41)]
-
-
-def _version(campaign_id: str, version: int) -> list[dict[str, object]]:
-    """Snapshot ``version`` of a campaign: names carry the version and the set changes."""
-    base = sample_statuses(campaign_id, 6 + version % 3, seed=int(campaign_id))
-    return [{**item, "name": f"{item['name']} v{version}"} for item in base]
-
-
-def _serve(api: StandIn, version: int) -> None:
-    for campaign_id in IDS:
-        api.set_statuses(campaign_id, _version(campaign_id, version))
-
-
-def _assert_each_campaign_is_one_whole_version(engine: Engine, versions: range) -> None:
-    for campaign_id in IDS:
-        stored = as_api(stored_statuses(engine, campaign_id))
-        if not stored:
-            continue  # never written: allowed, nothing half-written
-        whole = [v for v in versions if stored == canonical(_version(campaign_id, v))]
-        assert whole, f"campaign {campaign_id} holds a mixture of snapshots: {stored}"
-
-
-def _wait_until(predicate: Callable[[], bool], *, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
-
-
-def _committed(engine: Engine) -> int:
-    with engine.connect() as conn:
-        return int(conn.execute(text("SELECT count(*) FROM sync_run_campaigns")).scalar_one())
 
 
 def test_sigkill_at_random_moments_never_half_writes_and_the_next_run_recovers(
@@ -74,16 +40,16 @@ def test_sigkill_at_random_moments_never_half_writes_and_the_next_run_recovers(
     version = 0
     while kills < 12 and time.monotonic() < deadline:
         version += 1
-        _serve(api, version)
-        before = _committed(engine)
+        serve(api, IDS, version)
+        before = committed(engine)
         proc = spawn_cli("sync", env=env)
         if kills % 2:  # anywhere, startup included
             time.sleep(rng.uniform(0.0, 0.9))
         else:  # after a random number of campaigns were committed
             target = before + rng.randint(0, len(IDS) - 5)
-            _wait_until(
+            wait_until(
                 lambda target=target, proc=proc: (  # type: ignore[misc]
-                    _committed(engine) >= target or proc.poll() is not None
+                    committed(engine) >= target or proc.poll() is not None
                 ),
                 timeout=20,
             )
@@ -91,14 +57,12 @@ def test_sigkill_at_random_moments_never_half_writes_and_the_next_run_recovers(
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=30)
         kills += 1
-        _assert_each_campaign_is_one_whole_version(engine, range(1, version + 1))
+        assert_whole(engine, IDS, range(1, version + 1))
 
     result = run_cli("sync", env=env)
 
     assert result.code == 0, result.err
-    for campaign_id in IDS:
-        stored = as_api(stored_statuses(engine, campaign_id))
-        assert stored == canonical(_version(campaign_id, version))
+    assert_at(engine, IDS, version)
     with engine.connect() as conn:
         runs = conn.execute(text("SELECT outcome, error FROM sync_runs")).all()
     outcomes = [outcome for outcome, _ in runs]
@@ -113,12 +77,12 @@ def test_sigterm_stops_within_seconds_records_interrupted_and_exits_143(
     api: StandIn, db_url: URL, engine: Engine
 ) -> None:
     reset_schema(engine)
-    _serve(api, 1)
+    serve(api, IDS, 1)
     api.latency = 0.1  # 40 campaigns at concurrency 2: about 2 s of fetching
     env = make_env(api, db_url, IDS, THULIUM_CONCURRENCY="2")
     assert run_cli("migrate", env=env).code == 0
     proc = spawn_cli("sync", env=env)
-    _wait_until(lambda: _committed(engine) >= 3, timeout=20)
+    wait_until(lambda: committed(engine) >= 3, timeout=20)
 
     sent = time.monotonic()
     proc.send_signal(signal.SIGTERM)
@@ -136,10 +100,10 @@ def test_sigterm_stops_within_seconds_records_interrupted_and_exits_143(
     assert outcomes.get("succeeded", 0) >= 3 and outcomes.get("skipped", 0) >= 1
     assert sum(outcomes.values()) == len(IDS)
     assert run["campaigns_ok"] == outcomes["succeeded"]
-    _assert_each_campaign_is_one_whole_version(engine, range(1, 2))
+    assert_whole(engine, IDS, range(1, 2))
     api.latency = 0
     assert run_cli("sync", env=env).code == 0
-    _assert_each_campaign_is_one_whole_version(engine, range(1, 2))
+    assert_whole(engine, IDS, range(1, 2))
     assert all(stored_statuses(engine, c) for c in IDS)
 
 
@@ -147,12 +111,12 @@ def test_sigterm_does_not_wait_for_a_slow_request(
     api: StandIn, db_url: URL, engine: Engine
 ) -> None:
     reset_schema(engine)
-    _serve(api, 1)
+    serve(api, IDS, 1)
     api.latency = 20  # every request hangs far longer than the grace period
     env = make_env(api, db_url, IDS[:2], THULIUM_TIMEOUT="60")
     assert run_cli("migrate", env=env).code == 0
     proc = spawn_cli("sync", env=env)
-    _wait_until(lambda: api.total_requests >= 2, timeout=20)
+    wait_until(lambda: api.total_requests >= 2, timeout=20)
 
     sent = time.monotonic()
     proc.send_signal(signal.SIGTERM)
@@ -180,14 +144,14 @@ def test_lost_database_connections_mid_run_are_survived(
     api: StandIn, db_url: URL, engine: Engine
 ) -> None:
     reset_schema(engine)
-    _serve(api, 1)
+    serve(api, IDS, 1)
     env = make_env(api, db_url, IDS, THULIUM_CONCURRENCY="2", THULIUM_DB_RETRY_WAIT="0.2")
     assert run_cli("migrate", env=env).code == 0
     assert run_cli("sync", env=env).code == 0
-    _serve(api, 2)
+    serve(api, IDS, 2)
     api.latency = 0.05
     proc = spawn_cli("sync", env=env)
-    _wait_until(lambda: _committed(engine) >= len(IDS) + 3, timeout=20)
+    wait_until(lambda: committed(engine) >= len(IDS) + 3, timeout=20)
 
     terminated = _terminate_job_connections(db_url)
     time.sleep(0.3)
@@ -197,7 +161,7 @@ def test_lost_database_connections_mid_run_are_survived(
     assert terminated >= 2  # the lock's connection and the writer's
     assert proc.returncode in (0, 1), err
     assert "database connection lost" in err or "lost the lock" in err
-    _assert_each_campaign_is_one_whole_version(engine, range(1, 3))
+    assert_whole(engine, IDS, range(1, 3))
     with engine.connect() as conn:
         last = conn.execute(
             text("SELECT outcome FROM sync_runs ORDER BY run_id DESC LIMIT 1")
@@ -205,5 +169,4 @@ def test_lost_database_connections_mid_run_are_survived(
     assert last in ("succeeded", "partial")
     api.latency = 0
     assert run_cli("sync", env=env).code == 0
-    for campaign_id in IDS:
-        assert as_api(stored_statuses(engine, campaign_id)) == canonical(_version(campaign_id, 2))
+    assert_at(engine, IDS, 2)

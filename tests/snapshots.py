@@ -1,0 +1,56 @@
+"""Numbered snapshots of campaigns, for tests that interrupt a sync between two of them.
+
+Each version renames every status and changes how many there are, so a campaign whose rows
+mix two versions (a half-written campaign) can never pass for a whole one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+from sqlalchemy import Engine, text
+
+from etl.standin import StandIn, sample_statuses
+from tests.conftest import Statuses, as_api, canonical, stored_statuses
+
+
+def version(campaign_id: str, number: int) -> Statuses:
+    """Snapshot ``number`` of a campaign."""
+    base = sample_statuses(campaign_id, 6 + number % 3, seed=int(campaign_id))
+    return [{**item, "name": f"{item['name']} v{number}"} for item in base]
+
+
+def serve(api: StandIn, ids: Sequence[str], number: int) -> None:
+    for campaign_id in ids:
+        api.set_statuses(campaign_id, version(campaign_id, number))
+
+
+def assert_whole(engine: Engine, ids: Sequence[str], numbers: range) -> None:
+    """Every campaign holds one whole snapshot of ``numbers``, or nothing yet."""
+    for campaign_id in ids:
+        stored = as_api(stored_statuses(engine, campaign_id))
+        if not stored:
+            continue  # never written: allowed, nothing half-written
+        whole = [n for n in numbers if stored == canonical(version(campaign_id, n))]
+        assert whole, f"campaign {campaign_id} holds a mixture of snapshots: {stored}"
+
+
+def assert_at(engine: Engine, ids: Sequence[str], number: int) -> None:
+    """Every campaign holds exactly snapshot ``number``."""
+    for campaign_id in ids:
+        stored = as_api(stored_statuses(engine, campaign_id))
+        assert stored == canonical(version(campaign_id, number)), campaign_id
+
+
+def wait_until(predicate: Callable[[], bool], *, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)
+
+
+def committed(engine: Engine) -> int:
+    """Campaign outcomes committed so far, over all runs."""
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM sync_run_campaigns")).scalar_one())
