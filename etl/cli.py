@@ -98,10 +98,7 @@ class _Stop:
 
 def _campaigns(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, ...]:
     if args.campaign:
-        return config.parse_campaign_ids(
-            [part for value in args.campaign for part in value.replace(",", " ").split()],
-            source="--campaign",
-        )
+        return config.parse_campaign_ids(",".join(args.campaign), source="--campaign")
     return config.campaign_ids(env)
 
 

@@ -123,11 +123,10 @@ def _count(env: Environ, name: str, default: int, *, minimum: int = 1) -> int:
     return value
 
 
-def parse_campaign_ids(raw: str | list[str], *, source: str) -> tuple[str, ...]:
-    """Split and validate campaign ids, keeping their order and dropping repeats."""
-    parts = raw if isinstance(raw, list) else _LIST_SEPARATORS.split(raw)
+def parse_campaign_ids(raw: str, *, source: str) -> tuple[str, ...]:
+    """Split on commas and whitespace and validate, keeping the order and dropping repeats."""
     ids: dict[str, None] = {}
-    for part in parts:
+    for part in _LIST_SEPARATORS.split(raw):
         part = part.strip()
         if not part:
             continue

@@ -137,7 +137,7 @@ def _error_details(value: object) -> tuple[str | None, list[str]]:
     return (request_id if isinstance(request_id, str) else None), messages
 
 
-def decode_json(body: bytes) -> Any:
+def _decode_json(body: bytes) -> Any:
     """Decode strictly: UTF-8 only, no NaN/Infinity, no repeated keys."""
     return json.loads(
         body.decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=_pairs
@@ -147,7 +147,7 @@ def decode_json(body: bytes) -> Any:
 def thulium_error(body: bytes) -> tuple[str | None, list[str]]:
     """Best effort: the ``request_id`` and messages of an error body, or nothing."""
     try:
-        return _error_details(decode_json(body))
+        return _error_details(_decode_json(body))
     except (ValueError, RecursionError):
         return None, []
 
@@ -159,7 +159,7 @@ def parse_statuses(body: bytes, *, campaign_id: str) -> Snapshot:
     with distinct ``status_id`` values.
     """
     try:
-        value = decode_json(body)
+        value = _decode_json(body)
     except UnicodeDecodeError:
         raise PayloadError(
             f"the answer is not UTF-8 text: {snippet(body)!r}", campaign_id=campaign_id

@@ -80,7 +80,8 @@ def pg_server() -> Iterator[URL]:
         yield url
 
 
-def _libpq(url: URL) -> str:
+def libpq(url: URL) -> str:
+    """The URL as libpq takes it, for psycopg connections of the tests' own."""
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
@@ -88,12 +89,12 @@ def _libpq(url: URL) -> str:
 def fresh_database(server: URL, *, label: str) -> Iterator[URL]:
     """Create a uniquely named database, yield its URL and drop it (even if still in use)."""
     name = f"etl_{label[:30]}_{uuid.uuid4().hex[:8]}".lower().replace("-", "_")
-    with psycopg.connect(_libpq(server), autocommit=True) as admin:
+    with psycopg.connect(libpq(server), autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     try:
         yield server.set(database=name)
     finally:
-        with psycopg.connect(_libpq(server), autocommit=True) as admin:
+        with psycopg.connect(libpq(server), autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.engine import URL
 
 from etl.standin import StandIn
 from tests.conftest import (
+    libpq,
     make_env,
     reset_schema,
     run_cli,
@@ -130,8 +131,7 @@ def test_sigterm_does_not_wait_for_a_slow_request(
 
 
 def _terminate_job_connections(db_url: URL) -> int:
-    libpq = db_url.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(libpq, autocommit=True) as admin:
+    with psycopg.connect(libpq(db_url), autocommit=True) as admin:
         rows = admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE application_name = 'thulium-etl' AND datname = %s AND pid <> pg_backend_pid()",

@@ -8,18 +8,16 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
 from etl.standin import StandIn
-from tests.conftest import make_env, reset_schema, run_cli, seed_campaigns
+from tests.conftest import make_env, run_cli, seed_campaigns
 
 IDS = [f"{n:05d}" for n in range(1, 31)]
 
 
 def test_requests_never_exceed_the_configured_rate(
-    api: StandIn, db_url: URL, engine: Engine
+    api: StandIn, db_url: URL, migrated: Engine
 ) -> None:
-    reset_schema(engine)
     seed_campaigns(api, IDS)
     env = make_env(api, db_url, IDS, THULIUM_CONCURRENCY="8", THULIUM_MAX_RPS="20")
-    assert run_cli("migrate", env=env).code == 0
 
     assert run_cli("sync", env=env).code == 0
 
@@ -29,18 +27,16 @@ def test_requests_never_exceed_the_configured_rate(
     # 20 requests/s: 50 ms apart, give or take scheduling jitter of the threads
     assert min(gaps) > 0.035, gaps
     assert times[-1] - times[0] >= (len(IDS) - 1) / 20 * 0.95
-    with engine.connect() as conn:
+    with migrated.connect() as conn:
         assert conn.execute(text("SELECT count(DISTINCT campaign_id) FROM statuses")).scalar() == 30
 
 
 def test_without_a_limit_the_workers_run_in_parallel(
-    api: StandIn, db_url: URL, engine: Engine
+    api: StandIn, db_url: URL, migrated: Engine
 ) -> None:
-    reset_schema(engine)
     seed_campaigns(api, IDS)
     api.latency = 0.05
     env = make_env(api, db_url, IDS, THULIUM_CONCURRENCY="8")
-    assert run_cli("migrate", env=env).code == 0
 
     assert run_cli("sync", env=env).code == 0
 

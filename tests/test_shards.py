@@ -12,7 +12,7 @@ from sqlalchemy.engine import URL
 from etl.lock import lock_key
 from etl.shards import Shard, select, shard_of
 from etl.standin import StandIn
-from tests.conftest import make_env, reset_schema, run_cli, seed_campaigns, spawn_cli
+from tests.conftest import libpq, make_env, run_cli, seed_campaigns, spawn_cli
 
 IDS = [f"{n:05d}" for n in range(1, 61)]
 
@@ -34,19 +34,17 @@ def test_adding_campaigns_or_a_shard_moves_few_campaigns() -> None:
 
 
 def test_three_shards_at_once_sync_every_campaign_exactly_once(
-    api: StandIn, db_url: URL, engine: Engine
+    api: StandIn, db_url: URL, migrated: Engine
 ) -> None:
-    reset_schema(engine)
     seed_campaigns(api, IDS)
     api.latency = 0.02
     env = make_env(api, db_url, IDS, THULIUM_CONCURRENCY="2")
-    assert run_cli("migrate", env=env).code == 0
 
     procs = [spawn_cli("sync", "--shard", f"{i}/3", env=env) for i in range(3)]
     logs = [proc.communicate(timeout=60)[1] for proc in procs]
 
     assert [proc.returncode for proc in procs] == [0, 0, 0], logs
-    with engine.connect() as conn:
+    with migrated.connect() as conn:
         runs = conn.execute(text("SELECT run_id, shard, outcome FROM sync_runs")).all()
         synced = conn.execute(
             text("SELECT c.campaign_id, r.shard FROM sync_run_campaigns c "
@@ -62,14 +60,12 @@ def test_three_shards_at_once_sync_every_campaign_exactly_once(
 
 
 def test_the_same_shard_twice_or_an_unsharded_run_alongside_exits_75(
-    api: StandIn, db_url: URL, engine: Engine
+    api: StandIn, db_url: URL, migrated: Engine
 ) -> None:
-    reset_schema(engine)
     seed_campaigns(api, IDS[:3])
     env = make_env(api, db_url, IDS[:3])
-    assert run_cli("migrate", env=env).code == 0
-    libpq = db_url.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(libpq, autocommit=True) as shard_run:  # as a running shard 1/3 would
+    # as a running shard 1/3 would:
+    with psycopg.connect(libpq(db_url), autocommit=True) as shard_run:
         shard_run.execute("SELECT pg_advisory_lock_shared(%s)", (lock_key(),))
         shard_run.execute("SELECT pg_advisory_lock(%s)", (lock_key("shard 1/3"),))
 
@@ -80,21 +76,19 @@ def test_the_same_shard_twice_or_an_unsharded_run_alongside_exits_75(
     assert same.code == 75 and "shard 1/3" in same.err
     assert unsharded.code == 75
     assert other.code == 0, other.err
-    with engine.connect() as conn:
+    with migrated.connect() as conn:
         assert conn.execute(text("SELECT shard FROM sync_runs")).scalars().all() == ["0/3"]
 
 
 def test_a_kubernetes_indexed_job_picks_its_shard_from_job_completion_index(
-    api: StandIn, db_url: URL, engine: Engine
+    api: StandIn, db_url: URL, migrated: Engine
 ) -> None:
-    reset_schema(engine)
     seed_campaigns(api, IDS)
     env = make_env(api, db_url, IDS, JOB_COMPLETION_INDEX="2", THULIUM_SHARDS="3")
-    assert run_cli("migrate", env=env).code == 0
 
     assert run_cli("sync", env=env).code == 0
 
-    with engine.connect() as conn:
+    with migrated.connect() as conn:
         synced = conn.execute(text("SELECT campaign_id FROM sync_run_campaigns")).scalars().all()
         assert conn.execute(text("SELECT shard FROM sync_runs")).scalar_one() == "2/3"
     assert sorted(synced) == sorted(select(IDS, Shard(2, 3)))
