@@ -424,3 +424,22 @@ def test_a_400_fails_at_once(scenario: Scenario) -> None:
         scenario, result, requests=1, error=[r"HTTP 400", r"Bad Request"], http_status=400,
         request_id=STANDIN_REQUEST_ID,
     )
+
+
+def test_a_redirect_to_a_login_page_fails_at_once_naming_the_base_url(
+    scenario: Scenario,
+) -> None:
+    """A proxy or SSO redirect is a wrong THULIUM_BASE_URL, not data: never followed."""
+    scenario.api.set_permanent_fault(
+        scenario.victim,
+        Fault.status(302, headers={"Location": "https://sso.example.com/login"}, body=""),
+    )
+
+    result = scenario.sync()
+
+    assert_victim_failed(
+        scenario, result, requests=1,
+        error=[r"HTTP 302", r"redirected to https://sso\.example\.com/login",
+               r"check THULIUM_BASE_URL"],
+        http_status=302, request_id=STANDIN_REQUEST_ID,
+    )

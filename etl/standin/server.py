@@ -17,6 +17,7 @@ import random
 import re
 import socket
 import socketserver
+import ssl
 import struct
 import threading
 import time
@@ -260,6 +261,8 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
 
     def setup(self) -> None:
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.do_handshake()  # here, so a slow or failed one blocks no other client
         super().setup()
         self.server.track(self.connection)
 
@@ -422,6 +425,7 @@ class StandIn:
         latency: float = 0.0,
         host: str = "127.0.0.1",
         port: int = 0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.user = user
         self.password = password
@@ -429,6 +433,7 @@ class StandIn:
         self.latency = latency
         self._host = host
         self._port = port
+        self._tls = tls  # serve HTTPS with this server context
         self._lock = threading.Lock()
         self._answers: dict[str, _Answer] = {}
         self._queued: dict[str, deque[Fault]] = {}
@@ -448,9 +453,14 @@ class StandIn:
         if self._server is not None:
             return self
         server = _Server((self._host, self._port), self)
+        if self._tls is not None:
+            server.socket = self._tls.wrap_socket(
+                server.socket, server_side=True, do_handshake_on_connect=False
+            )
         host, port = self._host, server.server_port
         shown = f"[{host}]" if ":" in host else host
-        self._url = f"http://{shown}:{port}/api"
+        scheme = "https" if self._tls is not None else "http"
+        self._url = f"{scheme}://{shown}:{port}/api"
         self._server = server
         self._thread = threading.Thread(
             target=server.serve_forever,
