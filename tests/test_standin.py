@@ -70,6 +70,17 @@ def raw_get(s: StandIn, campaign_id: str) -> socket.socket:
     return sock
 
 
+def read_all_until(sock: socket.socket, end: bytes) -> bytes:
+    """Read until ``end`` has arrived (the stand-in keeps the connection open)."""
+    data = b""
+    while end not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def read_all(sock: socket.socket) -> bytes:
     chunks = []
     while chunk := sock.recv(65536):
@@ -352,6 +363,79 @@ def test_fault_html(standin: StandIn, session: requests.Session, code: int, titl
     )
 
 
+def test_fault_interim_sends_a_1xx_then_the_real_answer_on_the_same_connection(
+    standin: StandIn,
+) -> None:
+    full = json.dumps(sample_statuses("00001", 5), ensure_ascii=False).encode()
+    standin.add_faults("00001", Fault.interim(103, delay=0.2))
+    with raw_get(standin, "00001") as sock:
+        started = time.monotonic()
+        first = sock.recv(65536)
+        assert first.startswith(b"HTTP/1.1 103 Early Hints\r\n")
+        assert first.endswith(b"\r\n\r\n")  # the interim answer alone, no body
+        rest = b""
+        while not rest.endswith(full):
+            rest += sock.recv(65536)
+        assert time.monotonic() - started >= 0.2
+    assert rest.startswith(b"HTTP/1.1 200 OK\r\n")
+
+
+def test_fault_status_sends_any_reason_and_header_bytes(standin: StandIn) -> None:
+    headers = {"Retry-After": "\xb2", "X-Request-Id": "r\x00"}
+    standin.add_faults("00001", Fault.status(503, reason="Busy\x00now", headers=headers))
+    with raw_get(standin, "00001") as sock:
+        data = read_all_until(sock, b"}]}")
+    head = data.partition(b"\r\n\r\n")[0] + b"\r\n"
+    assert head.startswith(b"HTTP/1.1 503 Busy\x00now\r\n")
+    assert b"\r\nRetry-After: \xb2\r\n" in head
+    assert head.count(b"X-Request-Id") == 1 and b"X-Request-Id: r\x00\r\n" in head
+
+
+def test_fault_trickle_sends_one_byte_at_a_time(standin: StandIn) -> None:
+    standin.add_faults("00001", Fault.trickle(0.05))
+    with raw_get(standin, "00001") as sock:
+        sock.settimeout(0.5)
+        first = sock.recv(65536)
+        time.sleep(0.12)
+        more = sock.recv(65536)
+    assert first == b"H"
+    assert 1 <= len(more) <= 4  # about one byte per 0.05 s
+
+
+def test_fault_trickle_can_send_the_head_at_once(standin: StandIn) -> None:
+    standin.add_faults("00001", Fault.trickle(0.05, headers_first=True))
+    with raw_get(standin, "00001") as sock:
+        sock.settimeout(0.5)
+        head = read_all_until(sock, b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert len(head.partition(b"\r\n\r\n")[2]) <= 2
+
+
+def test_fault_endless_never_ends_the_body(standin: StandIn, session: requests.Session) -> None:
+    standin.add_faults("00001", Fault.endless())
+    with session.get(statuses_url(standin, "00001"), stream=True) as resp:
+        assert resp.status_code == 200
+        assert resp.headers["Transfer-Encoding"] == "chunked"
+        received = 0
+        for chunk in resp.iter_content(65536):
+            received += len(chunk)
+            if received > 5_000_000:
+                break
+    assert received > 5_000_000
+    assert session.get(statuses_url(standin, "00001")).status_code == 200
+
+
+def test_fault_gzip_bomb_is_small_on_the_wire_and_huge_inflated(
+    standin: StandIn, session: requests.Session
+) -> None:
+    standin.add_faults("00001", Fault.gzip_bomb(20_000_000))
+    with session.get(statuses_url(standin, "00001"), stream=True) as resp:
+        assert resp.headers["Content-Encoding"] == "gzip"
+        assert int(resp.headers["Content-Length"]) < 100_000
+        inflated = sum(len(chunk) for chunk in resp.iter_content(1 << 20))
+    assert inflated == 20_000_000
+
+
 def test_fault_is_frozen_and_validated() -> None:
     fault = Fault.status(500, headers={"A": "b"})
     assert fault == Fault.status(500, headers={"A": "b"})
@@ -362,6 +446,10 @@ def test_fault_is_frozen_and_validated() -> None:
         Fault.status(42)
     with pytest.raises(ValueError):
         Fault.delay(-1)
+    with pytest.raises(ValueError):
+        Fault.interim(100)  # 100 Continue is the one interim answer clients already skip
+    with pytest.raises(ValueError):
+        Fault.trickle(0)
 
 
 # -- counting and headers ---------------------------------------------------------

@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import functools
+import gzip
 import hmac
 import json
 import logging
@@ -70,7 +72,18 @@ _JSON = "application/json"
 _NO_BODY_CODES = frozenset({204, 304})
 _RST_LINGER = struct.pack("ii", 1, 0)
 
-FaultKind = Literal["status", "delay", "reset", "truncated", "invalid_json", "html"]
+FaultKind = Literal[
+    "status",
+    "delay",
+    "reset",
+    "truncated",
+    "invalid_json",
+    "html",
+    "interim",
+    "trickle",
+    "endless",
+    "gzip_bomb",
+]
 
 
 def sample_statuses(campaign_id: str, n: int, *, seed: int = 0) -> list[dict[str, object]]:
@@ -109,6 +122,13 @@ def _to_bytes(body: bytes | str) -> bytes:
     return body.encode("utf-8") if isinstance(body, str) else bytes(body)
 
 
+@functools.lru_cache(maxsize=4)
+def _gzip_bomb(size: int) -> bytes:
+    """A gzip body that inflates to ``size`` bytes of a valid, empty-looking JSON array."""
+    inflated = b"[" + b" " * max(0, size - 2) + b"]"
+    return gzip.compress(inflated, compresslevel=9, mtime=0)
+
+
 def _error_body(request_id: str, message: str, code: int) -> bytes:
     """Thulium-style error document, so clients can be tested on real shapes."""
     doc = {"request_id": request_id, "errors": [{"message": message, "code": code}]}
@@ -130,6 +150,9 @@ class Fault:
     headers: tuple[tuple[str, str], ...] = ()
     content_type: str = _JSON
     seconds: float = 0.0
+    reason: str | None = None
+    size: int = 0
+    headers_first: bool = False
 
     @classmethod
     def status(
@@ -139,8 +162,14 @@ class Fault:
         body: bytes | str | None = None,
         headers: dict[str, str] | None = None,
         content_type: str = _JSON,
+        reason: str | None = None,
     ) -> Fault:
-        """Any HTTP status, e.g. 500/503 to exercise retries."""
+        """Any HTTP status, e.g. 500/503 to exercise retries.
+
+        ``reason`` replaces the status line's phrase and header values go out as Latin-1
+        bytes, so both can carry any byte a misbehaving proxy might send (a NUL, say).
+        An ``X-Request-Id`` among ``headers`` replaces the stand-in's own.
+        """
         if not 100 <= code <= 599:
             raise ValueError(f"HTTP status out of range: {code}")
         return cls(
@@ -149,6 +178,7 @@ class Fault:
             body=None if body is None else _to_bytes(body),
             headers=tuple((headers or {}).items()),
             content_type=content_type,
+            reason=reason,
         )
 
     @classmethod
@@ -177,6 +207,41 @@ class Fault:
     def invalid_json(cls) -> Fault:
         """200 with the malformed JSON sample from Thulium's own docs."""
         return cls(kind="invalid_json", body=INVALID_JSON_BODY)
+
+    @classmethod
+    def interim(cls, code: int = 103, *, delay: float = 0.0) -> Fault:
+        """An interim 1xx answer (``103 Early Hints``), then ``delay`` s later the real one.
+
+        Both go out on the same connection, as HTTP/1.1 allows: a client that takes the
+        1xx for the final answer finds the real one waiting as the answer to its next request.
+        """
+        if not 100 <= code <= 199 or code == 100:
+            raise ValueError(f"not an interim status other than 100 Continue: {code}")
+        if delay < 0:
+            raise ValueError(f"delay must be >= 0, got {delay}")
+        return cls(kind="interim", code=code, seconds=float(delay))
+
+    @classmethod
+    def trickle(cls, interval: float, *, headers_first: bool = False) -> Fault:
+        """The normal answer, one byte every ``interval`` seconds (the head at once if asked).
+
+        Every single read returns within any read timeout, so only a total deadline ends it.
+        """
+        if interval <= 0:
+            raise ValueError(f"interval must be > 0, got {interval}")
+        return cls(kind="trickle", seconds=float(interval), headers_first=headers_first)
+
+    @classmethod
+    def endless(cls) -> Fault:
+        """200 with a chunked body that never ends: status objects, as fast as they are read."""
+        return cls(kind="endless")
+
+    @classmethod
+    def gzip_bomb(cls, size: int) -> Fault:
+        """200, ``Content-Encoding: gzip``: a small body that inflates to ``size`` bytes."""
+        if size < 2:
+            raise ValueError(f"size must be >= 2, got {size}")
+        return cls(kind="gzip_bomb", size=size)
 
     @classmethod
     def html(cls, code: int = 502) -> Fault:
@@ -319,6 +384,19 @@ class _Handler(BaseHTTPRequestHandler):
             if fault is not None:
                 time.sleep(fault.seconds)
             self._send_normal(plan.answer, rid)
+        elif fault.kind == "interim":
+            self.wfile.write(
+                f"HTTP/1.1 {fault.code} {_reason(fault.code)}\r\n"
+                "Link: </style.css>; rel=preload; as=style\r\n\r\n".encode("latin-1")
+            )
+            time.sleep(fault.seconds)
+            self._send_normal(plan.answer, rid)
+        elif fault.kind == "trickle":
+            self._trickle(plan.answer, rid, fault)
+        elif fault.kind == "endless":
+            self._endless(rid)
+        elif fault.kind == "gzip_bomb":
+            self._send(200, _gzip_bomb(fault.size), rid, headers=(("Content-Encoding", "gzip"),))
         elif fault.kind == "reset":
             self._reset()
         elif fault.kind == "truncated":
@@ -333,7 +411,44 @@ class _Handler(BaseHTTPRequestHandler):
                 body = (
                     _error_body(rid, _reason(fault.code), fault.code) if fault.code >= 400 else b""
                 )
-            self._send(fault.code, body, rid, ctype=fault.content_type, headers=fault.headers)
+            self._send(
+                fault.code,
+                body,
+                rid,
+                ctype=fault.content_type,
+                headers=fault.headers,
+                reason=fault.reason,
+            )
+
+    def _trickle(self, answer: _Answer | None, rid: str, fault: Fault) -> None:
+        """Send the answer a byte at a time until it is out or the client hangs up."""
+        body = answer.body if answer is not None else b"[]"
+        head = self._head(200, len(body), _JSON, rid, ())
+        data = body if fault.headers_first else head + body
+        if fault.headers_first:
+            self.wfile.write(head)
+        self.close_connection = True
+        for index in range(len(data)):
+            time.sleep(fault.seconds)
+            self.wfile.write(data[index : index + 1])
+
+    def _endless(self, rid: str) -> None:
+        """A chunked 200 that goes on until the client hangs up (a broken proxy, say)."""
+        item = b'{"status_id": "1", "system_status": "CALL", "dictionary_status_id": null, '
+        chunk = b"[" + (item + b'"name": "x"}, ') * 1000
+        lines = [
+            "HTTP/1.1 200 OK",
+            f"Content-Type: {_JSON}",
+            "Transfer-Encoding: chunked",
+            f"X-Request-Id: {rid}",
+            "Connection: close",
+            "\r\n",
+        ]
+        self.close_connection = True
+        self.wfile.write("\r\n".join(lines).encode("latin-1"))
+        framed = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
+        while True:
+            self.wfile.write(framed)
 
     def _send_normal(self, answer: _Answer | None, rid: str) -> None:
         if answer is None:
@@ -355,10 +470,11 @@ class _Handler(BaseHTTPRequestHandler):
         *,
         ctype: str = _JSON,
         headers: tuple[tuple[str, str], ...] = (),
+        reason: str | None = None,
     ) -> None:
         if code in _NO_BODY_CODES or code < 200:
             body = b""
-        head = self._head(code, len(body), ctype, rid, headers)
+        head = self._head(code, len(body), ctype, rid, headers, reason=reason)
         # One write -> one sendall -> one segment for small answers (with NODELAY).
         self.wfile.write(head + body if self.command != "HEAD" else head)
 
@@ -369,15 +485,18 @@ class _Handler(BaseHTTPRequestHandler):
         ctype: str,
         rid: str,
         headers: tuple[tuple[str, str], ...],
+        *,
+        reason: str | None = None,
     ) -> bytes:
         lines = [
-            f"HTTP/1.1 {code} {_reason(code)}",
+            f"HTTP/1.1 {code} {_reason(code) if reason is None else reason}",
             f"Server: {self.server_version}",
             f"Date: {self.date_time_string()}",
             f"Content-Type: {ctype}",
             f"Content-Length: {length}",
-            f"X-Request-Id: {rid}",
         ]
+        if not any(name.lower() == "x-request-id" for name, _ in headers):
+            lines.append(f"X-Request-Id: {rid}")
         lines.extend(f"{k}: {v}" for k, v in headers)
         if self.close_connection:
             lines.append("Connection: close")
