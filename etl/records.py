@@ -8,13 +8,18 @@ a body that passes can always be stored, and one that does not names what is wro
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from etl.errors import PayloadError
 
 _BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
-_MAX_TEXT = 10_000  # far beyond any real status name; guards the database from junk
+# What the schema can store, so that whatever passes the parser can be written: status_id
+# and system_status are indexed (a btree entry holds at most about 2,700 bytes, and 100
+# characters are at most 400 bytes of UTF-8); a name is not indexed (TOAST stores it).
+MAX_ID_CHARS = 100
+MAX_NAME_CHARS = 10_000
 _SNIPPET = 120
 
 
@@ -39,11 +44,13 @@ def _reject_constant(name: str) -> Any:
 
 
 def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [key for key, _ in pairs]
-    if len(set(keys)) != len(keys):
-        dupes = sorted({k for k in keys if keys.count(k) > 1})
-        raise ValueError(f"an object repeats the key(s) {', '.join(dupes)}")
-    return dict(pairs)
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        counts = Counter(key for key, _ in pairs)
+        dupes = sorted(key for key, count in counts.items() if count > 1)
+        shown = ", ".join(repr(snippet(key.encode("utf-8", "replace"))) for key in dupes[:5])
+        raise ValueError(f"an object repeats the key(s) {shown}")
+    return value
 
 
 def snippet(body: bytes) -> str:
@@ -53,13 +60,13 @@ def snippet(body: bytes) -> str:
     return text + ("…" if len(body) > _SNIPPET else "")
 
 
-def _text(value: object, *, field: str, where: str, allow_empty: bool) -> str:
+def _text(value: object, *, field: str, where: str, allow_empty: bool, limit: int) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{where}: {field} must be a string, got {_kind(value)}")
     if not allow_empty and not value.strip():
         raise ValueError(f"{where}: {field} must not be empty")
-    if len(value) > _MAX_TEXT:
-        raise ValueError(f"{where}: {field} is longer than {_MAX_TEXT} characters")
+    if len(value) > limit:
+        raise ValueError(f"{where}: {field} is longer than {limit} characters")
     if "\x00" in value:
         raise ValueError(f"{where}: {field} contains a NUL character")
     try:
@@ -96,9 +103,13 @@ def _status(item: object, index: int) -> Status:
 
     raw_id = item["status_id"]
     if isinstance(raw_id, int) and not isinstance(raw_id, bool):
-        status_id = str(raw_id)
+        status_id = _text(
+            str(raw_id), field="status_id", where=where, allow_empty=False, limit=MAX_ID_CHARS
+        )
     elif isinstance(raw_id, str):
-        status_id = _text(raw_id, field="status_id", where=where, allow_empty=False)
+        status_id = _text(
+            raw_id, field="status_id", where=where, allow_empty=False, limit=MAX_ID_CHARS
+        )
     else:
         raise ValueError(f"{where}: status_id must be a string or an integer, got {_kind(raw_id)}")
 
@@ -115,10 +126,14 @@ def _status(item: object, index: int) -> Status:
     return Status(
         status_id=status_id,
         system_status=_text(
-            item["system_status"], field="system_status", where=where, allow_empty=False
+            item["system_status"],
+            field="system_status",
+            where=where,
+            allow_empty=False,
+            limit=MAX_ID_CHARS,
         ),
         dictionary_status_id=dictionary_id,
-        name=_text(item["name"], field="name", where=where, allow_empty=True),
+        name=_text(item["name"], field="name", where=where, allow_empty=True, limit=MAX_NAME_CHARS),
     )
 
 

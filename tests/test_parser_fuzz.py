@@ -3,12 +3,14 @@
 ``parse_statuses`` is the only gate between Thulium's answer and SQL, so two properties
 matter: any input ends in a ``Snapshot`` or a ``PayloadError`` (never another exception),
 and any ``Snapshot`` it returns is written by the real loader to the real database and read
-back unchanged (NUL characters, lone surrogates and out-of-range integers stop at the gate).
+back unchanged (NUL characters, lone surrogates, out-of-range integers and values longer than
+the schema's indexes can hold stop at the gate).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -18,11 +20,16 @@ from sqlalchemy import Engine, text
 
 from etl.errors import PayloadError
 from etl.load import apply_snapshots
-from etl.records import Snapshot, Status, parse_statuses
+from etl.records import MAX_ID_CHARS, MAX_NAME_CHARS, Snapshot, Status, parse_statuses
 
 CAMPAIGN = "00001"
 BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
-MAX_TEXT = 10_000
+EMOJI = "\U0001f600"  # four bytes of UTF-8: the widest a character gets
+
+
+def incompressible(n: int) -> str:
+    """``n`` distinct-looking four-byte characters that no compression shrinks."""
+    return "".join(chr(0x20000 + (i * 7919) % 0xA000) for i in range(n))
 
 PURE = settings(max_examples=200, deadline=None)
 
@@ -122,12 +129,19 @@ def test_any_json_value_gives_a_snapshot_or_a_payload_error(value: Any) -> None:
         {"status_id": " ", "system_status": "CALL", "dictionary_status_id": None, "name": ""},
         {"status_id": "1", "system_status": "", "dictionary_status_id": None, "name": ""},
         {"status_id": "1", "system_status": "CALL", "dictionary_status_id": None,
-         "name": "x" * (MAX_TEXT + 1)},
+         "name": "x" * (MAX_NAME_CHARS + 1)},
+        {"status_id": "x" * (MAX_ID_CHARS + 1), "system_status": "CALL",
+         "dictionary_status_id": None, "name": ""},
+        {"status_id": 10**MAX_ID_CHARS, "system_status": "CALL", "dictionary_status_id": None,
+         "name": ""},
+        {"status_id": "1", "system_status": "C" * (MAX_ID_CHARS + 1),
+         "dictionary_status_id": None, "name": ""},
         {"status_id": "1", "system_status": "CALL", "name": ""},
     ],
     ids=["nul-name", "surrogate-code", "nul-id", "dict-id-too-big", "dict-id-too-small",
          "dict-id-float", "dict-id-bool", "id-bool", "id-float", "id-blank", "code-empty",
-         "name-too-long", "field-missing"],
+         "name-too-long", "id-too-long", "integer-id-too-long", "code-too-long",
+         "field-missing"],
 )
 def test_unstorable_items_are_rejected_with_a_payload_error(item: dict[str, Any]) -> None:
     body = json.dumps([item]).encode("ascii")
@@ -174,6 +188,30 @@ items = st.fixed_dictionaries(
 status_lists = st.lists(items, max_size=12, unique_by=lambda item: str(item["status_id"]))
 
 
+def near_limit(limit: int) -> st.SearchStrategy[str]:
+    """Texts at or just under ``limit`` characters (a drawn pattern repeated), wide ones too."""
+    wide = st.sampled_from([EMOJI, "\u0142", "x", incompressible(1)])
+    patterns = st.lists(wide | clean_char, min_size=1, max_size=30).map("".join)
+    return st.builds(
+        lambda pattern, short: (pattern * (limit // len(pattern) + 1))[: limit - short],
+        patterns.filter(lambda s: s.strip() != ""),
+        st.integers(min_value=0, max_value=3),
+    ).filter(lambda s: s.strip() != "")
+
+
+long_items = st.fixed_dictionaries(
+    {
+        "status_id": near_limit(MAX_ID_CHARS) | st.integers(min_value=10**98, max_value=10**99),
+        "system_status": near_limit(MAX_ID_CHARS),
+        "dictionary_status_id": dictionary_ids,
+        "name": near_limit(MAX_NAME_CHARS),
+    }
+)
+long_status_lists = st.lists(
+    long_items, min_size=1, max_size=3, unique_by=lambda item: str(item["status_id"])
+)
+
+
 def expected(statuses: list[dict[str, Any]]) -> tuple[Status, ...]:
     return tuple(
         Status(
@@ -217,11 +255,17 @@ def _store_and_read_back(engine: Engine, snapshot: Snapshot) -> set[Status]:
     return {Status(*row) for row in rows}
 
 
-@settings(max_examples=30, deadline=None)
-@given(statuses=status_lists)
+@settings(max_examples=40, deadline=None)
+@given(statuses=status_lists | long_status_lists)
+@example(statuses=[
+    {"status_id": incompressible(MAX_ID_CHARS), "system_status": EMOJI * MAX_ID_CHARS,
+     "dictionary_status_id": None, "name": incompressible(MAX_NAME_CHARS)},
+    {"status_id": 10**MAX_ID_CHARS - 1, "system_status": incompressible(MAX_ID_CHARS),
+     "dictionary_status_id": 0, "name": EMOJI * MAX_NAME_CHARS},
+])
 @example(statuses=[
     {"status_id": "ąę\U0001f600", "system_status": "NOWY_\u2028STATUS",
-     "dictionary_status_id": BIGINT_MIN, "name": "x" * MAX_TEXT},
+     "dictionary_status_id": BIGINT_MIN, "name": "x" * MAX_NAME_CHARS},
     {"status_id": 10**80, "system_status": "TO_CALL", "dictionary_status_id": BIGINT_MAX,
      "name": "tab\tnew\nline\\back\rslash \ufeff\uffff"},
     {"status_id": -7, "system_status": "TO_CALL", "dictionary_status_id": None, "name": ""},
@@ -232,3 +276,20 @@ def test_whatever_passes_the_parser_is_stored_unchanged(
     snapshot = parse_statuses(json.dumps(statuses).encode("ascii"), campaign_id=CAMPAIGN)
 
     assert _store_and_read_back(schema, snapshot) == set(snapshot.statuses)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[{" + b'"k": 1, ' * 40_000 + b'"k": 1}]',
+        b"[{" + b", ".join(b'"k%d": 1, "k%d": 2' % (i, i) for i in range(20_000)) + b"}]",
+    ],
+    ids=["one-key-repeated", "every-key-twice"],
+)
+def test_repeated_keys_are_found_in_time_linear_in_the_body(body: bytes) -> None:
+    """A 240 KB object of repeated keys: linear detection takes milliseconds, quadratic
+    minutes. A generous bound, not a benchmark."""
+    started = time.perf_counter()
+    with pytest.raises(PayloadError, match="repeats the key"):
+        parse_statuses(body, campaign_id=CAMPAIGN)
+    assert time.perf_counter() - started < 1.0
