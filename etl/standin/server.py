@@ -11,7 +11,6 @@ import base64
 import binascii
 import contextlib
 import functools
-import gzip
 import hmac
 import json
 import logging
@@ -24,6 +23,7 @@ import struct
 import threading
 import time
 import uuid
+import zlib
 from collections import deque
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -124,9 +124,16 @@ def _to_bytes(body: bytes | str) -> bytes:
 
 @functools.lru_cache(maxsize=4)
 def _gzip_bomb(size: int) -> bytes:
-    """A gzip body that inflates to ``size`` bytes of a valid, empty-looking JSON array."""
-    inflated = b"[" + b" " * max(0, size - 2) + b"]"
-    return gzip.compress(inflated, compresslevel=9, mtime=0)
+    """A gzip body that inflates to ``size`` bytes of a valid, empty JSON array."""
+    gzipped = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # 16+: gzip framing
+    block = b" " * (1 << 20)
+    parts = [gzipped.compress(b"[")]
+    spaces = size - 2
+    while spaces > 0:
+        parts.append(gzipped.compress(block[: min(spaces, len(block))]))
+        spaces -= len(block)
+    parts.append(gzipped.compress(b"]") + gzipped.flush())
+    return b"".join(parts)
 
 
 def _error_body(request_id: str, message: str, code: int) -> bytes:
