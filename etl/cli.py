@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import errno
 import json
 import logging
 import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import FrameType
 from typing import Any
 
@@ -24,19 +25,22 @@ from sqlalchemy.engine import URL
 
 from etl import __version__, config, history, logs, migrate, shards
 from etl.client import ThuliumClient
-from etl.database import describe, make_engine, unreachable_is_fatal
+from etl.database import database_errors, describe, make_engine
 from etl.errors import (
     EXIT_CAMPAIGN_FAILED,
     EXIT_CONFIG,
     EXIT_DATABASE,
+    EXIT_INTERNAL,
     EXIT_OK,
     CampaignError,
     ConfigError,
     DatabaseError,
     EtlError,
+    OutputError,
 )
 from etl.records import parse_statuses
 from etl.schema import REVISION
+from etl.stop import Stop
 from etl.sync import run_sync
 
 logger = logging.getLogger("thulium-etl")
@@ -46,7 +50,10 @@ exit codes:
   0   success (every campaign synced / every check passed)
   1   at least one campaign failed or was skipped; the others were saved
   2   configuration or usage error; nothing was contacted
-  3   the database is unreachable or its schema is not at the head revision
+  3   the database is unreachable, refuses writes, or its schema is not at this
+      version's revision
+  70  internal error (a bug in thulium-etl: please report it with the log)
+  74  the output could not be written (a full disk, a closed pipe)
   75  another sync holds the lock; this run did nothing (try again later)
   143 stopped by SIGTERM/SIGINT; finished campaigns are saved, the run is 'interrupted'
 """
@@ -57,7 +64,9 @@ environment (a flag overrides its variable):
   THULIUM_BASE_URL                        API root, e.g. https://acme.thulium.com/api
   THULIUM_USER, THULIUM_PASSWORD / THULIUM_PASSWORD_FILE   the API user
   THULIUM_CAMPAIGNS                       campaign ids, e.g. 00001,00002
-  THULIUM_TIMEOUT (30), THULIUM_CONNECT_TIMEOUT (5)         seconds
+  THULIUM_TIMEOUT (30), THULIUM_CONNECT_TIMEOUT (5)         seconds per read, per connect
+  THULIUM_REQUEST_DEADLINE (120)          seconds for a whole request, however slow
+  THULIUM_MAX_BODY_BYTES (50000000)       largest answer accepted, once decoded
   THULIUM_CA_BUNDLE                       CA bundle file; TLS is always verified
   THULIUM_CONCURRENCY (8)                 parallel requests
   THULIUM_MAX_RPS                         client-side rate limit, requests/second (off)
@@ -66,34 +75,45 @@ environment (a flag overrides its variable):
   THULIUM_RETRY_BUDGET (600)              retries: attempts, first wait, cap, total per run
   THULIUM_BATCH_ROWS (20000)              rows written per transaction, at most
   THULIUM_DB_RETRY_ATTEMPTS (4), THULIUM_DB_RETRY_WAIT (1)  riding out a lost connection
+  THULIUM_DB_LOCK_TIMEOUT (60), THULIUM_DB_STATEMENT_TIMEOUT (600)  seconds a statement may
+                                          wait for a lock, or run
   THULIUM_LOG_FORMAT (text on a terminal, else json), THULIUM_LOG_LEVEL (INFO)
 """
 
 
-class _Stop:
-    """Turns SIGTERM/SIGINT into a stop request while a sync runs, then restores handlers."""
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[Stop]:
+    """A stop request that SIGTERM/SIGINT set while the block runs; handlers restored after."""
+    stop = Stop()
 
-    def __init__(self) -> None:
-        self.event = threading.Event()
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if not self.event.is_set():
-            logger.warning("received %s: finishing the write in progress, then stopping",
+    def handle(signum: int, frame: FrameType | None) -> None:
+        if not stop.is_set():
+            logger.warning("received %s: stopping (a write in progress is rolled back)",
                            signal.Signals(signum).name)
-        self.event.set()
+        stop.request()
 
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[threading.Event]:
-        if threading.current_thread() is not threading.main_thread():
-            yield self.event
-            return
-        signals = (signal.SIGTERM, signal.SIGINT)
-        previous = {sig: signal.signal(sig, self._handle) for sig in signals}
-        try:
-            yield self.event
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _emit(text: str) -> None:
+    """Print to stdout; a full disk or a closed pipe becomes OutputError (exit code 74)."""
+    try:
+        print(text, flush=True)
+    except OSError as exc:
+        # Nothing more can reach stdout: point it at /dev/null so the interpreter's final
+        # flush does not fail again with a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        if exc.errno == errno.EPIPE:
+            raise OutputError("the reader of the output went away", quiet=True) from None
+        raise OutputError(f"cannot write the output: {exc.strerror or exc}") from None
 
 
 def _campaigns(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, ...]:
@@ -113,25 +133,32 @@ def _with_flags(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, s
 
 
 def _database(env: Mapping[str, str], *, pool_size: int = 2) -> tuple[Engine, URL]:
-    url = config.database_url(env)
-    logs.add_secret(url.password if isinstance(url.password, str) else None)
-    return make_engine(url, pool_size=pool_size), url
+    settings = config.database_settings(env)
+    url = settings.url
+    for secret in (url.password, url.query.get("password")):
+        logs.add_secret(secret if isinstance(secret, str) else None)
+    engine = make_engine(
+        url,
+        pool_size=pool_size,
+        lock_timeout=settings.lock_timeout,
+        statement_timeout=settings.statement_timeout,
+    )
+    return engine, url
 
 
 def _api(env: Mapping[str, str]) -> config.ApiSettings:
     api = config.api_settings(env)
     logs.add_secret(api.password)
-    for charset in ("utf-8", "latin-1"):  # the Basic token, as an echoed header would show it
-        with contextlib.suppress(UnicodeEncodeError):
-            credentials = f"{api.user}:{api.password}".encode(charset)
-            logs.add_secret(base64.b64encode(credentials).decode("ascii"))
+    # The Basic token (UTF-8, as the client sends it), as an echoed header would show it.
+    credentials = f"{api.user}:{api.password}".encode()
+    logs.add_secret(base64.b64encode(credentials).decode("ascii"))
     return api
 
 
 def cmd_migrate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     engine, url = _database(env)
     try:
-        with unreachable_is_fatal(url, doing="migrating"):
+        with database_errors(url, doing="migrating"):
             before, after = migrate.upgrade(engine)
     finally:
         engine.dispose()
@@ -150,7 +177,7 @@ def cmd_sync(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     write = config.write_settings(env)
     engine, url = _database(env)
     try:
-        with _Stop().installed() as stop:
+        with _stop_on_signals() as stop:
             result = run_sync(
                 engine, url, api, ids, stop=stop, options=write, shard=shard
             )
@@ -177,10 +204,10 @@ def cmd_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     code = EXIT_OK
 
     def line(ok: bool, what: str, detail: str) -> None:
-        print(f"{'PASS' if ok else 'FAIL'}  {what}: {logs.redact(detail)}", flush=True)
+        _emit(f"{'PASS' if ok else 'FAIL'}  {what}: {logs.clean(detail)}")
 
     try:
-        with unreachable_is_fatal(url, doing="checking"), engine.connect() as conn:
+        with database_errors(url, doing="checking"), engine.connect() as conn:
             migrate.require_current(conn)
         line(True, "database", f"{describe(url)} reachable, schema at {REVISION}")
     except DatabaseError as exc:
@@ -223,7 +250,7 @@ def _cell(value: object) -> str:
 def cmd_runs(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     engine, url = _database(env)
     try:
-        with unreachable_is_fatal(url, doing="reading run history"), engine.connect() as conn:
+        with database_errors(url, doing="reading run history"), engine.connect() as conn:
             migrate.require_current(conn)
             if args.run is not None:
                 rows = history.run_campaigns(conn, args.run)
@@ -241,20 +268,36 @@ def cmd_runs(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if args.run is not None and not rows:
         raise ConfigError(f"--run {args.run}: no such run (or it recorded no campaigns)")
     if args.json:
-        print(json.dumps([_jsonable(row) for row in rows], ensure_ascii=False, indent=2))
+        _emit(json.dumps([_jsonable(row) for row in rows], ensure_ascii=False, indent=2))
     else:
-        print(_table(rows, columns) if rows else "no runs recorded yet")
+        _emit(_table(rows, columns) if rows else "no runs recorded yet")
     return EXIT_OK
 
 
-def _positive(value: str) -> int:
+def _number_text(value: str) -> str:
+    """An argparse type: a number, kept as written (its range is checked with its variable)."""
     try:
-        number = int(value)
+        float(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{value!r} must be at least 1")
-    return number
+        raise argparse.ArgumentTypeError(f"{value[:40]!r} is not a number") from None
+    return value
+
+
+def _whole(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` to ``high``."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value) if value.strip().isascii() else None
+        except ValueError:
+            number = None
+        if number is None:
+            raise argparse.ArgumentTypeError(f"{value[:40]!r} is not a whole number")
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError(f"{value[:40]!r} must be between {low} and {high}")
+        return number
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -289,8 +332,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--campaign", action="append", metavar="ID",
                    help="sync only this campaign id (repeatable; commas allowed); "
                    "default: THULIUM_CAMPAIGNS")
-    p.add_argument("--concurrency", type=_positive, help="parallel requests (THULIUM_CONCURRENCY)")
-    p.add_argument("--timeout", type=float, help="read timeout in seconds (THULIUM_TIMEOUT)")
+    p.add_argument("--concurrency", type=_whole(1, 256),
+                   help="parallel requests (THULIUM_CONCURRENCY)")
+    p.add_argument("--timeout", type=_number_text,
+                   help="read timeout in seconds (THULIUM_TIMEOUT)")
     p.add_argument("--shard", metavar="I/N",
                    help="sync only shard I (0-based) of N, a stable hash-based subset, so N "
                    "pods split the campaigns (THULIUM_SHARD; in a Kubernetes Indexed Job, "
@@ -314,8 +359,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--run ID the outcome of each campaign of that run.",
         epilog=EXIT_CODES, formatter_class=formatter,
     )
-    p.add_argument("--limit", type=_positive, default=10, help="how many runs (default 10)")
-    p.add_argument("--run", type=int, metavar="ID", help="show this run's campaigns")
+    p.add_argument("--limit", type=_whole(1, 10_000), default=10,
+                   help="how many runs (default 10, at most 10000)")
+    p.add_argument("--run", type=_whole(1, 2**63 - 1), metavar="ID",
+                   help="show this run's campaigns")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(handler=cmd_runs)
     return parser
@@ -344,9 +391,16 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
     except ConfigError as exc:
         logger.error("configuration error: %s", exc)
         return exc.exit_code
+    except OutputError as exc:
+        (logger.debug if exc.quiet else logger.error)("%s", exc)
+        return exc.exit_code
     except EtlError as exc:
         logger.error("%s", exc)
         return exc.exit_code
+    except Exception as exc:  # a bug: one log event (its traceback inside), not a crash
+        logger.error("internal error (a bug in thulium-etl; please report it with this log): "
+                     "%s: %s", type(exc).__name__, exc, exc_info=True)
+        return EXIT_INTERNAL
     return code
 
 

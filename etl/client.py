@@ -1,10 +1,11 @@
-"""The Thulium HTTP client: one session, Basic auth, timeouts, retries and error bodies.
+"""The Thulium client: status URLs, retries and what each kind of answer means.
 
-Transient failures (network errors, timeouts, 408, 429, 5xx) are retried with exponential
-backoff and jitter, honouring ``Retry-After`` up to a cap. A 429 slows every worker down,
-not just the one that got it, and no retry starts once the run's retry budget is spent.
-Permanent failures (other 4xx) raise at once. The client returns raw bytes: validating
-them is :mod:`etl.records`' job.
+Transient failures (network errors, timeouts, an interim 1xx answer, 408, 429, 5xx) are
+retried with exponential backoff and jitter, honouring ``Retry-After`` up to a cap. A 429
+slows every worker down, not just the one that got it, and no retry starts once the run's
+retry budget is spent. Permanent failures (other 4xx, a 2xx other than 200) raise at once.
+The client returns raw bytes of a 200: validating them is :mod:`etl.records`' job; bounding
+and isolating requests is :mod:`etl.transport`'s.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
+import re
 import threading
 import time
 from dataclasses import dataclass
 
 import requests
-import requests.adapters
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -28,19 +29,16 @@ from tenacity.stop import stop_base
 
 from etl import __version__
 from etl.config import ApiSettings
-from etl.errors import ApiError, AuthError, InterruptedRun
+from etl.errors import ApiError, AuthError, BodyTooLarge, DeadlineExceeded
 from etl.records import snippet, thulium_error
+from etl.stop import Stop
+from etl.transport import Answer, Transport
 
 logger = logging.getLogger(__name__)
 
 USER_AGENT = f"thulium-etl/{__version__} python-requests/{requests.__version__}"
 _TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504}) | frozenset(range(520, 530))
-_NETWORK_ERRORS = (
-    requests.ConnectionError,
-    requests.Timeout,
-    requests.exceptions.ChunkedEncodingError,
-    requests.exceptions.ContentDecodingError,
-)
+_DELTA_SECONDS = re.compile(r"[0-9]{1,9}")  # ASCII digits only: str.isdigit() accepts '²'
 
 
 class _TransientError(ApiError):
@@ -63,19 +61,22 @@ class Fetched:
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date)."""
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date).
+
+    Anything else (junk bytes, a date in year 99999) is None: our own backoff applies.
+    """
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if _DELTA_SECONDS.fullmatch(value):
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        if when.tzinfo is None:
+            return None
+        return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 class RetryGate:
@@ -87,14 +88,14 @@ class RetryGate:
     """
 
     def __init__(
-        self, *, budget: float, max_rps: float | None = None, stop: threading.Event | None = None
+        self, *, budget: float, max_rps: float | None = None, stop: Stop | None = None
     ) -> None:
         self._deadline = time.monotonic() + budget
         self._lock = threading.Lock()
         self._open_at = 0.0
         self._interval = 1.0 / max_rps if max_rps else 0.0
         self._next_slot = 0.0
-        self.stop = stop or threading.Event()
+        self.stop = stop or Stop()
 
     def budget_left(self) -> float:
         return self._deadline - time.monotonic()
@@ -105,8 +106,7 @@ class RetryGate:
 
     def sleep(self, seconds: float) -> None:
         """Sleep, waking early (and raising) when the run is asked to stop."""
-        if self.stop.wait(max(0.0, seconds)):
-            raise InterruptedRun("stop requested while waiting to retry")
+        self.stop.sleep(seconds)
 
     def wait_turn(self) -> None:
         """Wait until the 429 backoff is over and this request's rate-limit slot comes."""
@@ -129,15 +129,14 @@ class _GateClosed(stop_base):
         return self._gate.stop.is_set() or self._gate.budget_left() < wait
 
 
-def _describe(response: requests.Response) -> str:
+def _describe(answer: Answer, messages: list[str]) -> str:
     """``HTTP 503 Service Unavailable; Thulium said: …`` for an error answer."""
-    _, messages = thulium_error(response.content)
-    text = f"HTTP {response.status_code} {response.reason or ''}".rstrip()
+    text = f"HTTP {answer.status} {answer.reason}".rstrip()
     if messages:
         text += f"; Thulium said: {'; '.join(messages)}"
-    elif response.content:
-        kind = response.headers.get("Content-Type", "unknown type").split(";")[0]
-        text += f"; body ({kind}): {snippet(response.content)!r}"
+    elif answer.body:
+        kind = answer.headers.get("Content-Type", "unknown type").split(";")[0]
+        text += f"; body ({kind}): {snippet(answer.body)!r}"
     return text
 
 
@@ -147,19 +146,19 @@ class ThuliumClient:
     def __init__(self, settings: ApiSettings, *, gate: RetryGate | None = None) -> None:
         self._settings = settings
         self._gate = gate or RetryGate(budget=settings.retry.budget, max_rps=settings.max_rps)
-        self._session = requests.Session()
-        self._session.auth = (settings.user, settings.password)
-        self._session.headers.update({"Accept": "application/json", "User-Agent": USER_AGENT})
-        self._session.verify = settings.ca_bundle or True
-        self._session.trust_env = False  # no ~/.netrc credentials or REQUESTS_CA_BUNDLE surprises
-        adapter = requests.adapters.HTTPAdapter(
-            pool_connections=1, pool_maxsize=max(1, settings.concurrency), max_retries=0
+        self._transport = Transport(
+            user=settings.user,
+            password=settings.password,
+            headers={"Accept": "application/json", "User-Agent": USER_AGENT},
+            ca_bundle=settings.ca_bundle,
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.timeout,
+            deadline=settings.request_deadline,
+            max_body=settings.max_body_bytes,
         )
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
 
     def close(self) -> None:
-        self._session.close()
+        self._transport.close()
 
     def __enter__(self) -> ThuliumClient:
         return self
@@ -228,31 +227,42 @@ class ThuliumClient:
 
     def _get(self, campaign_id: str) -> tuple[int, bytes]:
         self._gate.wait_turn()
-        settings = self._settings
         try:
-            response = self._session.get(
-                self.statuses_url(campaign_id),
-                timeout=(settings.connect_timeout, settings.timeout),
-                allow_redirects=False,
-            )
-            body = response.content
+            answer = self._transport.get(self.statuses_url(campaign_id))
+        except BodyTooLarge as exc:
+            raise ApiError(str(exc), campaign_id=campaign_id, status=200) from None
+        except DeadlineExceeded as exc:
+            raise _TransientError(str(exc), campaign_id=campaign_id) from None
         except requests.exceptions.SSLError as exc:
             raise ApiError(f"TLS error: {exc}", campaign_id=campaign_id) from None
-        except _NETWORK_ERRORS as exc:
+        except requests.RequestException as exc:
             raise _TransientError(
                 f"{type(exc).__name__}: {_network_reason(exc)}", campaign_id=campaign_id
             ) from None
 
-        status = response.status_code
-        if 200 <= status < 300:
-            return status, body
-        request_id, _ = thulium_error(body)
-        request_id = request_id or response.headers.get("X-Request-Id")
-        message = _describe(response)
+        status = answer.status
+        if status == 200:
+            return status, answer.body
+        if status < 200:
+            raise _TransientError(
+                f"HTTP {status} {answer.reason}: an interim answer where the final one was "
+                "due; its connection is closed and the request made again on a new one",
+                campaign_id=campaign_id, status=status,
+            )
+        if status < 300:
+            raise ApiError(
+                f"HTTP {status} {answer.reason}: only a 200 answer is the complete list of "
+                "statuses, so nothing was changed",
+                campaign_id=campaign_id, status=status,
+                request_id=answer.headers.get("X-Request-Id"),
+            )
+        request_id, messages = thulium_error(answer.body)
+        request_id = request_id or answer.headers.get("X-Request-Id")
+        message = _describe(answer, messages)
         if status in _TRANSIENT_STATUS:
             raise _TransientError(
                 message, campaign_id=campaign_id, status=status, request_id=request_id,
-                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                retry_after=parse_retry_after(answer.headers.get("Retry-After")),
             )
         if status == 401:
             raise AuthError(
@@ -260,7 +270,7 @@ class ThuliumClient:
                 campaign_id=campaign_id, status=status, request_id=request_id,
             )
         if 300 <= status < 400:
-            location = response.headers.get("Location", "?")
+            location = answer.headers.get("Location", "?")
             message += f": redirected to {location}; check THULIUM_BASE_URL"
         raise ApiError(message, campaign_id=campaign_id, status=status, request_id=request_id)
 

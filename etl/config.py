@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from psycopg import pq
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -23,6 +24,8 @@ from etl.shards import Shard
 CAMPAIGN_ID = re.compile(r"[0-9A-Za-z]{5}")
 _LIST_SEPARATORS = re.compile(r"[\s,]+")
 _PSYCOPG_DRIVERS = {"postgres", "postgresql", "postgresql+psycopg"}
+_URL_PATH = re.compile(r"[A-Za-z0-9._~/-]*")  # a plain path: nothing a server could reinterpret
+MAX_SHARDS = 256
 
 Environ = Mapping[str, str]
 
@@ -46,6 +49,8 @@ class ApiSettings:
     password: str = field(repr=False)
     timeout: float = 30.0
     connect_timeout: float = 5.0
+    request_deadline: float = 120.0  # a whole request, however slowly the answer arrives
+    max_body_bytes: int = 50_000_000  # decoded; a real answer is a few kilobytes
     ca_bundle: str | None = None
     retry: RetryPolicy = RetryPolicy()
     concurrency: int = 8
@@ -59,6 +64,15 @@ class WriteSettings:
     batch_rows: int = 20_000
     db_attempts: int = 4
     db_retry_wait: float = 1.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatabaseSettings:
+    """The target database and how long any statement of the job may wait or run."""
+
+    url: URL
+    lock_timeout: float = 60.0
+    statement_timeout: float = 600.0
 
 
 def _get(env: Environ, name: str) -> str | None:
@@ -76,6 +90,16 @@ def _require(env: Environ, name: str, what: str) -> str:
     return value
 
 
+def _utf8(name: str, value: str) -> str:
+    """Refuse text that is not UTF-8 (undecodable bytes in the environment), naming only
+    the variable: the value may be a secret."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"{name} is not valid UTF-8 text") from None
+    return value
+
+
 def _secret(env: Environ, name: str, what: str) -> str:
     """Read a secret from ``NAME`` or from the file named by ``NAME_FILE`` (not both)."""
     direct = env.get(name)
@@ -85,7 +109,7 @@ def _secret(env: Environ, name: str, what: str) -> str:
     if file_name is None:
         if not direct:
             raise ConfigError(f"{name} (or {name}_FILE) is not set: it must give {what}")
-        return direct
+        return _utf8(name, direct)
     try:
         value = Path(file_name).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -97,29 +121,31 @@ def _secret(env: Environ, name: str, what: str) -> str:
     return value
 
 
-def _number(env: Environ, name: str, default: float, *, minimum: float = 0.0) -> float:
+def _number(
+    env: Environ, name: str, default: float, *, minimum: float = 0.0, maximum: float
+) -> float:
     raw = _get(env, name)
     if raw is None:
         return default
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number") from None
-    if not math.isfinite(value) or value < minimum:
-        raise ConfigError(f"{name}={raw!r} must be a finite number >= {minimum:g}")
+        raise ConfigError(f"{name}={raw[:40]!r} is not a number") from None
+    if not math.isfinite(value) or not minimum <= value <= maximum:
+        raise ConfigError(f"{name}={raw[:40]!r} must be between {minimum:g} and {maximum:g}")
     return value
 
 
-def _count(env: Environ, name: str, default: int, *, minimum: int = 1) -> int:
+def _count(env: Environ, name: str, default: int, *, minimum: int = 1, maximum: int) -> int:
     raw = _get(env, name)
     if raw is None:
         return default
     try:
         value = int(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
-    if value < minimum:
-        raise ConfigError(f"{name}={raw!r} must be at least {minimum}")
+        raise ConfigError(f"{name}={raw[:40]!r} is not a whole number") from None
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"{name}={raw[:40]!r} must be between {minimum} and {maximum}")
     return value
 
 
@@ -142,25 +168,40 @@ def parse_campaign_ids(raw: str, *, source: str) -> tuple[str, ...]:
 
 
 def _base_url(raw: str) -> str:
+    """A plain ``http(s)://host[:port]/path`` to which ``/outbounds/<id>/statuses`` is added.
+
+    Anything a server or proxy could read otherwise is refused: a ``?`` or ``#`` (even with
+    nothing after it) would turn the appended path into a query or a fragment, so every
+    campaign would fetch the same URL; so would ``..`` or encoded characters in the path.
+    """
     name = "THULIUM_BASE_URL"
+    expected = "expected a plain base such as https://<system>.thulium.com/api"
     try:
         parts = urllib.parse.urlsplit(raw)
         port_ok = parts.port is None or parts.port > 0
     except ValueError as exc:
         raise ConfigError(f"{name}={raw!r} is not a valid URL: {exc}") from None
-    if parts.scheme not in {"http", "https"} or not parts.hostname or not port_ok:
-        raise ConfigError(
-            f"{name}={raw!r} is not a valid URL: expected https://<system>.thulium.com/api"
-        )
-    if parts.username or parts.password:
+    if "@" in parts.netloc:
         raise ConfigError(f"{name} must not carry credentials: use THULIUM_USER/THULIUM_PASSWORD")
-    if parts.query or parts.fragment:
-        raise ConfigError(f"{name}={raw!r} must not have a query string or fragment")
+    if parts.scheme not in {"http", "https"} or not parts.hostname or not port_ok:
+        raise ConfigError(f"{name}={raw!r} is not a valid URL: {expected}")
+    if "?" in raw or "#" in raw:
+        raise ConfigError(f"{name}={raw!r} must not have a query string or fragment: {expected}")
+    segments = parts.path.split("/")
+    if not _URL_PATH.fullmatch(parts.path) or "." in segments or ".." in segments:
+        raise ConfigError(
+            f"{name}={raw!r}: the path may hold only letters, digits, '-', '.', '_', '~' and "
+            f"'/', with no '.' or '..' segments: {expected}"
+        )
     return raw.rstrip("/")
 
 
 def database_url(env: Environ) -> URL:
-    """The SQLAlchemy URL of the target database, always with the psycopg 3 driver."""
+    """The SQLAlchemy URL of the target database, always with the psycopg 3 driver.
+
+    Query parameters are libpq's (``sslmode``, ``options``, …); an unknown one is refused
+    here rather than by the driver at connection time.
+    """
     raw = _secret(env, "DATABASE_URL", "the PostgreSQL URL, e.g. postgresql://user@host/db")
     try:
         url = make_url(raw)
@@ -175,53 +216,102 @@ def database_url(env: Environ) -> URL:
         )
     if url.port is not None and not 0 < url.port < 65536:
         raise ConfigError(f"DATABASE_URL has an invalid port {url.port}")
+    unknown = sorted(set(url.query) - _libpq_options())
+    if unknown:
+        raise ConfigError(
+            f"DATABASE_URL has unknown connection option(s) {', '.join(unknown)}: the query "
+            "string takes libpq's options, e.g. sslmode, connect_timeout, options"
+        )
     return url.set(drivername="postgresql+psycopg")
+
+
+def _libpq_options() -> set[str]:
+    return {option.keyword.decode() for option in pq.Conninfo.get_defaults()}
+
+
+def database_settings(env: Environ) -> DatabaseSettings:
+    """The database URL and the timeouts of the job's sessions."""
+    return DatabaseSettings(
+        url=database_url(env),
+        lock_timeout=_number(
+            env, "THULIUM_DB_LOCK_TIMEOUT", DatabaseSettings.lock_timeout,
+            minimum=0.001, maximum=86_400,
+        ),
+        statement_timeout=_number(
+            env, "THULIUM_DB_STATEMENT_TIMEOUT", DatabaseSettings.statement_timeout,
+            minimum=0.001, maximum=86_400,
+        ),
+    )
 
 
 def api_settings(env: Environ) -> ApiSettings:
     """Client settings; raises ConfigError on the first bad or missing value."""
     base = _base_url(_require(env, "THULIUM_BASE_URL", "the API root, e.g. https://acme.thulium.com/api"))
-    user = _require(env, "THULIUM_USER", "the Thulium API user")
+    user = _utf8("THULIUM_USER", _require(env, "THULIUM_USER", "the Thulium API user"))
     password = _secret(env, "THULIUM_PASSWORD", "the API user's password")
     ca_bundle = _get(env, "THULIUM_CA_BUNDLE")
     if ca_bundle is not None and not Path(ca_bundle).is_file():
         raise ConfigError(f"THULIUM_CA_BUNDLE: {ca_bundle} is not a readable file")
     retry = RetryPolicy(
-        attempts=_count(env, "THULIUM_RETRY_ATTEMPTS", RetryPolicy.attempts),
-        initial_wait=_number(env, "THULIUM_RETRY_WAIT", RetryPolicy.initial_wait),
-        max_wait=_number(env, "THULIUM_RETRY_MAX_WAIT", RetryPolicy.max_wait),
-        budget=_number(env, "THULIUM_RETRY_BUDGET", RetryPolicy.budget),
+        attempts=_count(env, "THULIUM_RETRY_ATTEMPTS", RetryPolicy.attempts, maximum=100),
+        initial_wait=_number(
+            env, "THULIUM_RETRY_WAIT", RetryPolicy.initial_wait, maximum=3_600
+        ),
+        max_wait=_number(env, "THULIUM_RETRY_MAX_WAIT", RetryPolicy.max_wait, maximum=86_400),
+        budget=_number(env, "THULIUM_RETRY_BUDGET", RetryPolicy.budget, maximum=604_800),
     )
     return ApiSettings(
         base_url=base,
         user=user,
         password=password,
-        timeout=_number(env, "THULIUM_TIMEOUT", ApiSettings.timeout, minimum=0.001),
+        timeout=_number(
+            env, "THULIUM_TIMEOUT", ApiSettings.timeout, minimum=0.001, maximum=3_600
+        ),
         connect_timeout=_number(
-            env, "THULIUM_CONNECT_TIMEOUT", ApiSettings.connect_timeout, minimum=0.001
+            env, "THULIUM_CONNECT_TIMEOUT", ApiSettings.connect_timeout,
+            minimum=0.001, maximum=600,
+        ),
+        request_deadline=_number(
+            env, "THULIUM_REQUEST_DEADLINE", ApiSettings.request_deadline,
+            minimum=0.001, maximum=86_400,
+        ),
+        max_body_bytes=_count(
+            env, "THULIUM_MAX_BODY_BYTES", ApiSettings.max_body_bytes,
+            minimum=1_000, maximum=2_000_000_000,
         ),
         ca_bundle=ca_bundle,
         retry=retry,
-        concurrency=_count(env, "THULIUM_CONCURRENCY", ApiSettings.concurrency),
-        max_rps=_number(env, "THULIUM_MAX_RPS", 0.0, minimum=0.0) or None,
+        concurrency=_count(env, "THULIUM_CONCURRENCY", ApiSettings.concurrency, maximum=256),
+        max_rps=_number(env, "THULIUM_MAX_RPS", 0.0, minimum=0.0, maximum=100_000) or None,
     )
 
 
 def write_settings(env: Environ) -> WriteSettings:
     return WriteSettings(
-        batch_rows=_count(env, "THULIUM_BATCH_ROWS", WriteSettings.batch_rows),
-        db_attempts=_count(env, "THULIUM_DB_RETRY_ATTEMPTS", WriteSettings.db_attempts),
-        db_retry_wait=_number(env, "THULIUM_DB_RETRY_WAIT", WriteSettings.db_retry_wait),
+        batch_rows=_count(
+            env, "THULIUM_BATCH_ROWS", WriteSettings.batch_rows, maximum=10_000_000
+        ),
+        db_attempts=_count(
+            env, "THULIUM_DB_RETRY_ATTEMPTS", WriteSettings.db_attempts, maximum=100
+        ),
+        db_retry_wait=_number(
+            env, "THULIUM_DB_RETRY_WAIT", WriteSettings.db_retry_wait, maximum=3_600
+        ),
     )
 
 
 def _shard_text(raw: str, *, source: str) -> Shard:
-    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", raw)
+    match = re.fullmatch(r"\s*([0-9]{1,9})\s*/\s*([0-9]{1,9})\s*", raw)
     if not match:
-        raise ConfigError(f"{source}={raw!r} must look like I/N, e.g. 0/3 (shards count from 0)")
+        raise ConfigError(
+            f"{source}={raw[:40]!r} must look like I/N, e.g. 0/3 (shards count from 0)"
+        )
     index, count = int(match[1]), int(match[2])
-    if count < 1 or index >= count:
-        raise ConfigError(f"{source}={raw!r}: the shard index must be 0 … N-1 and N at least 1")
+    if not 1 <= count <= MAX_SHARDS or index >= count:
+        raise ConfigError(
+            f"{source}={raw[:40]!r}: the shard index must be 0 … N-1, and N between 1 and "
+            f"{MAX_SHARDS}"
+        )
     return Shard(index, count)
 
 

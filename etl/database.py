@@ -1,8 +1,16 @@
-"""The SQLAlchemy engine and the translation of connection failures into DatabaseError."""
+"""The SQLAlchemy engine, and what each database error means for a run.
+
+Driver errors are mapped here and nowhere else. psycopg raises very different failures as
+the same ``OperationalError`` (a lost connection, a lock timeout, a value too large for an
+index), so errors are told apart by SQLSTATE: only a lost connection or a timeout is worth
+another attempt, a value the database refuses costs the campaigns it came with, and anything
+else (a read-only standby, a full disk, a missing table) stops the run with exit code 3.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import logging
 from collections.abc import Iterator
 
@@ -17,10 +25,61 @@ logger = logging.getLogger(__name__)
 APPLICATION_NAME = "thulium-etl"
 
 
-def make_engine(url: URL, *, pool_size: int = 2) -> Engine:
-    """An engine that checks pooled connections before use, so a restarted server is survived."""
+class Failure(enum.Enum):
+    """What a database error means for the work that raised it."""
+
+    LOST = "connection lost"  # retry on a new connection
+    TIMEOUT = "timed out"  # lock or statement timeout, deadlock: retry
+    DATA = "refused the data"  # this batch's data: retry campaign by campaign
+    FATAL = "failed"  # nothing this run can fix: stop with exit code 3
+
+
+_CONNECTION_LOST = {"57P01", "57P02", "57P03"}  # admin or crash shutdown, not yet accepting
+_TIMEOUTS = {"55P03", "57014", "40001", "40P01"}  # lock and statement timeouts, conflicts
+# Data exceptions, integrity violations, program limits (an index row too large), a raise
+# in a trigger: the values of this batch, not the database, are the problem.
+_DATA_CLASSES = {"22", "23", "54", "P0"}
+_HINTS = {
+    "25006": "is DATABASE_URL pointing at a read-only standby (a failover)?",
+    "55P03": "another session holds a lock the job needs (THULIUM_DB_LOCK_TIMEOUT)",
+    "57014": "a statement ran past THULIUM_DB_STATEMENT_TIMEOUT",
+    "53100": "the database server's disk is full",
+}
+
+
+def sqlstate(exc: DBAPIError) -> str | None:
+    state = getattr(exc.orig, "sqlstate", None)
+    return state if isinstance(state, str) else None
+
+
+def classify(exc: DBAPIError) -> Failure:
+    state = sqlstate(exc)
+    if exc.connection_invalidated:
+        return Failure.LOST
+    if state is None:
+        return Failure.LOST if isinstance(exc, OperationalError) else Failure.FATAL
+    if state.startswith("08") or state in _CONNECTION_LOST:
+        return Failure.LOST
+    if state in _TIMEOUTS:
+        return Failure.TIMEOUT
+    if state[:2] in _DATA_CLASSES:
+        return Failure.DATA
+    return Failure.FATAL
+
+
+def make_engine(
+    url: URL, *, pool_size: int = 2, lock_timeout: float, statement_timeout: float
+) -> Engine:
+    """An engine whose sessions never wait without limit, and that survives a server restart.
+
+    Pooled connections are checked before use (``pool_pre_ping``). The timeouts are libpq
+    ``options``, added to any the URL already carries.
+    """
+    timeouts = f"-c lock_timeout={_ms(lock_timeout)} -c statement_timeout={_ms(statement_timeout)}"
+    given = url.query.get("options")
+    options = f"{given} {timeouts}" if isinstance(given, str) and given else timeouts
     return create_engine(
-        url,
+        url.update_query_dict({"options": options}),
         pool_pre_ping=True,
         pool_size=pool_size,
         max_overflow=2,
@@ -35,6 +94,10 @@ def make_engine(url: URL, *, pool_size: int = 2) -> Engine:
     )
 
 
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
 def describe(url: URL) -> str:
     """``host:port/database`` without user or password, for messages."""
     host = url.host or url.query.get("host") or "local socket"
@@ -43,17 +106,24 @@ def describe(url: URL) -> str:
 
 
 def reason(exc: DBAPIError) -> str:
-    """The driver's own message, first line only (SQLAlchemy appends SQL and links)."""
+    """The driver's own message, first line only, with a hint for the common causes."""
     text = str(exc.orig) if exc.orig is not None else str(exc)
-    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    hint = _HINTS.get(sqlstate(exc) or "")
+    return f"{first} ({hint})" if hint else first
+
+
+def failure_message(url: URL, exc: DBAPIError, *, doing: str, attempts: int = 1) -> str:
+    if attempts > 1:
+        return f"database {describe(url)} failed while {doing}, {attempts} attempts: {reason(exc)}"
+    what = "is unreachable" if classify(exc) is Failure.LOST else "failed"
+    return f"database {describe(url)} {what} while {doing}: {reason(exc)}"
 
 
 @contextlib.contextmanager
-def unreachable_is_fatal(url: URL, *, doing: str) -> Iterator[None]:
-    """Turn a failed connection into DatabaseError (exit code 3) with a clear message."""
+def database_errors(url: URL, *, doing: str) -> Iterator[None]:
+    """Turn any driver error into DatabaseError (exit code 3) with a one-line message."""
     try:
         yield
-    except OperationalError as exc:
-        raise DatabaseError(
-            f"database {describe(url)} is unreachable while {doing}: {reason(exc)}"
-        ) from None
+    except DBAPIError as exc:
+        raise DatabaseError(failure_message(url, exc, doing=doing)) from None

@@ -11,6 +11,8 @@ EXIT_OK = 0
 EXIT_CAMPAIGN_FAILED = 1
 EXIT_CONFIG = 2
 EXIT_DATABASE = 3
+EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug in thulium-etl
+EXIT_OUTPUT = 74  # EX_IOERR: the command's output could not be written
 EXIT_LOCKED = 75  # EX_TEMPFAIL: another run holds the lock, try again later
 EXIT_TERMINATED = 143  # 128 + SIGTERM, what Kubernetes and shells expect
 
@@ -35,6 +37,20 @@ class DatabaseError(EtlError):
 
 class SchemaNotCurrentError(DatabaseError):
     """The schema is not at the migration head: run ``thulium-etl migrate`` first."""
+
+
+class SchemaTooNewError(DatabaseError):
+    """A newer thulium-etl migrated the database: this version must not touch it."""
+
+
+class OutputError(EtlError):
+    """Standard output could not be written (a full disk, a closed pipe)."""
+
+    exit_code = EXIT_OUTPUT
+
+    def __init__(self, message: str, *, quiet: bool = False) -> None:
+        super().__init__(message)
+        self.quiet = quiet  # a reader that went away (``runs | head``) is no error to report
 
 
 class LockHeldError(EtlError):
@@ -99,3 +115,26 @@ class InterruptedRun(EtlError):
     """SIGTERM or SIGINT arrived: the run stopped starting new work."""
 
     exit_code = EXIT_TERMINATED
+
+
+# -- raised by the HTTP transport and turned into a CampaignError by the client ------------
+
+
+class DeadlineExceeded(Exception):
+    """A request outlived its total deadline (``THULIUM_REQUEST_DEADLINE``)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            f"no complete answer within {seconds:g}s (THULIUM_REQUEST_DEADLINE), although "
+            "the server kept sending"
+        )
+
+
+class BodyTooLarge(Exception):
+    """A 200 answer's decoded body is larger than ``THULIUM_MAX_BODY_BYTES``."""
+
+    def __init__(self, what: str, *, limit: int) -> None:
+        super().__init__(
+            f"{what}: more than THULIUM_MAX_BODY_BYTES={limit} bytes once decoded; "
+            "a real list of statuses is a few kilobytes"
+        )

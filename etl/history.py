@@ -3,6 +3,10 @@
 A campaign's outcome row is written in the same transaction as its data, so after any crash
 the history says exactly what was committed. A run row stays ``running`` only while its
 process lives; the next run, holding the same lock, marks leftovers ``abandoned``.
+
+Every text written here passes :func:`etl.logs.clean` first: much of it comes from the API
+(Thulium's messages, request ids, a proxy's headers) and must not be able to make Postgres
+refuse the history row, nor leak a secret into it.
 """
 
 from __future__ import annotations
@@ -14,9 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, text, update
+from sqlalchemy import Connection, insert, select, text
 
-from etl import __version__
+from etl import __version__, logs
 from etl.load import Counts
 from etl.schema import sync_run_campaigns, sync_runs
 from etl.shards import Shard
@@ -49,29 +53,39 @@ class RunTotals:
     rows_deleted: int
 
 
+_ID_LIMIT = 200  # characters of a request id: Thulium's are 32
+
+
+def _text(value: str | None, *, limit: int = logs.TEXT_LIMIT) -> str | None:
+    return None if value is None else logs.clean(value, limit=limit)
+
+
 def abandon_stale_runs(connection: Connection, *, shard: Shard | None, reason: str) -> list[int]:
     """Mark runs still ``running`` as ``abandoned`` when the caller's locks prove them dead.
 
     An unsharded run holds the global lock exclusively, so no other run can be alive; a
-    sharded one rules out runs of its own shard and unsharded runs, not other shards.
+    sharded one rules out runs of its own shard and unsharded runs, not other shards. Each
+    is closed like a finished run: what it never recorded is recorded skipped, and its
+    totals are counted from its rows.
     """
     stale = sync_runs.c.outcome == "running"
     if shard is not None:
         stale &= sync_runs.c.shard.is_(None) | (sync_runs.c.shard == str(shard))
-    result = connection.execute(
-        update(sync_runs)
-        .where(stale)
-        .values(outcome="abandoned", finished_at=func.now(), error=reason)
-        .returning(sync_runs.c.run_id)
-    )
-    return [run_id for (run_id,) in result]
+    run_ids = list(connection.execute(select(sync_runs.c.run_id).where(stale)).scalars())
+    for run_id in run_ids:
+        finish_run(
+            connection, run_id, outcome="abandoned", error=reason,
+            unrecorded="never attempted: the run's process died before it got to this campaign",
+        )
+    return run_ids
 
 
-def start_run(connection: Connection, *, campaigns_total: int, shard: Shard | None) -> int:
+def start_run(connection: Connection, *, campaign_ids: Sequence[str], shard: Shard | None) -> int:
     run_id = connection.execute(
         insert(sync_runs)
         .values(
-            campaigns_total=campaigns_total,
+            campaigns_total=len(campaign_ids),
+            campaign_ids=list(campaign_ids),
             shard=str(shard) if shard else None,
             version=__version__,
             host=socket.gethostname(),
@@ -135,7 +149,7 @@ def record_outcomes(
     columns = {
         "campaign_ids": [o.campaign_id for o in outcomes],
         "outcomes": [o.outcome for o in outcomes],
-        "errors": [o.error for o in outcomes],
+        "errors": [_text(o.error) for o in outcomes],
     }
     connection.execute(
         _INSERT_OUTCOMES,
@@ -148,20 +162,79 @@ def record_outcomes(
             "attempts": [o.attempts for o in outcomes],
             "durations": [round(o.duration, 3) for o in outcomes],
             "http_statuses": [o.http_status for o in outcomes],
-            "request_ids": [o.request_id for o in outcomes],
+            "request_ids": [_text(o.request_id, limit=_ID_LIMIT) for o in outcomes],
         },
     )
     connection.execute(_LAST_ATTEMPTS, columns)
 
 
+# The campaigns a run planned but never recorded, as one batch of 'skipped' rows. These
+# campaigns were never attempted, so their last attempt in `campaigns` stays as it was.
+_RECORD_UNRECORDED = text(
+    """
+    INSERT INTO sync_run_batches (run_id, batch, campaign_id, outcome, rows_inserted,
+        rows_updated, rows_deleted, attempts, duration_seconds, http_status, request_id, error)
+    SELECT r.run_id,
+        coalesce((SELECT max(b.batch) FROM sync_run_batches AS b WHERE b.run_id = r.run_id), 0)
+            + 1,
+        m.ids,
+        array_fill(CAST('skipped' AS text), ARRAY[cardinality(m.ids)]),
+        array_fill(0, ARRAY[cardinality(m.ids)]),
+        array_fill(0, ARRAY[cardinality(m.ids)]),
+        array_fill(0, ARRAY[cardinality(m.ids)]),
+        array_fill(0, ARRAY[cardinality(m.ids)]),
+        array_fill(CAST(0 AS float8), ARRAY[cardinality(m.ids)]),
+        array_fill(CAST(NULL AS int), ARRAY[cardinality(m.ids)]),
+        array_fill(CAST(NULL AS text), ARRAY[cardinality(m.ids)]),
+        array_fill(CAST(:reason AS text), ARRAY[cardinality(m.ids)])
+    FROM sync_runs AS r
+    CROSS JOIN LATERAL (
+        SELECT array_agg(planned.id ORDER BY planned.ord) AS ids
+        FROM unnest(r.campaign_ids) WITH ORDINALITY AS planned (id, ord)
+        WHERE planned.id NOT IN (
+            SELECT c.campaign_id FROM sync_run_campaigns AS c WHERE c.run_id = r.run_id
+        )
+    ) AS m
+    WHERE r.run_id = :run_id AND m.ids IS NOT NULL
+    """
+)
+# Totals are counted from the per-campaign rows, so they always add up to them. Runs from
+# before the plan was recorded (campaign_ids null) keep the total they started with.
+_CLOSE = text(
+    """
+    UPDATE sync_runs AS r
+    SET outcome = :outcome, finished_at = now(), error = :error,
+        campaigns_total = CASE WHEN r.campaign_ids IS NULL THEN r.campaigns_total
+                               ELSE t.total END,
+        campaigns_ok = t.ok, campaigns_failed = t.failed, campaigns_skipped = t.skipped,
+        rows_inserted = t.inserted, rows_updated = t.updated, rows_deleted = t.deleted
+    FROM (
+        SELECT count(*) AS total,
+               count(*) FILTER (WHERE outcome = 'succeeded') AS ok,
+               count(*) FILTER (WHERE outcome = 'failed') AS failed,
+               count(*) FILTER (WHERE outcome = 'skipped') AS skipped,
+               coalesce(sum(rows_inserted), 0) AS inserted,
+               coalesce(sum(rows_updated), 0) AS updated,
+               coalesce(sum(rows_deleted), 0) AS deleted
+        FROM sync_run_campaigns WHERE run_id = :run_id
+    ) AS t
+    WHERE r.run_id = :run_id
+    RETURNING r.campaigns_total, r.campaigns_ok, r.campaigns_failed, r.campaigns_skipped,
+        r.rows_inserted, r.rows_updated, r.rows_deleted
+    """
+)
+
+
 def finish_run(
-    connection: Connection, run_id: int, *, outcome: str, totals: RunTotals, error: str | None
-) -> None:
-    connection.execute(
-        update(sync_runs)
-        .where(sync_runs.c.run_id == run_id)
-        .values(outcome=outcome, finished_at=func.now(), error=error, **vars(totals))
-    )
+    connection: Connection, run_id: int, *, outcome: str, error: str | None, unrecorded: str
+) -> RunTotals:
+    """Close a run: record its unrecorded campaigns as skipped (``unrecorded`` says why),
+    count its totals from its rows, and return them."""
+    connection.execute(_RECORD_UNRECORDED, {"run_id": run_id, "reason": _text(unrecorded)})
+    row = connection.execute(
+        _CLOSE, {"run_id": run_id, "outcome": outcome, "error": _text(error)}
+    ).one()
+    return RunTotals(**row._asdict())
 
 
 def recent_runs(connection: Connection, *, limit: int) -> list[dict[str, Any]]:

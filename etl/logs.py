@@ -1,8 +1,12 @@
-"""Log formatting (human text or JSON lines) and redaction of secrets at the output boundary.
+"""Log formatting (human text or JSON lines) and the one boundary text crosses on its way out.
 
-Secrets are registered once, when configuration is read; every formatted line, traceback and
-stored error passes through :func:`redact`, so a password that sneaks into an exception
-message (a database URL in a driver error, say) still never reaches a log or a table.
+Secrets are registered once, when configuration is read. Every formatted line, traceback and
+stored error passes through :func:`clean` (the run history calls it on every text it
+writes), so a password that sneaks into an exception message (a database URL in a driver
+error, say) never reaches a log or a table, and neither does text Postgres or a log stream
+cannot take (a NUL, an unpaired surrogate from a JSON escape, a megabyte of error body).
+Every pattern here runs in time linear in the text's length: a hostile answer must not be
+able to stall the job while it is being logged.
 """
 
 from __future__ import annotations
@@ -21,8 +25,20 @@ _MASK = "***"
 _context: dict[str, object] = {}  # fields of the run in progress, added to every JSON event
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
-_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+(?=@)", re.I)
-_AUTH_HEADER = re.compile(r"(?P<head>Authorization['\"]?\s*[:=]\s*['\"]?\w+\s+)[^\s'\",}]+", re.I)
+# Bounded repetitions and a scheme that starts only where no scheme character precedes it:
+# each match attempt reads a bounded stretch, so redaction stays linear in the text.
+_URL_PASSWORD = re.compile(
+    r"(?<![a-z0-9+.-])(?P<head>[a-z][a-z0-9+.-]{0,31}://[^\s:/@]{0,256}:)[^\s/@]{1,1024}(?=@)",
+    re.I,
+)
+_AUTH_HEADER = re.compile(
+    r"(?P<head>Authorization['\"]?\s{0,8}[:=]\s{0,8}['\"]?\w{1,32}\s{1,8})[^\s'\",}]{1,4096}",
+    re.I,
+)
+_PASSWORD_PARAMETER = re.compile(r"(?P<head>\bpassword\s{0,8}=\s{0,8})[^\s&'\",;]{1,1024}", re.I)
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # NUL and unpaired surrogates
+_REPLACEMENT = "\ufffd"
+TEXT_LIMIT = 2000  # characters of an error kept in the run history
 _STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
 
@@ -51,8 +67,17 @@ def redact(text: str) -> str:
     for secret in secrets:
         if secret in text:
             text = text.replace(secret, _MASK)
-    text = _URL_PASSWORD.sub(rf"\g<head>{_MASK}", text)
-    return _AUTH_HEADER.sub(rf"\g<head>{_MASK}", text)
+    for pattern in (_URL_PASSWORD, _AUTH_HEADER, _PASSWORD_PARAMETER):
+        text = pattern.sub(rf"\g<head>{_MASK}", text)
+    return text
+
+
+def clean(text: str, *, limit: int | None = None) -> str:
+    """``text`` as a log line or a table can take it: secrets masked, NULs and unpaired
+    surrogates replaced by U+FFFD, and cut to ``limit`` characters if given."""
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return _UNSTORABLE.sub(_REPLACEMENT, redact(text))
 
 
 class TextFormatter(logging.Formatter):
@@ -65,7 +90,7 @@ class TextFormatter(logging.Formatter):
         return datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
+        return clean(super().format(record))
 
 
 class JsonFormatter(logging.Formatter):
@@ -85,8 +110,8 @@ class JsonFormatter(logging.Formatter):
             event.setdefault(key, value)
         if record.exc_info:
             event["exception"] = self.formatException(record.exc_info)
-        clean = {k: redact(v) if isinstance(v, str) else v for k, v in event.items()}
-        return redact(json.dumps(clean, ensure_ascii=False, default=str))
+        fields = {k: clean(v) if isinstance(v, str) else v for k, v in event.items()}
+        return clean(json.dumps(fields, ensure_ascii=False, default=str))
 
 
 def configure(*, fmt: str | None, level: int = logging.INFO, stream: TextIO | None = None) -> None:
@@ -103,5 +128,7 @@ def configure(*, fmt: str | None, level: int = logging.INFO, stream: TextIO | No
     handler._thulium_etl = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level)
+    # A closed or full stderr must not add a traceback per log line to the failure.
+    logging.raiseExceptions = False
     for noisy in ("urllib3", "alembic.runtime.migration"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))

@@ -1,8 +1,12 @@
 """Alembic, driven from the installed package: upgrade to head and check the schema is current.
 
 Alembic is imported only to migrate: checking the schema before a sync compares the
-``alembic_version`` row with :data:`etl.schema.REVISION`, which keeps the job's start fast
-(a test keeps that constant equal to the newest revision).
+``alembic_version`` row with :data:`etl.schema.REVISIONS`, which keeps the job's start fast
+(a test keeps that list equal to the shipped revisions). A revision missing from that list
+was written by a newer thulium-etl: this one refuses to touch such a database.
+
+Migrations run one at a time: ``migrate`` holds a transaction-level advisory lock, so a
+second ``migrate`` started meanwhile waits for the first and then finds nothing to do.
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, text
 
-from etl.errors import SchemaNotCurrentError
-from etl.schema import REVISION
+from etl import __version__
+from etl.errors import SchemaNotCurrentError, SchemaTooNewError
+from etl.lock import lock_key
+from etl.schema import REVISION, REVISIONS
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -50,12 +56,26 @@ def current_revision(connection: Connection) -> str | None:
     return connection.execute(text("SELECT max(version_num) FROM alembic_version")).scalar()
 
 
+def _refuse_newer(current: str | None) -> None:
+    if current is not None and current not in REVISIONS:
+        raise SchemaTooNewError(
+            f"the database is at revision {current}, which this thulium-etl ({__version__}, "
+            f"schema {REVISION}) does not know: a newer thulium-etl migrated it. Upgrade "
+            "thulium-etl; never run an older one against it"
+        )
+
+
 def upgrade(engine: Engine) -> tuple[str | None, str]:
     """Upgrade to head in one transaction; returns (revision before, revision after)."""
     from alembic import command
 
     with engine.begin() as conn:
+        # A migration may take its time and wait for a running sync's locks.
+        conn.execute(text("SET LOCAL lock_timeout = 0"))
+        conn.execute(text("SET LOCAL statement_timeout = 0"))
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key("migrate")})
         before = current_revision(conn)
+        _refuse_newer(before)
         command.upgrade(alembic_config(conn), "head")
         after = current_revision(conn)
     assert after is not None
@@ -63,8 +83,9 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
 
 
 def require_current(connection: Connection) -> None:
-    """Raise SchemaNotCurrentError unless the database is at the revision this code needs."""
+    """Raise unless the database is at the revision this code needs."""
     current = current_revision(connection)
+    _refuse_newer(current)
     if current != REVISION:
         state = "has no thulium-etl schema" if current is None else f"is at revision {current}"
         raise SchemaNotCurrentError(

@@ -28,9 +28,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeEngine
 
-# The Alembic revision this code's tables match (migrations/versions); a test keeps it equal
-# to the newest revision, so the job can check the schema without loading Alembic.
-REVISION = "0004"
+# The Alembic revisions this code knows (migrations/versions), oldest first; the tables below
+# match the last. A test keeps the list equal to the shipped revisions, so the job can check
+# the schema without loading Alembic.
+REVISIONS = ("0001", "0002", "0003", "0004", "0005")
+REVISION = REVISIONS[-1]
 
 metadata = MetaData(
     naming_convention={
@@ -120,6 +122,12 @@ sync_runs = Table(
     Column("host", Text, nullable=False),
     Column("pid", Integer, nullable=False),
     Column("shard", Text, comment="I/N when the run synced one shard of the campaigns"),
+    Column(
+        "campaign_ids",
+        ARRAY(Text),
+        comment="the campaigns the run set out to sync; any it never recorded are recorded "
+        "skipped when it ends or is found abandoned",
+    ),
     CheckConstraint(
         "outcome IN (" + ", ".join(f"'{o}'" for o in RUN_OUTCOMES) + ")", name="outcome"
     ),

@@ -17,14 +17,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from etl import history, load, logs, migrate
 from etl.client import RetryGate, ThuliumClient
 from etl.config import ApiSettings, WriteSettings
-from etl.database import describe, reason, unreachable_is_fatal
+from etl.database import Failure, classify, database_errors, failure_message, reason
 from etl.errors import (
     EXIT_CAMPAIGN_FAILED,
     EXIT_OK,
@@ -40,6 +40,7 @@ from etl.history import CampaignOutcome, RunTotals
 from etl.lock import RunLock
 from etl.records import Snapshot, parse_statuses
 from etl.shards import Shard
+from etl.stop import Stop
 
 logger = logging.getLogger(__name__)
 
@@ -78,37 +79,22 @@ class RunResult:
 
 @dataclass
 class _Tally:
+    """Campaigns by outcome so far, and the first errors, for the run's outcome and summary."""
+
     ok: int = 0
     failed: int = 0
     skipped: int = 0
-    inserted: int = 0
-    updated: int = 0
-    deleted: int = 0
     errors: list[str] = field(default_factory=list)
 
     def add(self, outcome: CampaignOutcome) -> None:
         if outcome.outcome == "succeeded":
             self.ok += 1
-            self.inserted += outcome.counts.inserted
-            self.updated += outcome.counts.updated
-            self.deleted += outcome.counts.deleted
         elif outcome.outcome == "failed":
             self.failed += 1
             if len(self.errors) < _MAX_ERRORS_IN_SUMMARY:
                 self.errors.append(f"{outcome.campaign_id}: {outcome.error}")
         else:
             self.skipped += 1
-
-    def totals(self, total: int) -> RunTotals:
-        return RunTotals(
-            campaigns_total=total,
-            campaigns_ok=self.ok,
-            campaigns_failed=self.failed,
-            campaigns_skipped=self.skipped,
-            rows_inserted=self.inserted,
-            rows_updated=self.updated,
-            rows_deleted=self.deleted,
-        )
 
 
 def _failure(
@@ -121,7 +107,7 @@ def _failure(
         duration=duration,
         http_status=exc.status if isinstance(exc, ApiError) else http_status,
         request_id=exc.request_id,
-        error=logs.redact(exc.message),
+        error=exc.message,
     )
 
 
@@ -137,7 +123,7 @@ class _Run:
         campaign_ids: Sequence[str],
         run_id: int,
         lock: RunLock,
-        stop: threading.Event,
+        stop: Stop,
         options: WriteSettings,
     ) -> None:
         self.engine, self.url, self.api, self.lock = engine, url, api, lock
@@ -194,7 +180,7 @@ class _Run:
                 campaign_id=campaign_id,
                 outcome="failed",
                 duration=time.monotonic() - started,
-                error=logs.redact(f"unexpected {type(exc).__name__}: {exc}"),
+                error=f"unexpected {type(exc).__name__}: {exc}",
             )
 
     # -- writing (this thread) ------------------------------------------------------------
@@ -255,11 +241,11 @@ class _Run:
             self._with_db_retry(lambda: self._commit([], skipped), doing="recording skips")
 
     def _write(self, fetched: list[_Fetched], failures: list[CampaignOutcome]) -> None:
-        """Commit a batch; if it fails for a reason other than the connection, isolate it."""
+        """Commit a batch; if the database refuses its data, isolate it campaign by campaign."""
         try:
             self._with_db_retry(lambda: self._commit(fetched, failures), doing="writing a batch")
             return
-        except DBAPIError as exc:
+        except DBAPIError as exc:  # only Failure.DATA gets here
             if len(fetched) <= 1 and not failures:
                 failed = [self._db_failure(item, exc) for item in fetched]
                 self._with_db_retry(lambda: self._commit([], failed), doing="recording failures")
@@ -277,13 +263,13 @@ class _Run:
             outcome="failed",
             attempts=item.attempts,
             duration=item.duration,
-            error=logs.redact(f"the database rejected this campaign's data: {reason(exc)}"),
+            error=f"the database rejected this campaign's data: {reason(exc)}",
         )
 
     def _commit(self, fetched: list[_Fetched], others: list[CampaignOutcome]) -> None:
         self.lock.ensure()
         started = time.monotonic()
-        with self.engine.begin() as conn:
+        with self.engine.begin() as conn, self.stop.cancelling(_canceller(conn)):
             counts = load.apply_snapshots(conn, [item.snapshot for item in fetched])
             outcomes = [
                 CampaignOutcome(
@@ -305,23 +291,31 @@ class _Run:
             _log_outcome(outcome)
 
     def _with_db_retry(self, action: Callable[[], T], *, doing: str) -> T:
-        """Run ``action``, retrying when the connection was lost (server restart, failover)."""
+        """Run ``action``, retrying a lost connection (restart, failover) or a timeout.
+
+        Raises the driver's error when the database refuses the data (the caller isolates
+        it), and DatabaseError when nothing this run can do will help.
+        """
         attempts = self.options.db_attempts
         for attempt in range(1, attempts + 1):
             try:
                 return action()
             except DBAPIError as exc:
-                if not (isinstance(exc, OperationalError) or exc.connection_invalidated):
+                if self.stop.is_set():
+                    raise InterruptedRun(f"stopped while {doing}") from None
+                failure = classify(exc)
+                if failure is Failure.DATA:
                     raise
+                if failure is Failure.FATAL:
+                    raise DatabaseError(failure_message(self.url, exc, doing=doing)) from None
                 if attempt == attempts:
                     raise DatabaseError(
-                        f"database {describe(self.url)} failed while {doing}, {attempts} "
-                        f"attempts: {logs.redact(reason(exc))}"
+                        failure_message(self.url, exc, doing=doing, attempts=attempts)
                     ) from None
                 wait = self.options.db_retry_wait * 2 ** (attempt - 1)
                 logger.warning(
-                    "database connection lost while %s (%s); retrying in %.1fs",
-                    doing, logs.redact(reason(exc)), wait,
+                    "database %s while %s (%s); retrying in %.1fs",
+                    failure.value, doing, reason(exc), wait,
                 )
                 if self.stop.wait(wait):
                     raise InterruptedRun("stop requested while waiting for the database") from None
@@ -349,6 +343,12 @@ class _Run:
         return state, (" | ".join(parts) or None)
 
 
+def _canceller(connection: Connection) -> Callable[[], object]:
+    """Cancels the statement running on ``connection`` (a stop must not wait for a lock)."""
+    driver = connection.connection.driver_connection
+    return lambda: driver.cancel_safe()  # type: ignore[union-attr]
+
+
 def _log_outcome(outcome: CampaignOutcome) -> None:
     extra = {"campaign_id": outcome.campaign_id, "outcome": outcome.outcome}
     if outcome.outcome == "succeeded":
@@ -374,7 +374,7 @@ def run_sync(
     api: ApiSettings,
     campaign_ids: Sequence[str],
     *,
-    stop: threading.Event | None = None,
+    stop: Stop | None = None,
     options: WriteSettings | None = None,
     shard: Shard | None = None,
 ) -> RunResult:
@@ -384,20 +384,20 @@ def run_sync(
     :class:`~etl.errors.LockHeldError` if another sync is running; otherwise returns the
     recorded outcome (``succeeded``, ``partial``, ``failed`` or ``interrupted``).
     """
-    stop = stop or threading.Event()
+    stop = stop or Stop()
     options = options or WriteSettings()
-    with unreachable_is_fatal(url, doing="checking the schema"), engine.connect() as conn:
+    with database_errors(url, doing="checking the schema"), engine.connect() as conn:
         migrate.require_current(conn)
     lock = RunLock(engine, shard=shard)
-    with unreachable_is_fatal(url, doing="taking the run lock"):
+    with database_errors(url, doing="taking the run lock"):
         lock.acquire()
     try:
-        with unreachable_is_fatal(url, doing="starting the run"), engine.begin() as conn:
+        with database_errors(url, doing="starting the run"), engine.begin() as conn:
             abandoned = history.abandon_stale_runs(
                 conn, shard=shard, reason="the process died without finishing (its lock was "
                 "free when a later run started)",
             )
-            run_id = history.start_run(conn, campaigns_total=len(campaign_ids), shard=shard)
+            run_id = history.start_run(conn, campaign_ids=campaign_ids, shard=shard)
         run = _Run(engine=engine, url=url, api=api, campaign_ids=campaign_ids, run_id=run_id,
                    lock=lock, stop=stop, options=options)
         with logs.context(run_id=run_id, shard=str(shard) if shard else None):
@@ -411,9 +411,10 @@ def run_sync(
                 _finish_after_crash(engine, run, exc)
                 raise
         state, error = run.outcome()
-        totals = run.tally.totals(len(campaign_ids))
-        with unreachable_is_fatal(url, doing="recording the run's outcome"), engine.begin() as conn:
-            history.finish_run(conn, run_id, outcome=state, totals=totals, error=error)
+        with database_errors(url, doing="recording the run's outcome"), engine.begin() as conn:
+            totals = history.finish_run(
+                conn, run_id, outcome=state, error=error, unrecorded="not attempted"
+            )
         return RunResult(run_id=run_id, outcome=state, totals=totals, error=error,
                          write_seconds=run.write_seconds)
     finally:
@@ -423,11 +424,13 @@ def run_sync(
 def _finish_after_crash(engine: Engine, run: _Run, exc: BaseException) -> None:
     """Best effort: record why the run stopped, if the database still answers."""
     state = "interrupted" if isinstance(exc, InterruptedRun | KeyboardInterrupt) else "failed"
-    message = logs.redact(str(exc) or type(exc).__name__)
+    message = str(exc) or type(exc).__name__
     try:
         with engine.begin() as conn:
-            history.finish_run(conn, run.run_id, outcome=state,
-                               totals=run.tally.totals(len(run.campaign_ids)), error=message)
+            history.finish_run(
+                conn, run.run_id, outcome=state, error=message,
+                unrecorded=f"not attempted: the run stopped first ({message})",
+            )
     except DBAPIError:
         logger.warning("could not record the outcome of run %d; the next run will mark it "
                        "abandoned", run.run_id)

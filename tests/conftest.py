@@ -194,13 +194,12 @@ def run_cli(*argv: str, env: Mapping[str, str]) -> Result:
 
 def spawn_cli(*argv: str, env: Mapping[str, str], **popen: Any) -> subprocess.Popen[str]:
     """Start the CLI as its own process (for signals, kills and concurrent runs)."""
+    streams = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **popen}
     return subprocess.Popen(
         [sys.executable, "-m", "etl", *argv],
         env={**env, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
         text=True,
-        **popen,
+        **streams,
     )
 
 

@@ -54,3 +54,35 @@ def committed(engine: Engine) -> int:
     """Campaign outcomes committed so far, over all runs."""
     with engine.connect() as conn:
         return int(conn.execute(text("SELECT count(*) FROM sync_run_campaigns")).scalar_one())
+
+
+def assert_totals_add_up(engine: Engine) -> None:
+    """Every finished run's totals are the counts of its per-campaign rows, and a run that
+    recorded its plan has a row for every campaign of it."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                """
+                SELECT r.run_id, r.outcome, r.campaign_ids, r.campaigns_total, r.campaigns_ok,
+                       r.campaigns_failed, r.campaigns_skipped, r.rows_inserted,
+                       r.rows_updated, r.rows_deleted,
+                       (SELECT array_agg(c.campaign_id ORDER BY c.campaign_id)
+                        FROM sync_run_campaigns c WHERE c.run_id = r.run_id) AS recorded,
+                       (SELECT ARRAY[count(*) FILTER (WHERE outcome = 'succeeded'),
+                                     count(*) FILTER (WHERE outcome = 'failed'),
+                                     count(*) FILTER (WHERE outcome = 'skipped'),
+                                     coalesce(sum(rows_inserted), 0),
+                                     coalesce(sum(rows_updated), 0),
+                                     coalesce(sum(rows_deleted), 0)]
+                        FROM sync_run_campaigns c WHERE c.run_id = r.run_id) AS counted
+                FROM sync_runs r WHERE r.outcome <> 'running'
+                """
+            )
+        ).mappings()
+        for run in rows:
+            totals = [run["campaigns_ok"], run["campaigns_failed"], run["campaigns_skipped"],
+                      run["rows_inserted"], run["rows_updated"], run["rows_deleted"]]
+            assert totals == list(run["counted"]), dict(run)
+            recorded = run["recorded"] or []
+            assert sorted(run["campaign_ids"]) == recorded, dict(run)
+            assert run["campaigns_total"] == len(recorded), dict(run)

@@ -323,6 +323,14 @@ def test_the_password_is_read_from_its_file_without_the_line_ending(
         "https://acme.thulium.com:abc/api",
         "https://acme.thulium.com:0/api",
         "https://acme.thulium.com/api?x=1",
+        "https://acme.thulium.com/api?",
+        "https://acme.thulium.com/api#",
+        "https://acme.thulium.com/api/outbounds/00001/statuses?",
+        "https://acme.thulium.com/api/outbounds/00001/statuses#",
+        "https://acme.thulium.com/api/../outbounds/00001/statuses",
+        "https://acme.thulium.com/api/%2e%2e/x",
+        "https://acme.thulium.com/a pi",
+        "https://acme.thulium.com/api\\x",
     ],
 )
 def test_a_malformed_base_url_is_named(
@@ -388,6 +396,24 @@ def test_a_malformed_database_url_is_named_without_its_password(
         ("THULIUM_BATCH_ROWS", "1.5"),
         ("THULIUM_CA_BUNDLE", "/nonexistent/ca-bundle.pem"),
         ("THULIUM_CA_BUNDLE", "/"),
+        # absurd values: each would crash or stall the job if it got through
+        ("THULIUM_CONCURRENCY", "100000000000000000000"),
+        ("THULIUM_TIMEOUT", "1e300"),
+        ("THULIUM_CONNECT_TIMEOUT", "1e300"),
+        ("THULIUM_REQUEST_DEADLINE", "1e300"),
+        ("THULIUM_RETRY_ATTEMPTS", "1000000000"),
+        ("THULIUM_RETRY_MAX_WAIT", "1e300"),
+        ("THULIUM_RETRY_BUDGET", "1e300"),
+        ("THULIUM_BATCH_ROWS", "1000000000000"),
+        ("THULIUM_MAX_BODY_BYTES", "1000000000000000"),
+        ("THULIUM_MAX_BODY_BYTES", "10"),
+        ("THULIUM_MAX_RPS", "1e300"),
+        ("THULIUM_DB_RETRY_ATTEMPTS", "1000000000"),
+        ("THULIUM_DB_LOCK_TIMEOUT", "1e300"),
+        ("THULIUM_DB_LOCK_TIMEOUT", "0"),
+        ("THULIUM_DB_STATEMENT_TIMEOUT", "-1"),
+        ("THULIUM_SHARD", "0/1000000"),
+        ("THULIUM_SHARD", "0/" + "9" * 5000),
     ],
 )
 def test_a_malformed_setting_is_named(
@@ -397,7 +423,48 @@ def test_a_malformed_setting_is_named(
 
     message = one_error_event(result)["message"]
     assert name in message
-    assert value in message
+    assert value[:40] in message
+    assert_nothing_contacted(result, api, clean)
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"), [("--concurrency", "100000000000000000000"), ("--timeout", "1e300")]
+)
+def test_an_absurd_flag_value_is_a_configuration_error(
+    api: StandIn, db_url: URL, clean: Engine, flag: str, value: str
+) -> None:
+    result = run_cli("sync", flag, value, env=make_env(api, db_url, IDS))
+
+    assert result.code == 2
+    assert value in result.err and "Traceback" not in result.err
+    assert_nothing_contacted(result, api, clean)
+
+
+def test_an_unknown_database_url_option_is_named(
+    api: StandIn, db_url: URL, clean: Engine
+) -> None:
+    env = make_env(api, db_url, IDS)
+    env["DATABASE_URL"] += "?sslmode=prefer&foo=bar"
+
+    result = run_cli("sync", env=env)
+
+    message = one_error_event(result)["message"]
+    assert "DATABASE_URL" in message and "foo" in message and "sslmode" in message
+    assert_nothing_contacted(result, api, clean)
+
+
+@pytest.mark.parametrize("name", ["THULIUM_PASSWORD", "THULIUM_USER"])
+def test_credentials_that_are_not_utf8_are_named_without_their_value(
+    api: StandIn, db_url: URL, clean: Engine, name: str
+) -> None:
+    # What os.environ holds for a value with bytes that are not UTF-8 (surrogateescape).
+    value = "tajne-\udcff\udcfe-haslo"
+
+    result = run_cli("sync", env=make_env(api, db_url, IDS, **{name: value}))
+
+    message = one_error_event(result)["message"]
+    assert name in message and "UTF-8" in message
+    assert "tajne" not in result.err and "haslo" not in result.err
     assert_nothing_contacted(result, api, clean)
 
 
@@ -458,7 +525,10 @@ def test_a_text_format_configuration_error_is_one_line(
         (["sync", "--concurrency", "0"], "--concurrency"),
         (["sync", "--timeout", "soon"], "--timeout"),
         (["runs", "--limit", "0"], "--limit"),
+        (["runs", "--limit", "1000000000"], "--limit"),
         (["runs", "--run", "latest"], "--run"),
+        (["runs", "--run", "0"], "--run"),
+        (["runs", "--run", str(10**30)], "--run"),
     ],
 )
 def test_a_usage_error_exits_2_naming_the_argument(

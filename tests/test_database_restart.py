@@ -25,7 +25,14 @@ from tests.conftest import (
     run_cli,
     spawn_cli,
 )
-from tests.snapshots import assert_at, assert_whole, committed, serve, wait_until
+from tests.snapshots import (
+    assert_at,
+    assert_totals_add_up,
+    assert_whole,
+    committed,
+    serve,
+    wait_until,
+)
 
 IDS = [f"{n:05d}" for n in range(1, 31)]
 
@@ -107,6 +114,7 @@ def test_a_restart_mid_run_is_ridden_out(
     with engine.connect() as conn:
         outcomes = conn.execute(text("SELECT outcome FROM sync_runs ORDER BY run_id")).scalars()
         assert list(outcomes) == ["succeeded", "succeeded"]
+    assert_totals_add_up(engine)
 
 
 def test_a_database_that_stays_down_ends_the_run_with_exit_3_and_the_next_run_recovers(
@@ -140,3 +148,4 @@ def test_a_database_that_stays_down_ends_the_run_with_exit_3_and_the_next_run_re
         runs = conn.execute(text("SELECT outcome, error FROM sync_runs ORDER BY run_id")).all()
     assert [outcome for outcome, _ in runs] == ["succeeded", "abandoned", "succeeded"]
     assert "died" in (runs[1][1] or "")
+    assert_totals_add_up(engine)

@@ -24,7 +24,14 @@ from tests.conftest import (
     spawn_cli,
     stored_statuses,
 )
-from tests.snapshots import assert_at, assert_whole, committed, serve, wait_until
+from tests.snapshots import (
+    assert_at,
+    assert_totals_add_up,
+    assert_whole,
+    committed,
+    serve,
+    wait_until,
+)
 
 IDS = [f"{n:05d}" for n in range(1, 41)]
 
@@ -72,6 +79,7 @@ def test_sigkill_at_random_moments_never_half_writes_and_the_next_run_recovers(
     assert all(outcome in ("succeeded", "abandoned") for outcome in outcomes)
     assert all("died" in (error or "") for outcome, error in runs if outcome == "abandoned")
     assert outcomes.count("abandoned") >= 3, "the kills should land mid-run most of the time"
+    assert_totals_add_up(engine)
 
 
 def test_sigterm_stops_within_seconds_records_interrupted_and_exits_143(
@@ -101,6 +109,7 @@ def test_sigterm_stops_within_seconds_records_interrupted_and_exits_143(
     assert outcomes.get("succeeded", 0) >= 3 and outcomes.get("skipped", 0) >= 1
     assert sum(outcomes.values()) == len(IDS)
     assert run["campaigns_ok"] == outcomes["succeeded"]
+    assert_totals_add_up(engine)
     assert_whole(engine, IDS, range(1, 2))
     api.latency = 0
     assert run_cli("sync", env=env).code == 0
@@ -167,6 +176,7 @@ def test_lost_database_connections_mid_run_are_survived(
             text("SELECT outcome FROM sync_runs ORDER BY run_id DESC LIMIT 1")
         ).scalar_one()
     assert last in ("succeeded", "partial")
+    assert_totals_add_up(engine)
     api.latency = 0
     assert run_cli("sync", env=env).code == 0
     assert_at(engine, IDS, 2)

@@ -22,11 +22,12 @@ from tests.conftest import (
     make_env,
     run_cli,
     seed_campaigns,
+    spawn_cli,
     stored_statuses,
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-HEAD = "0004"
+HEAD = "0005"
 TABLES = ["alembic_version", "campaigns", "statuses", "sync_run_batches", "sync_run_campaigns",
           "sync_runs", "system_statuses"]  # sync_run_campaigns is a view
 
@@ -304,5 +305,103 @@ def test_revision_0004_keeps_every_recorded_campaign_outcome_both_ways(pg_server
                     "WHERE table_name = 'sync_run_campaigns'"
                 )).scalar()
                 assert kind == "BASE TABLE"
+        finally:
+            engine.dispose()
+
+
+def test_the_known_revisions_are_the_shipped_ones_in_order() -> None:
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory.from_config(alembic_config())
+    shipped = [script.revision for script in reversed(list(scripts.walk_revisions()))]
+    assert list(etl.schema.REVISIONS) == shipped
+
+
+def test_migrate_and_sync_refuse_a_database_a_newer_version_migrated(
+    pg_server: URL, api: StandIn
+) -> None:
+    seed_campaigns(api, ["00001"])
+    with fresh_database(pg_server, label="newer_revision") as url:
+        engine = create_engine(url)
+        try:
+            env = make_env(api, url, ["00001"])
+            assert run_cli("migrate", env=env).code == 0
+            with engine.begin() as conn:
+                conn.execute(text("UPDATE alembic_version SET version_num = '0099'"))
+            schema = _schema_dump(engine)
+
+            migrated = run_cli("migrate", env=env)
+            synced = run_cli("sync", env=env)
+
+            for result in (migrated, synced):
+                assert result.code == 3, result.err
+                errors = _messages(result.events(), "error")
+                assert len(errors) == 1, result.err
+                assert "0099" in errors[0] and "newer thulium-etl" in errors[0]
+                assert "run `thulium-etl migrate`" not in errors[0]
+                assert "Traceback" not in result.err
+            assert _revision(engine) == ["0099"]
+            assert _schema_dump(engine) == schema
+            assert api.requests_for("00001") == 0
+        finally:
+            engine.dispose()
+
+
+def test_two_migrates_at_once_both_succeed_one_after_the_other(
+    pg_server: URL, api: StandIn
+) -> None:
+    with fresh_database(pg_server, label="migrate_race") as url:
+        engine = create_engine(url)
+        try:
+            env = make_env(api, url, ["00001"])
+            procs = [spawn_cli("migrate", env=env) for _ in range(3)]
+            errs = [proc.communicate(timeout=120)[1] for proc in procs]
+
+            assert [proc.returncode for proc in procs] == [0, 0, 0], errs
+            assert _revision(engine) == [HEAD]
+            assert _tables(engine) == TABLES
+            upgraded = [err for err in errs if "upgraded from empty" in err]
+            assert len(upgraded) == 1, errs  # the others waited, then had nothing to do
+        finally:
+            engine.dispose()
+
+
+def test_revision_0005_recounts_the_totals_of_runs_already_abandoned(pg_server: URL) -> None:
+    with fresh_database(pg_server, label="recount_abandoned") as url:
+        engine = create_engine(url)
+        try:
+            _upgrade_to(engine, "0004")
+            with engine.begin() as conn:
+                conn.execute(text(
+                    "INSERT INTO sync_runs (run_id, outcome, campaigns_total, version, host, pid) "
+                    "OVERRIDING SYSTEM VALUE VALUES (1, 'abandoned', 3, '0.1.0', 'h', 1), "
+                    "(2, 'succeeded', 1, '0.1.0', 'h', 2)"
+                ))
+                conn.execute(text(
+                    "UPDATE sync_runs SET campaigns_ok = 1, rows_inserted = 7 WHERE run_id = 2"
+                ))
+                conn.execute(text(
+                    "INSERT INTO sync_run_batches (run_id, batch, campaign_id, outcome, "
+                    "rows_inserted, rows_updated, rows_deleted, attempts, duration_seconds, "
+                    "http_status, request_id, error) VALUES "
+                    "(1, 1, '{00001,00002}', '{succeeded,failed}', '{4,0}', '{1,0}', '{0,0}', "
+                    "'{1,5}', '{0.1,2.0}', '{200,503}', '{NULL,r}', '{NULL,boom}'), "
+                    "(2, 1, '{00001}', '{succeeded}', '{7}', '{0}', '{0}', '{1}', '{0.1}', "
+                    "'{200}', '{NULL}', '{NULL}')"
+                ))
+
+            _upgrade_to(engine, "0005")
+
+            with engine.connect() as conn:
+                runs = {
+                    row["run_id"]: dict(row)
+                    for row in conn.execute(text("SELECT * FROM sync_runs")).mappings()
+                }
+            dead = runs[1]
+            assert (dead["campaigns_total"], dead["campaigns_ok"], dead["campaigns_failed"],
+                    dead["campaigns_skipped"]) == (3, 1, 1, 0)  # the third was never recorded
+            assert (dead["rows_inserted"], dead["rows_updated"], dead["rows_deleted"]) == (4, 1, 0)
+            assert (runs[2]["campaigns_ok"], runs[2]["rows_inserted"]) == (1, 7)
+            assert dead["campaign_ids"] is None
         finally:
             engine.dispose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from datetime import datetime
 from typing import Any
@@ -13,7 +14,7 @@ from sqlalchemy.engine import URL
 
 from etl import migrate
 from etl.standin import StandIn
-from tests.conftest import make_env, reset_schema, run_cli, seed_campaigns
+from tests.conftest import make_env, reset_schema, run_cli, seed_campaigns, spawn_cli
 
 OK1, OK2, GONE = "00001", "00002", "00404"
 IDS = [OK1, OK2, GONE]
@@ -169,3 +170,41 @@ def test_runs_on_an_unmigrated_database_exits_3(
     assert result.code == 3
     assert "migrate" in result.err
     assert result.out == ""
+
+
+def _runs_into(stdout: int, env: dict[str, str]) -> tuple[int, str]:
+    proc = spawn_cli("runs", "--json", env=env, stdout=stdout)
+    _, err = proc.communicate(timeout=60)
+    return proc.returncode, err
+
+
+def test_output_to_a_closed_pipe_exits_74_quietly(
+    api: StandIn, db_url: URL, migrated: Engine
+) -> None:
+    """``thulium-etl runs | head`` with a reader that is already gone."""
+    env = make_env(api, db_url, IDS)
+    partial_run(api, env)
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        code, err = _runs_into(write, env)
+    finally:
+        os.close(write)
+
+    assert code == 74
+    assert "Traceback" not in err and "Exception ignored" not in err
+    assert [line for line in err.splitlines() if '"level": "error"' in line] == []
+
+
+def test_output_to_a_full_disk_exits_74_with_one_line(
+    api: StandIn, db_url: URL, migrated: Engine
+) -> None:
+    env = make_env(api, db_url, IDS)
+    partial_run(api, env)
+    with open("/dev/full", "w") as full:
+        code, err = _runs_into(full.fileno(), env)
+
+    assert code == 74
+    assert "Traceback" not in err and "Exception ignored" not in err
+    [line] = err.splitlines()
+    assert json.loads(line)["level"] == "error" and "No space left" in line

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import uuid
 from collections.abc import Iterable
 
@@ -228,6 +229,38 @@ def test_an_unreachable_database_is_reported_without_its_password(
     assert_no_secret([result], None)
 
 
+DB_QUERY_PASSWORD = "query-Pa55-quokka"
+
+
+@pytest.mark.parametrize("command", ["migrate", "sync", "check", "runs"])
+def test_a_password_in_the_database_url_query_is_a_secret_too(
+    api: StandIn, db_url: URL, command: str
+) -> None:
+    seed_campaigns(api, ["00032"])
+    unreachable = f"postgresql://etl@127.0.0.1:1/thulium?password={DB_QUERY_PASSWORD}"
+    env = make_env(api, db_url, ["00032"], DATABASE_URL=unreachable)
+
+    result = run(command, env=env)
+
+    assert result.code == 3, result.err
+    assert_no_secret([result], None, secrets=(DB_QUERY_PASSWORD,))
+
+
+def test_a_sync_with_the_password_in_the_url_query_stores_and_prints_none_of_it(
+    api: StandIn, db_url: URL, migrated: Engine
+) -> None:
+    seed_campaigns(api, ["00033"])
+    url = db_url.set(password=None).update_query_dict({"password": DB_QUERY_PASSWORD})
+    api.set_body("00034", f"proxy saw password={DB_QUERY_PASSWORD}", status=502)
+    env = make_env(api, url, ["00033", "00034"])
+    env["DATABASE_URL"] = url.render_as_string(hide_password=False)
+
+    results = [run("sync", env=env), run("runs", "--json", env=env)]
+
+    assert [r.code for r in results] == [1, 0], results[0].err
+    assert_no_secret(results, migrated, secrets=(DB_QUERY_PASSWORD,))
+
+
 @pytest.mark.parametrize(
     "argv",
     [["--help"], ["sync", "--help"], ["check", "--help"], ["runs", "--help"],
@@ -314,3 +347,40 @@ def test_redact_leaves_innocent_text_alone_and_is_idempotent() -> None:
 
     assert logs.redact(innocent) == innocent
     assert logs.redact(logs.redact(secretive)) == logs.redact(secretive)
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "host=db password={pw} user=etl",
+        "postgresql://etl@db/thulium?sslmode=require&password={pw}",
+        "PASSWORD = {pw}",
+    ],
+)
+def test_redact_masks_password_parameters(template: str) -> None:
+    password = _fresh("param")
+
+    masked = logs.redact(template.format(pw=password))
+
+    assert masked == template.format(pw="***")
+
+
+HOSTILE = {
+    "one-long-word": "a" * 5_000_000,
+    "scheme-then-no-at": "postgresql://" + "a" * 5_000_000,
+    "user-colon-then-no-at": "http://user:" + "p" * 5_000_000,
+    "schemes-over-and-over": "a://b:c" * 700_000,
+    "authorization-then-spaces": ("Authorization:" + " " * 100) * 40_000,
+    "password-parameters": "password=" * 500_000,
+}
+
+
+@pytest.mark.parametrize("text", HOSTILE.values(), ids=HOSTILE.keys())
+def test_redaction_takes_time_linear_in_the_text(text: str) -> None:
+    """5 MB of hostile error text: linear patterns take milliseconds, quadratic ones hours.
+
+    A generous bound, not a benchmark: it tells linear from quadratic, whatever the machine.
+    """
+    started = time.perf_counter()
+    logs.clean(text)
+    assert time.perf_counter() - started < 1.0

@@ -1,0 +1,59 @@
+"""A stop request (SIGTERM, SIGINT) that every part of a run sees, and that cancels what blocks.
+
+Waiting code (retry sleeps, the writer's loop) polls :meth:`Stop.is_set` or sleeps through
+:meth:`Stop.sleep`, which raises as soon as a stop is requested. Code that blocks in a call
+it cannot poll (a statement waiting for a lock in Postgres) registers a canceller for the
+duration of the call with :meth:`Stop.cancelling`; a stop request runs it on a thread of its
+own, so the signal handler that requests the stop returns at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+
+from etl.errors import InterruptedRun
+
+
+class Stop:
+    """One run's stop request; cheap to check, safe to set from a signal handler."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._cancellers: dict[int, Callable[[], object]] = {}
+        self._lock = threading.Lock()
+        self._next = 0
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def request(self) -> None:
+        """Ask everything to stop, and cancel the blocking calls in progress."""
+        self._event.set()
+        with self._lock:
+            cancellers = list(self._cancellers.values())
+        for cancel in cancellers:
+            threading.Thread(target=cancel, name="cancel", daemon=True).start()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; True if a stop was requested meanwhile."""
+        return self._event.wait(max(0.0, seconds))
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep ``seconds``, raising :class:`InterruptedRun` as soon as a stop is requested."""
+        if self.wait(seconds):
+            raise InterruptedRun("stop requested while waiting to retry")
+
+    @contextlib.contextmanager
+    def cancelling(self, cancel: Callable[[], object]) -> Iterator[None]:
+        """Run ``cancel`` if a stop is requested before the block ends."""
+        with self._lock:
+            key = self._next
+            self._next += 1
+            self._cancellers[key] = cancel
+        try:
+            yield
+        finally:
+            with self._lock:
+                del self._cancellers[key]

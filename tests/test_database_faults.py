@@ -1,0 +1,151 @@
+"""The database refuses, locks up or turns read-only: only a lost connection or a timeout is
+retried, a value it refuses costs its campaign alone, and nothing ever waits without limit.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import psycopg
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import URL
+
+from etl.standin import StandIn, sample_statuses
+from tests.conftest import (
+    as_api,
+    canonical,
+    libpq,
+    make_env,
+    run_cli,
+    seed_campaigns,
+    spawn_cli,
+    stored_statuses,
+)
+from tests.snapshots import assert_totals_add_up, wait_until
+from tests.test_api_faults import last_run
+
+IDS = ["00001", "00002", "00003"]
+
+
+def _errors(result_err: str) -> list[str]:
+    return [line for line in result_err.splitlines() if '"level": "error"' in line]
+
+
+def test_a_value_over_an_index_limit_fails_its_campaign_alone_without_a_retry(
+    api: StandIn, db_url: URL, migrated: Engine
+) -> None:
+    with migrated.begin() as conn:  # what a DBA might add: an index on the names
+        conn.execute(text("CREATE INDEX dba_statuses_name ON statuses (name)"))
+    try:
+        served = seed_campaigns(api, IDS)
+        # 3,000 characters that do not compress: far over a btree entry's ~2,700 bytes
+        huge = "".join(chr(0x4E00 + (i * 7919) % 20000) for i in range(3000))
+        served["00002"][0]["name"] = huge
+        api.set_statuses("00002", served["00002"])
+        env = make_env(api, db_url, IDS, THULIUM_CONCURRENCY="1", THULIUM_DB_RETRY_WAIT="5")
+
+        started = time.monotonic()
+        result = run_cli("sync", env=env)
+
+        assert result.code == 1, result.err
+        assert time.monotonic() - started < 5  # refused data is not waited on as a lost link
+        assert stored_statuses(migrated, "00002") == {}
+        for campaign_id in ("00001", "00003"):
+            assert as_api(stored_statuses(migrated, campaign_id)) == canonical(served[campaign_id])
+        run, outcomes = last_run(migrated)
+        assert run["outcome"] == "partial"
+        assert outcomes["00002"]["outcome"] == "failed"
+        assert "index row" in outcomes["00002"]["error"]
+        assert "connection lost" not in result.err
+    finally:
+        with migrated.begin() as conn:
+            conn.execute(text("DROP INDEX dba_statuses_name"))
+
+
+def test_a_read_only_database_is_one_clear_line_and_exit_3(
+    api: StandIn, db_url: URL, migrated: Engine, pg_server: URL
+) -> None:
+    """What a sync meets when DATABASE_URL leads to a standby after a failover."""
+    seed_campaigns(api, IDS)
+    env = make_env(api, db_url, IDS)
+    # From the server's maintenance database: a read-only database cannot undo it itself.
+    with psycopg.connect(libpq(pg_server), autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{db_url.database}" SET default_transaction_read_only = on')
+        try:
+            result = run_cli("sync", env=env)
+        finally:
+            admin.execute(f'ALTER DATABASE "{db_url.database}" RESET default_transaction_read_only')
+
+    assert result.code == 3, result.err
+    errors = _errors(result.err)
+    assert len(errors) == 1 and "read-only" in errors[0] and "standby" in errors[0]
+    assert "Traceback" not in result.err and '"exception"' not in result.err
+    with migrated.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM sync_runs")).scalar_one() == 0
+        assert conn.execute(text("SELECT count(*) FROM statuses")).scalar_one() == 0
+
+
+def test_a_lock_held_by_another_session_times_out_and_ends_the_run_with_exit_3(
+    api: StandIn, db_url: URL, migrated: Engine
+) -> None:
+    served = seed_campaigns(api, IDS)
+    env = make_env(api, db_url, IDS)
+    assert run_cli("sync", env=env).code == 0
+    for campaign_id in IDS:
+        api.set_statuses(campaign_id, sample_statuses(campaign_id, 2, seed=99))
+    with psycopg.connect(libpq(db_url)) as holder:
+        holder.execute("LOCK TABLE statuses IN ACCESS EXCLUSIVE MODE")
+
+        result = run_cli(
+            "sync", env={**env, "THULIUM_DB_LOCK_TIMEOUT": "0.2", "THULIUM_DB_RETRY_ATTEMPTS": "2"}
+        )
+
+        holder.rollback()
+
+    assert result.code == 3, result.err
+    errors = _errors(result.err)
+    assert len(errors) == 1 and "lock" in errors[0] and "THULIUM_DB_LOCK_TIMEOUT" in errors[0]
+    assert "timed out" in result.err  # the first timeout was retried
+    for campaign_id in IDS:  # untouched: still the first sync's data
+        assert as_api(stored_statuses(migrated, campaign_id)) == canonical(served[campaign_id])
+    run, outcomes = last_run(migrated)
+    assert run["outcome"] == "failed" and "lock" in run["error"]
+    assert sorted(outcomes) == IDS and all(o["outcome"] == "skipped" for o in outcomes.values())
+    assert_totals_add_up(migrated)
+
+
+def test_sigterm_cancels_a_statement_waiting_for_a_lock(
+    api: StandIn, db_url: URL, migrated: Engine
+) -> None:
+    seed_campaigns(api, IDS)
+    env = make_env(api, db_url, IDS, THULIUM_DB_LOCK_TIMEOUT="600")
+    with psycopg.connect(libpq(db_url)) as holder:
+        holder.execute("LOCK TABLE statuses IN ACCESS EXCLUSIVE MODE")
+        proc = spawn_cli("sync", env=env)
+        wait_until(lambda: _waiting_for_a_lock(db_url), timeout=30)
+
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        stopped_after = time.monotonic() - sent
+        holder.rollback()
+
+    assert proc.returncode == 143, err
+    assert stopped_after < 5
+    run, outcomes = last_run(migrated)
+    assert run["outcome"] == "interrupted"
+    assert sorted(outcomes) == IDS and all(o["outcome"] == "skipped" for o in outcomes.values())
+    assert_totals_add_up(migrated)
+    with migrated.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM statuses")).scalar_one() == 0
+
+
+def _waiting_for_a_lock(db_url: URL) -> bool:
+    with psycopg.connect(libpq(db_url), autocommit=True) as admin:
+        row = admin.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'thulium-etl' "
+            "AND wait_event_type = 'Lock' AND datname = %s",
+            (db_url.database,),
+        ).fetchone()
+    return bool(row and row[0])
