@@ -249,3 +249,14 @@ def canonical(statuses: list[dict[str, object]]) -> list[dict[str, object]]:
         ({**item, "status_id": str(item["status_id"])} for item in statuses),
         key=lambda item: str(item["status_id"]),
     )
+
+
+# --- the deployment kit -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The package's wheel, built once per session the way the image's builder stage does."""
+    from tests.wheels import build_wheel
+
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
