@@ -38,7 +38,8 @@ bench: $(VENV)/.bench-installed
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 # Files kept in `ruff format` style (the deployment kit's tests; the rest is not yet).
-FORMATTED := tests/deploy.py tests/wheels.py tests/test_image.py
+FORMATTED := tests/deploy.py tests/wheels.py tests/test_image.py \
+	tests/test_kubernetes_manifests.py
 
 ## make lint: ruff on everything, mypy --strict on the package, hadolint on the Dockerfile
 lint: $(VENV)/.test-installed

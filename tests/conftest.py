@@ -251,7 +251,7 @@ def canonical(statuses: list[dict[str, object]]) -> list[dict[str, object]]:
     )
 
 
-# --- the deployment kit -------------------------------------------------------------------
+# --- the deployment kit: the wheel, the rendered manifests, the program's settings -----------
 
 
 @pytest.fixture(scope="session")
@@ -260,3 +260,27 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.wheels import build_wheel
 
     return build_wheel(tmp_path_factory.mktemp("wheel"))
+
+
+@pytest.fixture(scope="session")
+def known_variables() -> set[str]:
+    """Every environment variable ``thulium-etl --help`` and ``thulium-etl sync --help`` list."""
+    from tests.deploy import program_variables
+
+    return program_variables()
+
+
+@pytest.fixture(scope="session")
+def manifests() -> list[dict[str, Any]]:
+    """What ``kubectl apply -k deploy/kubernetes`` would send, rendered by kubectl."""
+    from tests.deploy import KUBERNETES, kustomize
+
+    return kustomize(KUBERNETES)
+
+
+@pytest.fixture(scope="session")
+def sharded_manifests() -> list[dict[str, Any]]:
+    """What ``kubectl apply -k deploy/kubernetes/sharded`` would send."""
+    from tests.deploy import KUBERNETES, kustomize
+
+    return kustomize(KUBERNETES / "sharded")
