@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ KUBERNETES = DEPLOY / "kubernetes"
 TOOLS = {
     "kubectl": "install kubectl (Debian package kubectl from the Kubernetes or Google Cloud "
     "apt repository); `kubectl kustomize` renders deploy/kubernetes",
+    "systemd-analyze": "apt-get install systemd",
     "setpriv": "apt-get install util-linux",
 }
 
@@ -257,3 +258,107 @@ def benchmark_megabytes(figure: str) -> float:
     match = re.search(rf"^{re.escape(figure)}\s*\|\s*([\d.]+) MB\s*\|", text, re.M)
     assert match, f"benchmarks/README.md has no figure {figure!r}"
     return float(match[1])
+
+
+# --- systemd and cron ---------------------------------------------------------------------------
+
+
+def unit_settings(path: Path) -> dict[str, dict[str, list[str]]]:
+    """section → key → every value of a systemd unit file (keys may repeat)."""
+    sections: dict[str, dict[str, list[str]]] = {}
+    current: dict[str, list[str]] = {}
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            current = sections.setdefault(line.strip("[]"), {})
+            continue
+        key, _, value = line.partition("=")
+        current.setdefault(key.strip(), []).append(value.strip())
+    return sections
+
+
+def unit_root(tmp: Path, units: list[Path]) -> Path:
+    """A file system root for ``systemd-analyze --root``: the host's own units (for targets
+    such as sysinit.target) and ``units`` in /etc/systemd/system."""
+    root = tmp / "root"
+    system = root / "etc" / "systemd" / "system"
+    system.mkdir(parents=True)
+    shutil.copytree(
+        "/usr/lib/systemd/system", root / "usr" / "lib" / "systemd" / "system", symlinks=True
+    )
+    for unit in units:
+        shutil.copy(unit, system / unit.name)
+    return root
+
+
+def install_at(root: Path, absolute: str, source: Path) -> None:
+    """Copy ``source`` (an executable) to the absolute path ``absolute`` under ``root``."""
+    target = root / absolute.lstrip("/")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(source, target)
+
+
+@dataclass
+class CronEntry:
+    minute: str
+    hour: str
+    day: str
+    month: str
+    weekday: str
+    user: str
+    command: str
+
+
+@dataclass
+class Crontab:
+    """A file for /etc/cron.d: variable assignments and entries (with a user field)."""
+
+    variables: dict[str, str] = field(default_factory=dict)
+    entries: list[CronEntry] = field(default_factory=list)
+
+
+def read_crontab(path: Path) -> Crontab:
+    crontab = Crontab()
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        assignment = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)", line)
+        if assignment:
+            crontab.variables[assignment[1]] = assignment[2]
+            continue
+        fields = line.split(None, 6)
+        assert len(fields) == 7, f"not `m h dom mon dow user command`: {line}"
+        crontab.entries.append(CronEntry(*fields))
+    return crontab
+
+
+def cron_field_ok(value: str, low: int, high: int) -> bool:
+    """A cron time field: ``*``, numbers, ranges, lists and steps within [low, high]."""
+    for part in value.split(","):
+        base, _, step = part.partition("/")
+        if step and not step.isdigit():
+            return False
+        if base == "*":
+            continue
+        bounds = base.split("-")
+        if len(bounds) > 2 or not all(b.isdigit() and low <= int(b) <= high for b in bounds):
+            return False
+    return True
+
+
+def env_file(path: Path) -> dict[str, str]:
+    """``KEY=value`` lines (comments and blank lines skipped); fails on anything else."""
+    values = {}
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        # no quotes, spaces, $ or backslashes: sh's `.` and systemd's EnvironmentFile= must
+        # read the same value
+        match = re.fullmatch(r"([A-Z][A-Z0-9_]*)=([^\s'\"$`\\]*)", line)
+        assert match, f"{path.name}: not a plain KEY=value line: {line}"
+        values[match[1]] = match[2]
+    return values
