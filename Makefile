@@ -39,7 +39,7 @@ bench: $(VENV)/.bench-installed
 
 # Files kept in `ruff format` style (the deployment kit's tests; the rest is not yet).
 FORMATTED := tests/deploy.py tests/wheels.py tests/test_image.py \
-	tests/test_kubernetes_manifests.py tests/test_cron_and_systemd.py
+	tests/test_kubernetes_manifests.py tests/test_cron_and_systemd.py tests/test_prometheus_alerts.py
 
 ## make lint: ruff on everything, mypy --strict on the package, hadolint on the Dockerfile
 lint: $(VENV)/.test-installed

@@ -31,6 +31,7 @@ TOOLS = {
     "kubectl": "install kubectl (Debian package kubectl from the Kubernetes or Google Cloud "
     "apt repository); `kubectl kustomize` renders deploy/kubernetes",
     "systemd-analyze": "apt-get install systemd",
+    "promtool": "apt-get install prometheus (Debian's package ships promtool)",
     "setpriv": "apt-get install util-linux",
 }
 
