@@ -248,3 +248,38 @@ def canonical(statuses: list[dict[str, object]]) -> list[dict[str, object]]:
         ({**item, "status_id": str(item["status_id"])} for item in statuses),
         key=lambda item: str(item["status_id"]),
     )
+
+
+# --- the deployment kit: the wheel, the rendered manifests, the program's settings -----------
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The package's wheel, built once per session the way the image's builder stage does."""
+    from tests.wheels import build_wheel
+
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
+
+
+@pytest.fixture(scope="session")
+def known_variables() -> set[str]:
+    """Every environment variable ``thulium-etl --help`` and ``thulium-etl sync --help`` list."""
+    from tests.deploy import program_variables
+
+    return program_variables()
+
+
+@pytest.fixture(scope="session")
+def manifests() -> list[dict[str, Any]]:
+    """What ``kubectl apply -k deploy/kubernetes`` would send, rendered by kubectl."""
+    from tests.deploy import KUBERNETES, kustomize
+
+    return kustomize(KUBERNETES)
+
+
+@pytest.fixture(scope="session")
+def sharded_manifests() -> list[dict[str, Any]]:
+    """What ``kubectl apply -k deploy/kubernetes/sharded`` would send."""
+    from tests.deploy import KUBERNETES, kustomize
+
+    return kustomize(KUBERNETES / "sharded")

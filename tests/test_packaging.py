@@ -1,4 +1,5 @@
-"""The built wheel carries the migrations: `migrate` works from any directory after install."""
+"""The built wheel: the job and its migrations, no test equipment; `migrate` works from any
+directory after install, and the stand-in stays importable from the source tree."""
 
 from __future__ import annotations
 
@@ -7,50 +8,49 @@ import sys
 import zipfile
 from pathlib import Path
 
-import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL
 
 from etl.migrate import head_revision
 from tests.conftest import fresh_database
+from tests.wheels import install_into_target
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(out), str(ROOT)],
-        check=True,
-        capture_output=True,
-    )
-    (built,) = out.glob("thulium_etl-*.whl")
-    return built
-
-
-def test_the_wheel_ships_the_migrations_and_the_standin(wheel: Path) -> None:
+def test_the_wheel_ships_the_migrations(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "etl/migrations/env.py" in names
     assert "etl/migrations/script.py.mako" in names
     shipped = {n.rsplit("/", 1)[-1] for n in names if n.startswith("etl/migrations/versions/")}
     in_source = {p.name for p in (ROOT / "migrations" / "versions").glob("0*.py")}
     assert in_source and in_source <= shipped
-    assert "etl/standin/server.py" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "thulium-etl = etl.cli:run" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+def test_the_wheel_leaves_out_the_stand_in_and_the_tests(wheel: Path) -> None:
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "etl/cli.py" in names
+    assert [n for n in names if n.startswith("etl/standin/")] == []
+    assert [n for n in names if n.startswith(("tests/", "benchmarks/", "deploy/"))] == []
+
+
+def test_the_stand_in_is_still_importable_from_the_source_tree(tmp_path: Path) -> None:
+    # the editable install of `make test` / `make demo` / `make bench`, from another directory
+    done = subprocess.run(
+        [sys.executable, "-c", "import etl.standin; print(etl.standin.__file__)"],
+        cwd=tmp_path, capture_output=True, text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert Path(done.stdout.strip()) == ROOT / "etl" / "standin" / "__init__.py"
 
 
 def test_migrate_from_an_installed_wheel_in_another_directory(
     wheel: Path, pg_server: URL, tmp_path: Path
 ) -> None:
     target = tmp_path / "site"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target),
-         str(wheel)],
-        check=True,
-        capture_output=True,
-    )
+    install_into_target(wheel, target)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     with fresh_database(pg_server, label="wheel") as url:
