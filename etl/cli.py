@@ -1,7 +1,10 @@
-"""The ``thulium-etl`` command: argument parsing, logging setup and exit codes.
+"""The ``thulium-etl`` command: arguments, logging setup and exit codes.
 
-No business logic lives here: each command reads its settings, calls one function and maps
-the outcome (or the :class:`~etl.errors.EtlError` raised) to an exit code.
+No business logic lives here: each command loads its settings in one call (flags and the
+environment section of ``--help`` come from :mod:`etl.config`'s declarations), calls one
+function, and maps the outcome, or the :class:`~etl.errors.EtlError` raised, to an exit
+code. A command imports only what it needs: ``runs`` never loads the HTTP stack, ``sync``
+never loads Alembic.
 """
 
 from __future__ import annotations
@@ -17,33 +20,34 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
-from sqlalchemy import Engine
-from sqlalchemy.engine import URL
-
-from etl import __version__, config, history, logs, migrate, shards
-from etl.client import ThuliumClient
-from etl.database import database_errors, describe, make_engine
+from etl import __version__, config, logs
 from etl.errors import (
     EXIT_CAMPAIGN_FAILED,
     EXIT_CONFIG,
     EXIT_DATABASE,
     EXIT_INTERNAL,
     EXIT_OK,
-    CampaignError,
+    EXIT_TERMINATED,
     ConfigError,
-    DatabaseError,
     EtlError,
     OutputError,
 )
-from etl.records import parse_statuses
-from etl.schema import REVISION
+from etl.outcomes import RunOutcome
 from etl.stop import Stop
-from etl.sync import run_sync
 
 logger = logging.getLogger("thulium-etl")
+
+#: A run's outcome as the process's exit code: the one place this mapping lives.
+EXIT_BY_OUTCOME = {
+    RunOutcome.SUCCEEDED: EXIT_OK,
+    RunOutcome.PARTIAL: EXIT_CAMPAIGN_FAILED,
+    RunOutcome.FAILED: EXIT_CAMPAIGN_FAILED,
+    RunOutcome.INTERRUPTED: EXIT_TERMINATED,
+}
 
 EXIT_CODES = """\
 exit codes:
@@ -58,27 +62,8 @@ exit codes:
   143 stopped by SIGTERM/SIGINT; finished campaigns are saved, the run is 'interrupted'
 """
 
-ENVIRONMENT = """\
-environment (a flag overrides its variable):
-  DATABASE_URL / DATABASE_URL_FILE        postgresql://user:password@host:5432/db
-  THULIUM_BASE_URL                        API root, e.g. https://acme.thulium.com/api
-  THULIUM_USER, THULIUM_PASSWORD / THULIUM_PASSWORD_FILE   the API user
-  THULIUM_CAMPAIGNS                       campaign ids, e.g. 00001,00002
-  THULIUM_TIMEOUT (30), THULIUM_CONNECT_TIMEOUT (5)         seconds per read, per connect
-  THULIUM_REQUEST_DEADLINE (120)          seconds for a whole request, however slow
-  THULIUM_MAX_BODY_BYTES (50000000)       largest answer accepted, once decoded
-  THULIUM_CA_BUNDLE                       CA bundle file; TLS is always verified
-  THULIUM_CONCURRENCY (8)                 parallel requests
-  THULIUM_MAX_RPS                         client-side rate limit, requests/second (off)
-  THULIUM_SHARD (I/N), or JOB_COMPLETION_INDEX + THULIUM_SHARDS   sync one shard
-  THULIUM_RETRY_ATTEMPTS (5), THULIUM_RETRY_WAIT (1), THULIUM_RETRY_MAX_WAIT (60),
-  THULIUM_RETRY_BUDGET (600)              retries: attempts, first wait, cap, total per run
-  THULIUM_BATCH_ROWS (20000)              rows written per transaction, at most
-  THULIUM_DB_RETRY_ATTEMPTS (4), THULIUM_DB_RETRY_WAIT (1)  riding out a lost connection
-  THULIUM_DB_LOCK_TIMEOUT (60), THULIUM_DB_STATEMENT_TIMEOUT (600)  seconds a statement may
-                                          wait for a lock, or run
-  THULIUM_LOG_FORMAT (text on a terminal, else json), THULIUM_LOG_LEVEL (INFO)
-"""
+
+# -- shared by the commands -------------------------------------------------------------------
 
 
 @contextlib.contextmanager
@@ -88,8 +73,10 @@ def _stop_on_signals() -> Iterator[Stop]:
 
     def handle(signum: int, frame: FrameType | None) -> None:
         if not stop.is_set():
-            logger.warning("received %s: stopping (a write in progress is rolled back)",
-                           signal.Signals(signum).name)
+            logger.warning(
+                "received %s: stopping (a write in progress is rolled back)",
+                signal.Signals(signum).name,
+            )
         stop.request()
 
     if threading.current_thread() is not threading.main_thread():
@@ -116,115 +103,119 @@ def _emit(text: str) -> None:
         raise OutputError(f"cannot write the output: {exc.strerror or exc}") from None
 
 
-def _campaigns(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, ...]:
-    if args.campaign:
-        return config.parse_campaign_ids(",".join(args.campaign), source="--campaign")
-    return config.campaign_ids(env)
+def _keep_secrets(settings: object) -> None:
+    """Register every secret among a command's settings for redaction, before any use."""
+    database = getattr(settings, "database", None)
+    if isinstance(database, config.DatabaseSettings):
+        for secret in (database.url.password, database.url.query.get("password")):
+            logs.add_secret(secret if isinstance(secret, str) else None)
+    api = getattr(settings, "api", None)
+    if isinstance(api, config.ApiSettings):
+        logs.add_secret(api.password)
+        # The Basic token (UTF-8, as the client sends it), as an echoed header would show it.
+        credentials = f"{api.user}:{api.password}".encode()
+        logs.add_secret(base64.b64encode(credentials).decode("ascii"))
 
 
-def _with_flags(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, str]:
-    """The environment with the command-line flags applied over their variables."""
-    flags = {
-        "THULIUM_CONCURRENCY": getattr(args, "concurrency", None),
-        "THULIUM_TIMEOUT": getattr(args, "timeout", None),
-        "THULIUM_SHARD": getattr(args, "shard", None),
-    }
-    return {**env, **{k: str(v) for k, v in flags.items() if v is not None}}
+@contextlib.contextmanager
+def _engine(database: config.DatabaseSettings) -> Iterator[Any]:
+    from etl.database import make_engine
 
-
-def _database(env: Mapping[str, str], *, pool_size: int = 2) -> tuple[Engine, URL]:
-    settings = config.database_settings(env)
-    url = settings.url
-    for secret in (url.password, url.query.get("password")):
-        logs.add_secret(secret if isinstance(secret, str) else None)
-    engine = make_engine(
-        url,
-        pool_size=pool_size,
-        lock_timeout=settings.lock_timeout,
-        statement_timeout=settings.statement_timeout,
-    )
-    return engine, url
-
-
-def _api(env: Mapping[str, str]) -> config.ApiSettings:
-    api = config.api_settings(env)
-    logs.add_secret(api.password)
-    # The Basic token (UTF-8, as the client sends it), as an echoed header would show it.
-    credentials = f"{api.user}:{api.password}".encode()
-    logs.add_secret(base64.b64encode(credentials).decode("ascii"))
-    return api
-
-
-def cmd_migrate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    engine, url = _database(env)
+    engine = make_engine(database)
     try:
-        with database_errors(url, doing="migrating"):
-            before, after = migrate.upgrade(engine)
+        yield engine
     finally:
         engine.dispose()
+
+
+# -- the commands ---------------------------------------------------------------------------
+
+
+def cmd_migrate(args: argparse.Namespace, settings: config.DatabaseCommand) -> int:
+    from etl import migrate
+    from etl.database import database_errors, describe
+
+    with _engine(settings.database) as engine, database_errors(engine, doing="migrating"):
+        before, after = migrate.upgrade(engine)
+    where = describe(settings.database.url)
     if before == after:
-        logger.info("schema of %s is already at revision %s: nothing to do", describe(url), after)
+        logger.info("schema of %s is already at revision %s: nothing to do", where, after)
     else:
-        logger.info("schema of %s upgraded from %s to %s", describe(url), before or "empty", after)
+        logger.info("schema of %s upgraded from %s to %s", where, before or "empty", after)
     return EXIT_OK
 
 
-def cmd_sync(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    env = _with_flags(args, env)
-    api = _api(env)
-    shard = config.shard(env)
-    ids = shards.select(_campaigns(args, env), shard)
-    write = config.write_settings(env)
-    engine, url = _database(env)
-    try:
-        with _stop_on_signals() as stop:
-            result = run_sync(
-                engine, url, api, ids, stop=stop, options=write, shard=shard
-            )
-    finally:
-        engine.dispose()
+def cmd_sync(args: argparse.Namespace, settings: config.SyncCommand) -> int:
+    from etl.sync import run_sync
+
+    with _engine(settings.database) as engine, _stop_on_signals() as stop:
+        result = run_sync(engine, settings, stop=stop)
+    code = EXIT_BY_OUTCOME[result.outcome]
     t = result.totals
-    log = logger.info if result.exit_code == EXIT_OK else logger.error
+    log = logger.info if code == EXIT_OK else logger.error
     log(
         "run %d %s: %d of %d campaigns synced, %d failed, %d skipped; rows %d inserted, "
         "%d updated, %d deleted; %.2fs writing%s",
         result.run_id, result.outcome, t.campaigns_ok, t.campaigns_total, t.campaigns_failed,
         t.campaigns_skipped, t.rows_inserted, t.rows_updated, t.rows_deleted,
         result.write_seconds, f" — {result.error}" if result.error else "",
-        extra={"run_id": result.run_id, "outcome": result.outcome,
-               "write_seconds": round(result.write_seconds, 3), **vars(t)},
+        extra={
+            "run_id": result.run_id, "outcome": str(result.outcome),
+            "write_seconds": round(result.write_seconds, 3), **vars(t),
+        },
     )
-    return result.exit_code
-
-
-def cmd_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    api = _api(env)
-    ids = _campaigns(args, env)
-    engine, url = _database(env)
-    code = EXIT_OK
-
-    def line(ok: bool, what: str, detail: str) -> None:
-        _emit(f"{'PASS' if ok else 'FAIL'}  {what}: {logs.clean(detail)}")
-
-    try:
-        with database_errors(url, doing="checking"), engine.connect() as conn:
-            migrate.require_current(conn)
-        line(True, "database", f"{describe(url)} reachable, schema at {REVISION}")
-    except DatabaseError as exc:
-        line(False, "database", str(exc))
-        code = EXIT_DATABASE
-    finally:
-        engine.dispose()
-    with ThuliumClient(api) as client:
-        for campaign_id in ids[:1] if args.quick else ids:
-            try:
-                fetched = client.fetch_statuses(campaign_id)
-                snapshot = parse_statuses(fetched.body, campaign_id=campaign_id)
-                line(True, f"campaign {campaign_id}", f"{len(snapshot.statuses)} statuses")
-            except CampaignError as exc:
-                line(False, f"campaign {campaign_id}", exc.detail)
-                code = code or EXIT_CAMPAIGN_FAILED
     return code
+
+
+def cmd_check(args: argparse.Namespace, settings: config.CheckCommand) -> int:
+    from etl.check import check_campaigns, check_database
+
+    with _engine(settings.database) as engine:
+        verdicts = [check_database(engine)]
+    _emit_verdict(verdicts[0])
+    code = EXIT_OK if verdicts[0].ok else EXIT_DATABASE
+    with _stop_on_signals() as stop:
+        for verdict in check_campaigns(settings, quick=args.quick, stop=stop):
+            _emit_verdict(verdict)
+            if not verdict.ok:
+                code = code or EXIT_CAMPAIGN_FAILED
+        if stop.is_set():
+            return EXIT_TERMINATED
+    return code
+
+
+def _emit_verdict(verdict: Any) -> None:
+    _emit(f"{'PASS' if verdict.ok else 'FAIL'}  {verdict.what}: {logs.clean(verdict.detail)}")
+
+
+_RUN_COLUMNS = ["run_id", "started_at", "finished_at", "shard", "outcome", "campaigns_total",
+                "campaigns_ok", "campaigns_failed", "campaigns_skipped", "rows_inserted",
+                "rows_updated", "rows_deleted", "error"]
+_CAMPAIGN_COLUMNS = ["campaign_id", "outcome", "rows_inserted", "rows_updated", "rows_deleted",
+                     "attempts", "duration_seconds", "http_status", "request_id", "error"]
+
+
+def cmd_runs(args: argparse.Namespace, settings: config.DatabaseCommand) -> int:
+    from etl import history, migrate
+    from etl.database import database_errors
+
+    with (
+        _engine(settings.database) as engine,
+        database_errors(engine, doing="reading run history"),
+        engine.connect() as conn,
+    ):
+        migrate.require_current(conn)
+        if args.run is not None:
+            rows, columns = history.run_campaigns(conn, args.run), _CAMPAIGN_COLUMNS
+        else:
+            rows, columns = history.recent_runs(conn, limit=args.limit), _RUN_COLUMNS
+    if args.run is not None and not rows:
+        raise ConfigError(f"--run {args.run}: no such run (or it recorded no campaigns)")
+    if args.json:
+        _emit(json.dumps([_jsonable(row) for row in rows], ensure_ascii=False, indent=2))
+    else:
+        _emit(_table(rows, columns) if rows else "no runs recorded yet")
+    return EXIT_OK
 
 
 def _jsonable(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -247,40 +238,48 @@ def _cell(value: object) -> str:
     return str(value)
 
 
-def cmd_runs(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    engine, url = _database(env)
-    try:
-        with database_errors(url, doing="reading run history"), engine.connect() as conn:
-            migrate.require_current(conn)
-            if args.run is not None:
-                rows = history.run_campaigns(conn, args.run)
-                columns = ["campaign_id", "outcome", "rows_inserted", "rows_updated",
-                           "rows_deleted", "attempts", "duration_seconds", "http_status",
-                           "request_id", "error"]
-            else:
-                rows = history.recent_runs(conn, limit=args.limit)
-                columns = ["run_id", "started_at", "finished_at", "shard", "outcome",
-                           "campaigns_total", "campaigns_ok", "campaigns_failed",
-                           "campaigns_skipped", "rows_inserted", "rows_updated", "rows_deleted",
-                           "error"]
-    finally:
-        engine.dispose()
-    if args.run is not None and not rows:
-        raise ConfigError(f"--run {args.run}: no such run (or it recorded no campaigns)")
-    if args.json:
-        _emit(json.dumps([_jsonable(row) for row in rows], ensure_ascii=False, indent=2))
-    else:
-        _emit(_table(rows, columns) if rows else "no runs recorded yet")
-    return EXIT_OK
+# -- the parser ---------------------------------------------------------------------------------
 
 
-def _number_text(value: str) -> str:
-    """An argparse type: a number, kept as written (its range is checked with its variable)."""
-    try:
-        float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value[:40]!r} is not a number") from None
-    return value
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: what it reads, what runs it, and how ``--help`` describes it."""
+
+    settings: type
+    handler: Callable[[argparse.Namespace, Any], int]
+    summary: str
+    description: str
+
+
+COMMANDS: dict[str, Command] = {
+    "migrate": Command(
+        config.DatabaseCommand, cmd_migrate,
+        "upgrade the database schema to the latest revision (idempotent)",
+        "Upgrade the schema to the head revision. Safe to run on every deploy: a schema "
+        "already at head is left alone; two at once run one after the other.",
+    ),
+    "sync": Command(
+        config.SyncCommand, cmd_sync,
+        "sync the configured campaigns (or only --campaign ones)",
+        "Fetch every configured campaign's statuses and upsert them. Each campaign is written "
+        "atomically; one campaign's failure never stops the others. Refuses to run if the "
+        "schema is not at this version's revision (exit 3) or another sync holds the lock "
+        "(exit 75).",
+    ),
+    "check": Command(
+        config.CheckCommand, cmd_check,
+        "check config, database and API credentials without writing anything",
+        "Validate the configuration, connect to the database, check the schema is at head, "
+        "and fetch every configured campaign (only the first with --quick) through the same "
+        "pipeline as sync. Prints a PASS/FAIL line for each. Writes nothing.",
+    ),
+    "runs": Command(
+        config.DatabaseCommand, cmd_runs,
+        "show recent sync runs, or one run's campaigns",
+        "Show the run history recorded in sync_runs (newest first), or with --run ID the "
+        "outcome of each campaign of that run.",
+    ),
+}
 
 
 def _whole(low: int, high: int) -> Callable[[str], int]:
@@ -288,106 +287,86 @@ def _whole(low: int, high: int) -> Callable[[str], int]:
 
     def parse(value: str) -> int:
         try:
-            number = int(value) if value.strip().isascii() else None
-        except ValueError:
-            number = None
-        if number is None:
-            raise argparse.ArgumentTypeError(f"{value[:40]!r} is not a whole number")
-        if not low <= number <= high:
-            raise argparse.ArgumentTypeError(f"{value[:40]!r} must be between {low} and {high}")
-        return number
+            return config.Whole(low, high)(value, "")
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc).lstrip("=")) from None
 
     return parse
 
 
+def _add_flags(parser: argparse.ArgumentParser, settings: type) -> None:
+    """A flag for every setting of ``settings`` that has one, kept as text for its parser."""
+    for _, declaration in config.declared(settings):
+        if declaration.flag and declaration.env != "THULIUM_LOG_FORMAT":
+            parser.add_argument(
+                declaration.flag,
+                dest=declaration.env,
+                action="append" if declaration.repeatable else "store",
+                metavar="VALUE",
+                help=f"{declaration.help} ({declaration.env})",
+            )
+
+
 def build_parser() -> argparse.ArgumentParser:
     formatter = argparse.RawDescriptionHelpFormatter
+    every = [config.LogSettings, *{c.settings: None for c in COMMANDS.values()}]
     parser = argparse.ArgumentParser(
         prog="thulium-etl",
         description="Copy Thulium outbound campaign statuses into PostgreSQL.",
-        epilog=ENVIRONMENT + "\n" + EXIT_CODES,
+        epilog=config.help_section(every) + "\n\n" + EXIT_CODES,
         formatter_class=formatter,
     )
     parser.add_argument("--version", action="version", version=f"thulium-etl {__version__}")
-    parser.add_argument("--log-format", choices=["text", "json"],
-                        help="log line format (default: THULIUM_LOG_FORMAT, else text on a "
-                        "terminal and json otherwise)")
+    parser.add_argument(
+        "--log-format", dest="THULIUM_LOG_FORMAT", metavar="{text,json}",
+        help="log line format (THULIUM_LOG_FORMAT; default: text on a terminal, else json)",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = commands.add_parser(
-        "migrate", help="upgrade the database schema to the latest revision (idempotent)",
-        description="Upgrade the schema to the head revision. Safe to run on every deploy: "
-        "a schema already at head is left alone. Needs DATABASE_URL only.",
-        epilog=EXIT_CODES, formatter_class=formatter,
-    )
-    p.set_defaults(handler=cmd_migrate)
-
-    p = commands.add_parser(
-        "sync", help="sync the configured campaigns (or only --campaign ones)",
-        description="Fetch every configured campaign's statuses and upsert them. Each campaign "
-        "is written atomically; one campaign's failure never stops the others. Refuses to run "
-        "if the schema is not at head (exit 3) or another sync holds the lock (exit 75).",
-        epilog=ENVIRONMENT + "\n" + EXIT_CODES, formatter_class=formatter,
-    )
-    p.add_argument("--campaign", action="append", metavar="ID",
-                   help="sync only this campaign id (repeatable; commas allowed); "
-                   "default: THULIUM_CAMPAIGNS")
-    p.add_argument("--concurrency", type=_whole(1, 256),
-                   help="parallel requests (THULIUM_CONCURRENCY)")
-    p.add_argument("--timeout", type=_number_text,
-                   help="read timeout in seconds (THULIUM_TIMEOUT)")
-    p.add_argument("--shard", metavar="I/N",
-                   help="sync only shard I (0-based) of N, a stable hash-based subset, so N "
-                   "pods split the campaigns (THULIUM_SHARD; in a Kubernetes Indexed Job, "
-                   "JOB_COMPLETION_INDEX with THULIUM_SHARDS=N)")
-    p.set_defaults(handler=cmd_sync)
-
-    p = commands.add_parser(
-        "check", help="check config, database and API credentials without writing anything",
-        description="Validate the configuration, connect to the database, check the schema is "
-        "at head, and call the API once per configured campaign (only the first with "
-        "--quick). Prints a PASS/FAIL line for each. Writes nothing.",
-        epilog=EXIT_CODES, formatter_class=formatter,
-    )
-    p.add_argument("--campaign", action="append", metavar="ID", help="check only this campaign")
-    p.add_argument("--quick", action="store_true", help="call the API for the first campaign only")
-    p.set_defaults(handler=cmd_check)
-
-    p = commands.add_parser(
-        "runs", help="show recent sync runs, or one run's campaigns",
-        description="Show the run history recorded in sync_runs (newest first), or with "
-        "--run ID the outcome of each campaign of that run.",
-        epilog=EXIT_CODES, formatter_class=formatter,
-    )
-    p.add_argument("--limit", type=_whole(1, 10_000), default=10,
-                   help="how many runs (default 10, at most 10000)")
-    p.add_argument("--run", type=_whole(1, 2**63 - 1), metavar="ID",
-                   help="show this run's campaigns")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.set_defaults(handler=cmd_runs)
+    for name, command in COMMANDS.items():
+        sub = commands.add_parser(
+            name, help=command.summary, description=command.description,
+            epilog=config.help_section([config.LogSettings, command.settings]) + "\n\n"
+            + EXIT_CODES,
+            formatter_class=formatter,
+        )
+        _add_flags(sub, command.settings)
+        sub.set_defaults(command_spec=command)
+    runs, check = commands.choices["runs"], commands.choices["check"]
+    runs.add_argument("--limit", type=_whole(1, 10_000), default=10,
+                      help="how many runs (default 10, at most 10000)")
+    runs.add_argument("--run", type=_whole(1, 2**63 - 1), metavar="ID",
+                      help="show this run's campaigns")
+    runs.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    check.add_argument("--quick", action="store_true", help="fetch the first campaign only")
     return parser
+
+
+def _flags(args: argparse.Namespace) -> dict[str, str]:
+    """Every setting given as a flag, by its variable's name, as the text it was given."""
+    given = {k: v for k, v in vars(args).items() if k.isupper() and v is not None}
+    return {k: ",".join(v) if isinstance(v, list) else v for k, v in given.items()}
 
 
 def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None = None) -> int:
     """Run one command and return its exit code (the console script exits with it)."""
     env = os.environ if environ is None else environ
-    parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = build_parser().parse_args(argv)
     except SystemExit as exc:  # argparse: --help/--version (0) or a usage error (2)
         return int(exc.code) if isinstance(exc.code, int) else EXIT_CONFIG
-    log_format = args.log_format or (env.get("THULIUM_LOG_FORMAT") or "").strip().lower() or None
-    level_name = (env.get("THULIUM_LOG_LEVEL") or "INFO").strip().upper()
-    level = logging.getLevelNamesMapping().get(level_name)
-    if log_format not in (None, "text", "json") or level is None:
-        logs.configure(fmt="text", level=logging.INFO)
-        problem = (f"THULIUM_LOG_LEVEL={level_name!r} must be DEBUG, INFO, WARNING or ERROR"
-                   if level is None else f"THULIUM_LOG_FORMAT={log_format!r} must be text or json")
-        logger.error("configuration error: %s", problem)
-        return EXIT_CONFIG
-    logs.configure(fmt=log_format, level=level)
+    flags = _flags(args)
     try:
-        code: int = args.handler(args, env)
+        log = config.load(config.LogSettings, env, flags)
+    except ConfigError as exc:
+        logs.configure(fmt="text", level=logging.INFO)
+        logger.error("configuration error: %s", exc)
+        return EXIT_CONFIG
+    logs.configure(fmt=log.format, level=logging.getLevelNamesMapping()[log.level])
+    command: Command = args.command_spec
+    try:
+        settings: object = config.load(command.settings, env, flags)
+        _keep_secrets(settings)
+        return command.handler(args, settings)
     except ConfigError as exc:
         logger.error("configuration error: %s", exc)
         return exc.exit_code
@@ -398,10 +377,11 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
         logger.error("%s", exc)
         return exc.exit_code
     except Exception as exc:  # a bug: one log event (its traceback inside), not a crash
-        logger.error("internal error (a bug in thulium-etl; please report it with this log): "
-                     "%s: %s", type(exc).__name__, exc, exc_info=True)
+        logger.error(
+            "internal error (a bug in thulium-etl; please report it with this log): %s: %s",
+            type(exc).__name__, exc, exc_info=True,
+        )
         return EXIT_INTERNAL
-    return code
 
 
 def run() -> None:

@@ -1,338 +1,670 @@
-"""Settings from environment variables and secret files, validated before anything is contacted.
+"""Every setting, declared once: variable, ``_FILE`` variant, flag, type, default, range, help.
 
-Every setting has one environment variable; command-line flags are applied by the CLI as
-overrides of the same names, so there is one parser and one set of error messages. A bad
-value raises :class:`~etl.errors.ConfigError` naming the variable.
+A group of settings is a frozen dataclass whose fields are declared with :func:`setting`,
+and that declaration is the only place a setting is described. :func:`load` reads a whole
+command's settings (a dataclass of groups) from the environment and the command line in one
+call; a flag is the same setting under another name, parsed by the same parser. The CLI
+builds its flags and the environment section of ``--help`` from the declarations, and
+``make docs`` renders the README's configuration table from them (a test keeps it current).
+
+A bad value raises :class:`~etl.errors.ConfigError` naming the variable or flag, never the
+value of a secret.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
+import textwrap
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol, TypeVar, dataclass_transform
 
-from psycopg import pq
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from etl.errors import ConfigError
-from etl.shards import Shard
+from etl.shards import MAX_SHARDS, Shard
+
+Environ = Mapping[str, str]
+T = TypeVar("T")
 
 CAMPAIGN_ID = re.compile(r"[0-9A-Za-z]{5}")
 _LIST_SEPARATORS = re.compile(r"[\s,]+")
 _PSYCOPG_DRIVERS = {"postgres", "postgresql", "postgresql+psycopg"}
 _URL_PATH = re.compile(r"[A-Za-z0-9._~/-]*")  # a plain path: nothing a server could reinterpret
-MAX_SHARDS = 256
-
-Environ = Mapping[str, str]
+_SHARD = re.compile(r"\s*([0-9]{1,9})\s*/\s*([0-9]{1,9})\s*")
 
 
-@dataclass(frozen=True, kw_only=True)
-class RetryPolicy:
-    """How hard the client tries before it gives a campaign up."""
-
-    attempts: int = 5
-    initial_wait: float = 1.0
-    max_wait: float = 60.0
-    budget: float = 600.0  # total seconds of retry waits one run may spend
+# -- parsers: text in, a typed value out, or ConfigError naming the source ------------------
 
 
-@dataclass(frozen=True, kw_only=True)
-class ApiSettings:
-    """Everything the Thulium client needs."""
+class Parser(Protocol):
+    def __call__(self, raw: str, source: str) -> Any: ...
 
-    base_url: str
-    user: str
-    password: str = field(repr=False)
-    timeout: float = 30.0
-    connect_timeout: float = 5.0
-    request_deadline: float = 120.0  # a whole request, however slowly the answer arrives
-    max_body_bytes: int = 50_000_000  # decoded; a real answer is a few kilobytes
-    ca_bundle: str | None = None
-    retry: RetryPolicy = RetryPolicy()
-    concurrency: int = 8
-    max_rps: float | None = None  # client-side rate limit over all workers
+    def describe(self) -> str:
+        """The accepted values, for ``--help`` and the README (empty when obvious)."""
+        ...
 
 
-@dataclass(frozen=True, kw_only=True)
-class WriteSettings:
-    """The write path: batch size and how long to ride out a lost database connection."""
-
-    batch_rows: int = 20_000
-    db_attempts: int = 4
-    db_retry_wait: float = 1.0
+def _shown(raw: str) -> str:
+    return repr(raw[:40] + ("…" if len(raw) > 40 else ""))
 
 
-@dataclass(frozen=True, kw_only=True)
-class DatabaseSettings:
-    """The target database and how long any statement of the job may wait or run."""
+@dataclass(frozen=True)
+class Text:
+    """Any non-empty UTF-8 text (a value with undecodable bytes is refused)."""
 
-    url: URL
-    lock_timeout: float = 60.0
-    statement_timeout: float = 600.0
+    def __call__(self, raw: str, source: str) -> str:
+        try:
+            raw.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ConfigError(f"{source} is not valid UTF-8 text") from None
+        return raw
 
-
-def _get(env: Environ, name: str) -> str | None:
-    """Return a variable's value; an empty value counts as unset (as in most deploy tools)."""
-    value = env.get(name)
-    if value is None or value.strip() == "":
-        return None
-    return value.strip()
+    def describe(self) -> str:
+        return ""
 
 
-def _require(env: Environ, name: str, what: str) -> str:
-    value = _get(env, name)
-    if value is None:
-        raise ConfigError(f"{name} is not set: it must give {what}")
-    return value
+@dataclass(frozen=True)
+class Number:
+    """A finite decimal number within a sane range."""
+
+    minimum: float
+    maximum: float
+
+    def __call__(self, raw: str, source: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{source}={_shown(raw)} is not a number") from None
+        if not math.isfinite(value) or not self.minimum <= value <= self.maximum:
+            raise ConfigError(f"{source}={_shown(raw)} must be {self.describe()}")
+        return value
+
+    def describe(self) -> str:
+        return f"between {self.minimum:g} and {self.maximum:g}"
 
 
-def _utf8(name: str, value: str) -> str:
-    """Refuse text that is not UTF-8 (undecodable bytes in the environment), naming only
-    the variable: the value may be a secret."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ConfigError(f"{name} is not valid UTF-8 text") from None
-    return value
+@dataclass(frozen=True)
+class Whole:
+    """A whole number within a sane range."""
+
+    minimum: int
+    maximum: int
+
+    def __call__(self, raw: str, source: str) -> int:
+        try:
+            value = int(raw) if raw.strip().isascii() and len(raw) < 40 else None
+        except ValueError:
+            value = None
+        if value is None:
+            raise ConfigError(f"{source}={_shown(raw)} is not a whole number")
+        if not self.minimum <= value <= self.maximum:
+            raise ConfigError(f"{source}={_shown(raw)} must be {self.describe()}")
+        return value
+
+    def describe(self) -> str:
+        return f"between {self.minimum} and {self.maximum}"
 
 
-def _secret(env: Environ, name: str, what: str) -> str:
-    """Read a secret from ``NAME`` or from the file named by ``NAME_FILE`` (not both)."""
-    direct = env.get(name)
-    file_name = _get(env, f"{name}_FILE")
-    if direct and file_name:
-        raise ConfigError(f"set either {name} or {name}_FILE, not both")
-    if file_name is None:
-        if not direct:
-            raise ConfigError(f"{name} (or {name}_FILE) is not set: it must give {what}")
-        return _utf8(name, direct)
-    try:
-        value = Path(file_name).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-        raise ConfigError(f"{name}_FILE: cannot read {file_name}: {reason}") from None
-    value = value.rstrip("\r\n")
-    if not value:
-        raise ConfigError(f"{name}_FILE: {file_name} is empty")
-    return value
+@dataclass(frozen=True)
+class OneOf:
+    """One of a few words, in any letter case."""
+
+    choices: tuple[str, ...]
+
+    def __call__(self, raw: str, source: str) -> str:
+        value = raw.strip().upper() if self.choices[0].isupper() else raw.strip().lower()
+        if value not in self.choices:
+            raise ConfigError(f"{source}={_shown(value)} must be {self.describe()}")
+        return value
+
+    def describe(self) -> str:
+        return "one of " + ", ".join(self.choices)
 
 
-def _number(
-    env: Environ, name: str, default: float, *, minimum: float = 0.0, maximum: float
-) -> float:
-    raw = _get(env, name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw[:40]!r} is not a number") from None
-    if not math.isfinite(value) or not minimum <= value <= maximum:
-        raise ConfigError(f"{name}={raw[:40]!r} must be between {minimum:g} and {maximum:g}")
-    return value
+@dataclass(frozen=True)
+class ExistingFile:
+    """The path of a readable file."""
+
+    def __call__(self, raw: str, source: str) -> str:
+        if not Path(raw).is_file():
+            raise ConfigError(f"{source}: {raw} is not a readable file")
+        return raw
+
+    def describe(self) -> str:
+        return "a file"
 
 
-def _count(env: Environ, name: str, default: int, *, minimum: int = 1, maximum: int) -> int:
-    raw = _get(env, name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw[:40]!r} is not a whole number") from None
-    if not minimum <= value <= maximum:
-        raise ConfigError(f"{name}={raw[:40]!r} must be between {minimum} and {maximum}")
-    return value
-
-
-def parse_campaign_ids(raw: str, *, source: str) -> tuple[str, ...]:
-    """Split on commas and whitespace and validate, keeping the order and dropping repeats."""
-    ids: dict[str, None] = {}
-    for part in _LIST_SEPARATORS.split(raw):
-        part = part.strip()
-        if not part:
-            continue
-        if not CAMPAIGN_ID.fullmatch(part):
-            raise ConfigError(
-                f"{source}: campaign id {part!r} is invalid: it must be exactly five "
-                "characters of 0-9, A-Z, a-z (e.g. 00001)"
-            )
-        ids[part] = None
-    if not ids:
-        raise ConfigError(f"{source}: no campaign ids given")
-    return tuple(ids)
-
-
-def _base_url(raw: str) -> str:
+@dataclass(frozen=True)
+class BaseUrl:
     """A plain ``http(s)://host[:port]/path`` to which ``/outbounds/<id>/statuses`` is added.
 
     Anything a server or proxy could read otherwise is refused: a ``?`` or ``#`` (even with
     nothing after it) would turn the appended path into a query or a fragment, so every
     campaign would fetch the same URL; so would ``..`` or encoded characters in the path.
     """
-    name = "THULIUM_BASE_URL"
-    expected = "expected a plain base such as https://<system>.thulium.com/api"
-    try:
-        parts = urllib.parse.urlsplit(raw)
-        port_ok = parts.port is None or parts.port > 0
-    except ValueError as exc:
-        raise ConfigError(f"{name}={raw!r} is not a valid URL: {exc}") from None
-    if "@" in parts.netloc:
-        raise ConfigError(f"{name} must not carry credentials: use THULIUM_USER/THULIUM_PASSWORD")
-    if parts.scheme not in {"http", "https"} or not parts.hostname or not port_ok:
-        raise ConfigError(f"{name}={raw!r} is not a valid URL: {expected}")
-    if "?" in raw or "#" in raw:
-        raise ConfigError(f"{name}={raw!r} must not have a query string or fragment: {expected}")
-    segments = parts.path.split("/")
-    if not _URL_PATH.fullmatch(parts.path) or "." in segments or ".." in segments:
-        raise ConfigError(
-            f"{name}={raw!r}: the path may hold only letters, digits, '-', '.', '_', '~' and "
-            f"'/', with no '.' or '..' segments: {expected}"
-        )
-    return raw.rstrip("/")
+
+    def __call__(self, raw: str, source: str) -> str:
+        expected = "expected a plain base such as https://<system>.thulium.com/api"
+        try:
+            parts = urllib.parse.urlsplit(raw)
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError as exc:
+            raise ConfigError(f"{source}={raw!r} is not a valid URL: {exc}") from None
+        if "@" in parts.netloc:
+            raise ConfigError(
+                f"{source} must not carry credentials: use THULIUM_USER/THULIUM_PASSWORD"
+            )
+        if parts.scheme not in {"http", "https"} or not parts.hostname or not port_ok:
+            raise ConfigError(f"{source}={raw!r} is not a valid URL: {expected}")
+        if "?" in raw or "#" in raw:
+            raise ConfigError(
+                f"{source}={raw!r} must not have a query string or fragment: {expected}"
+            )
+        segments = parts.path.split("/")
+        if not _URL_PATH.fullmatch(parts.path) or "." in segments or ".." in segments:
+            raise ConfigError(
+                f"{source}={raw!r}: the path may hold only letters, digits, '-', '.', '_', '~' "
+                f"and '/', with no '.' or '..' segments: {expected}"
+            )
+        return raw.rstrip("/")
+
+    def describe(self) -> str:
+        return "http(s)://host[:port]/path, no query, fragment or credentials"
 
 
-def database_url(env: Environ) -> URL:
-    """The SQLAlchemy URL of the target database, always with the psycopg 3 driver.
+@dataclass(frozen=True)
+class DatabaseUrl:
+    """A PostgreSQL URL, always with the psycopg 3 driver.
 
     Query parameters are libpq's (``sslmode``, ``options``, …); an unknown one is refused
     here rather than by the driver at connection time.
     """
-    raw = _secret(env, "DATABASE_URL", "the PostgreSQL URL, e.g. postgresql://user@host/db")
-    try:
-        url = make_url(raw)
-    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
-        raise ConfigError(
-            "DATABASE_URL is not a valid URL: expected postgresql://user:password@host:5432/db"
-        ) from None
-    if url.drivername not in _PSYCOPG_DRIVERS:
-        raise ConfigError(
-            f"DATABASE_URL uses {url.drivername!r}: only PostgreSQL through psycopg 3 is "
-            "supported (postgresql://, postgres:// or postgresql+psycopg://)"
-        )
-    if url.port is not None and not 0 < url.port < 65536:
-        raise ConfigError(f"DATABASE_URL has an invalid port {url.port}")
-    unknown = sorted(set(url.query) - _libpq_options())
-    if unknown:
-        raise ConfigError(
-            f"DATABASE_URL has unknown connection option(s) {', '.join(unknown)}: the query "
-            "string takes libpq's options, e.g. sslmode, connect_timeout, options"
-        )
-    return url.set(drivername="postgresql+psycopg")
+
+    def __call__(self, raw: str, source: str) -> URL:
+        example = "expected postgresql://user:password@host:5432/db"
+        try:
+            url = make_url(raw)
+        except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+            raise ConfigError(f"{source} is not a valid URL: {example}") from None
+        if url.drivername not in _PSYCOPG_DRIVERS:
+            raise ConfigError(
+                f"{source} uses {url.drivername!r}: only PostgreSQL through psycopg 3 is "
+                "supported (postgresql://, postgres:// or postgresql+psycopg://)"
+            )
+        if url.port is not None and not 0 < url.port < 65536:
+            raise ConfigError(f"{source} has an invalid port {url.port}")
+        unknown = sorted(set(url.query) - _libpq_options())
+        if unknown:
+            raise ConfigError(
+                f"{source} has unknown connection option(s) {', '.join(unknown)}: the query "
+                "string takes libpq's options, e.g. sslmode, connect_timeout, options"
+            )
+        return url.set(drivername="postgresql+psycopg")
+
+    def describe(self) -> str:
+        return "postgresql://user:password@host:5432/db[?libpq options]"
 
 
 def _libpq_options() -> set[str]:
+    from psycopg import pq
+
     return {option.keyword.decode() for option in pq.Conninfo.get_defaults()}
 
 
-def database_settings(env: Environ) -> DatabaseSettings:
-    """The database URL and the timeouts of the job's sessions."""
-    return DatabaseSettings(
-        url=database_url(env),
-        lock_timeout=_number(
-            env, "THULIUM_DB_LOCK_TIMEOUT", DatabaseSettings.lock_timeout,
-            minimum=0.001, maximum=86_400,
-        ),
-        statement_timeout=_number(
-            env, "THULIUM_DB_STATEMENT_TIMEOUT", DatabaseSettings.statement_timeout,
-            minimum=0.001, maximum=86_400,
-        ),
+@dataclass(frozen=True)
+class CampaignIds:
+    """Five-character ids separated by commas or whitespace; order kept, repeats dropped."""
+
+    def __call__(self, raw: str, source: str) -> tuple[str, ...]:
+        ids: dict[str, None] = {}
+        for part in _LIST_SEPARATORS.split(raw):
+            if not part:
+                continue
+            if not CAMPAIGN_ID.fullmatch(part):
+                raise ConfigError(
+                    f"{source}: campaign id {part[:40]!r} is invalid: it must be exactly five "
+                    "characters of 0-9, A-Z, a-z (e.g. 00001)"
+                )
+            ids[part] = None
+        if not ids:
+            raise ConfigError(f"{source}: no campaign ids given")
+        return tuple(ids)
+
+    def describe(self) -> str:
+        return "e.g. 00001,00002"
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    """``I/N``: shard I (counting from 0) of N."""
+
+    def __call__(self, raw: str, source: str) -> Shard:
+        match = _SHARD.fullmatch(raw)
+        if not match:
+            raise ConfigError(
+                f"{source}={_shown(raw)} must look like I/N, e.g. 0/3 (shards count from 0)"
+            )
+        index, count = int(match[1]), int(match[2])
+        if not 1 <= count <= MAX_SHARDS or index >= count:
+            raise ConfigError(
+                f"{source}={_shown(raw)}: the shard index must be 0 … N-1, and N between 1 "
+                f"and {MAX_SHARDS}"
+            )
+        return Shard(index, count)
+
+    def describe(self) -> str:
+        return f"I/N, N at most {MAX_SHARDS}"
+
+
+# -- the declaration -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Setting:
+    """How one setting is given: its variable, flag, file variant, parser and help."""
+
+    env: str
+    help: str
+    parse: Parser
+    flag: str | None = None
+    file: bool = False  # NAME_FILE may give the value instead (a Kubernetes secret volume)
+    repeatable: bool = False  # the flag may be given several times; values join with ","
+    shown_default: str | None = None  # the default as the docs say it, when not the value
+
+    def sources(self) -> str:
+        names = [f"`{self.env}`"] + ([f"`{self.env}_FILE`"] if self.file else [])
+        return " / ".join(names)
+
+
+def setting(
+    env: str,
+    help: str,
+    *,
+    parse: Parser,
+    default: Any = dataclasses.MISSING,
+    flag: str | None = None,
+    file: bool = False,
+    repeatable: bool = False,
+    shown_default: str | None = None,
+    secret: bool = False,
+) -> Any:
+    """Declare a settings field: read from ``env`` (or ``env_FILE``, or ``flag``).
+
+    A ``secret`` is left out of the group's ``repr``.
+    """
+    declaration = Setting(
+        env=env, help=help, parse=parse, flag=flag, file=file, repeatable=repeatable,
+        shown_default=shown_default,
+    )
+    return field(default=default, repr=not secret, metadata={"setting": declaration})
+
+
+@dataclass_transform(frozen_default=True, kw_only_default=True, field_specifiers=(setting,))
+def group(cls: type[T]) -> type[T]:
+    """A group of settings: a frozen, keyword-only dataclass of :func:`setting` fields."""
+    return dataclass(frozen=True, kw_only=True)(cls)
+
+
+def declared(cls: type) -> Iterator[tuple[dataclasses.Field[Any], Setting]]:
+    """The fields of a settings group, or of every group of a command, with their settings."""
+    for item in dataclasses.fields(cls):
+        declaration = item.metadata.get("setting")
+        if declaration is not None:
+            yield item, declaration
+        else:
+            yield from declared(_group(cls, item))
+
+
+def _group(cls: type, item: dataclasses.Field[Any]) -> type:
+    """A field's settings class (annotations are strings here: ``from __future__``)."""
+    group = globals().get(item.type) if isinstance(item.type, str) else item.type
+    if not (isinstance(group, type) and dataclasses.is_dataclass(group)):
+        raise TypeError(f"{cls.__name__}.{item.name} is neither a setting nor a group")
+    return group
+
+
+def _raw(declared: Setting, env: Environ, flags: Mapping[str, str]) -> tuple[str | None, str]:
+    """The value as given, and where it came from; an empty variable counts as unset."""
+    if declared.flag and flags.get(declared.env) is not None:
+        return flags[declared.env], declared.flag
+    direct = env.get(declared.env)
+    direct = direct.strip() if direct is not None and direct.strip() else None
+    if not declared.file:
+        return direct, declared.env
+    file_name = (env.get(f"{declared.env}_FILE") or "").strip() or None
+    if direct and file_name:
+        raise ConfigError(f"set either {declared.env} or {declared.env}_FILE, not both")
+    if file_name is None:
+        return direct, declared.env
+    source = f"{declared.env}_FILE"
+    try:
+        value = Path(file_name).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise ConfigError(f"{source}: cannot read {file_name}: {reason}") from None
+    value = value.rstrip("\r\n")
+    if not value:
+        raise ConfigError(f"{source}: {file_name} is empty")
+    return value, source
+
+
+def load(cls: type[T], env: Environ, flags: Mapping[str, str] | None = None) -> T:
+    """Read a settings group, or every group of a command, in one call.
+
+    ``flags`` maps a setting's variable name to the value its flag was given. After the
+    fields are read, a group's ``validate()`` (if any) checks rules between them.
+    """
+    flags = flags or {}
+    values: dict[str, Any] = {}
+    for item in dataclasses.fields(cls):  # type: ignore[arg-type]
+        declaration: Setting | None = item.metadata.get("setting")
+        if declaration is None:
+            values[item.name] = load(_group(cls, item), env, flags)
+            continue
+        raw, source = _raw(declaration, env, flags)
+        if raw is not None and source == declaration.flag:
+            try:
+                values[item.name] = declaration.parse(raw, declaration.env)
+            except ConfigError as exc:
+                raise ConfigError(f"{exc} (given as {declaration.flag})") from None
+        elif raw is not None:
+            values[item.name] = declaration.parse(raw, source)
+        elif item.default is dataclasses.MISSING:
+            name = declaration.sources().replace("`", "").replace(" / ", " (or ") + (
+                ")" if declaration.file else ""
+            )
+            raise ConfigError(f"{name} is not set: it must give {declaration.help}")
+    loaded = cls(**values)
+    validate = getattr(loaded, "validate", None)
+    if validate is not None:
+        validate()
+    return loaded
+
+
+# -- the groups ------------------------------------------------------------------------------
+
+_SECONDS_ANY_WAIT = Number(0, 3_600)
+
+
+@group
+class LogSettings:
+    """How the job logs (read before anything else, so every error is logged as asked)."""
+
+    format: str | None = setting(
+        "THULIUM_LOG_FORMAT", "log line format", parse=OneOf(("text", "json")), default=None,
+        flag="--log-format", shown_default="text on a terminal, else json",
+    )
+    level: str = setting(
+        "THULIUM_LOG_LEVEL", "the least severe events logged",
+        parse=OneOf(("DEBUG", "INFO", "WARNING", "ERROR")), default="INFO",
     )
 
 
-def api_settings(env: Environ) -> ApiSettings:
-    """Client settings; raises ConfigError on the first bad or missing value."""
-    base = _base_url(_require(env, "THULIUM_BASE_URL", "the API root, e.g. https://acme.thulium.com/api"))
-    user = _utf8("THULIUM_USER", _require(env, "THULIUM_USER", "the Thulium API user"))
-    password = _secret(env, "THULIUM_PASSWORD", "the API user's password")
-    ca_bundle = _get(env, "THULIUM_CA_BUNDLE")
-    if ca_bundle is not None and not Path(ca_bundle).is_file():
-        raise ConfigError(f"THULIUM_CA_BUNDLE: {ca_bundle} is not a readable file")
-    retry = RetryPolicy(
-        attempts=_count(env, "THULIUM_RETRY_ATTEMPTS", RetryPolicy.attempts, maximum=100),
-        initial_wait=_number(
-            env, "THULIUM_RETRY_WAIT", RetryPolicy.initial_wait, maximum=3_600
-        ),
-        max_wait=_number(env, "THULIUM_RETRY_MAX_WAIT", RetryPolicy.max_wait, maximum=86_400),
-        budget=_number(env, "THULIUM_RETRY_BUDGET", RetryPolicy.budget, maximum=604_800),
+@group
+class DatabaseSettings:
+    """The target database, how long any statement may wait or run, and reconnecting."""
+
+    url: URL = setting(
+        "DATABASE_URL",
+        "the PostgreSQL URL, e.g. postgresql://user:password@host:5432/db; postgres:// and "
+        "postgresql+psycopg:// mean psycopg 3 too. libpq options go in the query string "
+        "(?sslmode=require); a ?password= is a secret like the URL's password",
+        parse=DatabaseUrl(), file=True,
     )
-    return ApiSettings(
-        base_url=base,
-        user=user,
-        password=password,
-        timeout=_number(
-            env, "THULIUM_TIMEOUT", ApiSettings.timeout, minimum=0.001, maximum=3_600
-        ),
-        connect_timeout=_number(
-            env, "THULIUM_CONNECT_TIMEOUT", ApiSettings.connect_timeout,
-            minimum=0.001, maximum=600,
-        ),
-        request_deadline=_number(
-            env, "THULIUM_REQUEST_DEADLINE", ApiSettings.request_deadline,
-            minimum=0.001, maximum=86_400,
-        ),
-        max_body_bytes=_count(
-            env, "THULIUM_MAX_BODY_BYTES", ApiSettings.max_body_bytes,
-            minimum=1_000, maximum=2_000_000_000,
-        ),
-        ca_bundle=ca_bundle,
-        retry=retry,
-        concurrency=_count(env, "THULIUM_CONCURRENCY", ApiSettings.concurrency, maximum=256),
-        max_rps=_number(env, "THULIUM_MAX_RPS", 0.0, minimum=0.0, maximum=100_000) or None,
+    lock_timeout: float = setting(
+        "THULIUM_DB_LOCK_TIMEOUT",
+        "seconds any statement of the job may wait for a lock another session holds",
+        parse=Number(0.001, 86_400), default=60.0,
+    )
+    statement_timeout: float = setting(
+        "THULIUM_DB_STATEMENT_TIMEOUT", "seconds any statement of the job may run",
+        parse=Number(0.001, 86_400), default=600.0,
+    )
+    retry_attempts: int = setting(
+        "THULIUM_DB_RETRY_ATTEMPTS",
+        "attempts per write when the connection is lost (a restart, a failover) or a "
+        "statement times out",
+        parse=Whole(1, 100), default=4,
+    )
+    retry_wait: float = setting(
+        "THULIUM_DB_RETRY_WAIT", "first wait before a database retry, seconds; doubles, plus "
+        "jitter", parse=_SECONDS_ANY_WAIT, default=1.0,
     )
 
 
-def write_settings(env: Environ) -> WriteSettings:
-    return WriteSettings(
-        batch_rows=_count(
-            env, "THULIUM_BATCH_ROWS", WriteSettings.batch_rows, maximum=10_000_000
-        ),
-        db_attempts=_count(
-            env, "THULIUM_DB_RETRY_ATTEMPTS", WriteSettings.db_attempts, maximum=100
-        ),
-        db_retry_wait=_number(
-            env, "THULIUM_DB_RETRY_WAIT", WriteSettings.db_retry_wait, maximum=3_600
-        ),
+@group
+class ApiSettings:
+    """Everything the Thulium client needs to make one request."""
+
+    base_url: str = setting(
+        "THULIUM_BASE_URL",
+        "the API root, e.g. https://acme.thulium.com/api; the job appends "
+        "/outbounds/<id>/statuses. A plain http(s)://host[:port]/path: no credentials, no ? "
+        "or # (not even an empty one), no . or .. segments or encoded characters",
+        parse=BaseUrl(),
+    )
+    user: str = setting("THULIUM_USER", "the Thulium API user", parse=Text())
+    password: str = setting(
+        "THULIUM_PASSWORD",
+        "the API user's password, sent as UTF-8 (RFC 7617): Polish letters and € work",
+        parse=Text(), file=True, secret=True,
+    )
+    timeout: float = setting(
+        "THULIUM_TIMEOUT", "read timeout: the longest wait for any single read, seconds",
+        parse=Number(0.001, 3_600), default=30.0, flag="--timeout",
+    )
+    connect_timeout: float = setting(
+        "THULIUM_CONNECT_TIMEOUT", "connect timeout, seconds", parse=Number(0.001, 600),
+        default=5.0,
+    )
+    request_deadline: float = setting(
+        "THULIUM_REQUEST_DEADLINE",
+        "seconds for a whole request, however slowly its answer trickles in; a request past "
+        "it fails and is retried",
+        parse=Number(0.001, 86_400), default=120.0,
+    )
+    max_body_bytes: int = setting(
+        "THULIUM_MAX_BODY_BYTES",
+        "the largest answer accepted, counted after decompression; a larger one fails its "
+        "campaign",
+        parse=Whole(1_000, 2_000_000_000), default=50_000_000,
+    )
+    ca_bundle: str | None = setting(
+        "THULIUM_CA_BUNDLE", "a CA bundle file for a private CA; TLS is always verified",
+        parse=ExistingFile(), default=None, shown_default="the system's CAs",
     )
 
 
-def _shard_text(raw: str, *, source: str) -> Shard:
-    match = re.fullmatch(r"\s*([0-9]{1,9})\s*/\s*([0-9]{1,9})\s*", raw)
-    if not match:
-        raise ConfigError(
-            f"{source}={raw[:40]!r} must look like I/N, e.g. 0/3 (shards count from 0)"
-        )
-    index, count = int(match[1]), int(match[2])
-    if not 1 <= count <= MAX_SHARDS or index >= count:
-        raise ConfigError(
-            f"{source}={raw[:40]!r}: the shard index must be 0 … N-1, and N between 1 and "
-            f"{MAX_SHARDS}"
-        )
-    return Shard(index, count)
+@group
+class RetryPolicy:
+    """How hard the client tries before it gives a campaign up."""
+
+    attempts: int = setting(
+        "THULIUM_RETRY_ATTEMPTS", "attempts per campaign, the first one included",
+        parse=Whole(1, 100), default=5,
+    )
+    initial_wait: float = setting(
+        "THULIUM_RETRY_WAIT", "first retry wait, seconds; doubles each attempt, plus jitter",
+        parse=_SECONDS_ANY_WAIT, default=1.0,
+    )
+    max_wait: float = setting(
+        "THULIUM_RETRY_MAX_WAIT", "the longest single wait, Retry-After included, seconds",
+        parse=Number(0, 86_400), default=60.0,
+    )
+    budget: float = setting(
+        "THULIUM_RETRY_BUDGET",
+        "seconds after a run's start after which failures are no longer retried: bounds a "
+        "run when the API is down",
+        parse=Number(0, 604_800), default=600.0,
+    )
 
 
-def shard(env: Environ) -> Shard | None:
-    """This run's shard: ``THULIUM_SHARD=I/N``, or a Kubernetes Indexed Job's index."""
-    raw = _get(env, "THULIUM_SHARD")
-    if raw is not None:
-        return _shard_text(raw, source="THULIUM_SHARD")
-    index = _get(env, "JOB_COMPLETION_INDEX")
-    if index is None:
+@group
+class FetchSettings:
+    """How many requests are in flight, and how fast they may start."""
+
+    concurrency: int = setting(
+        "THULIUM_CONCURRENCY", "requests in flight at once (one keep-alive connection each)",
+        parse=Whole(1, 256), default=8, flag="--concurrency",
+    )
+    max_rps: float = setting(
+        "THULIUM_MAX_RPS", "client-side rate limit over all workers, requests per second "
+        "(0: none)", parse=Number(0, 100_000), default=0.0, shown_default="off",
+    )
+
+
+@group
+class CampaignSettings:
+    """Which campaigns a command works on."""
+
+    ids: tuple[str, ...] = setting(
+        "THULIUM_CAMPAIGNS",
+        "campaign ids separated by commas and/or whitespace, e.g. 00001,00002; each exactly "
+        "five characters of 0-9, A-Z, a-z",
+        parse=CampaignIds(), flag="--campaign", repeatable=True,
+    )
+
+
+@group
+class ShardSettings:
+    """Which shard of the campaigns this run syncs, when several pods split them."""
+
+    spec: Shard | None = setting(
+        "THULIUM_SHARD", "sync only shard I (0-based) of N, a stable hash-based subset",
+        parse=ShardSpec(), default=None, flag="--shard", shown_default="all campaigns",
+    )
+    count: int | None = setting(
+        "THULIUM_SHARDS",
+        "N for a Kubernetes Indexed Job, whose JOB_COMPLETION_INDEX is the shard index",
+        parse=Whole(1, MAX_SHARDS), default=None,
+    )
+    completion_index: int | None = setting(
+        "JOB_COMPLETION_INDEX", "set by Kubernetes in an Indexed Job: the shard index",
+        parse=Whole(0, MAX_SHARDS - 1), default=None,
+    )
+
+    def validate(self) -> None:
+        if self.spec is None and self.completion_index is not None:
+            if self.count is None:
+                raise ConfigError(
+                    "JOB_COMPLETION_INDEX is set (a Kubernetes Indexed Job) but THULIUM_SHARDS "
+                    "is not: set it to the Job's completions"
+                )
+            if self.completion_index >= self.count:
+                raise ConfigError(
+                    f"JOB_COMPLETION_INDEX={self.completion_index} is not below "
+                    f"THULIUM_SHARDS={self.count}"
+                )
+
+    @property
+    def shard(self) -> Shard | None:
+        if self.spec is not None:
+            return self.spec
+        if self.completion_index is not None and self.count is not None:
+            return Shard(self.completion_index, self.count)
         return None
-    count = _get(env, "THULIUM_SHARDS")
-    if count is None:
-        raise ConfigError(
-            "JOB_COMPLETION_INDEX is set (a Kubernetes Indexed Job) but THULIUM_SHARDS is not: "
-            "set it to the Job's completions"
-        )
-    return _shard_text(f"{index}/{count}", source="JOB_COMPLETION_INDEX/THULIUM_SHARDS")
 
 
-def campaign_ids(env: Environ) -> tuple[str, ...]:
-    """The configured campaign ids from ``THULIUM_CAMPAIGNS``."""
-    raw = _require(env, "THULIUM_CAMPAIGNS", "campaign ids separated by commas, e.g. 00001,00002")
-    return parse_campaign_ids(raw, source="THULIUM_CAMPAIGNS")
+@group
+class WriteSettings:
+    """How much one write transaction carries."""
+
+    batch_rows: int = setting(
+        "THULIUM_BATCH_ROWS", "rows written per transaction at most (whole campaigns)",
+        parse=Whole(1, 10_000_000), default=20_000,
+    )
+
+
+# -- what each command reads -----------------------------------------------------------------
+
+
+@group
+class DatabaseCommand:
+    """``migrate`` and ``runs``: the database only."""
+
+    database: DatabaseSettings
+
+
+@group
+class CheckCommand:
+    database: DatabaseSettings
+    api: ApiSettings
+    retry: RetryPolicy
+    fetch: FetchSettings
+    campaigns: CampaignSettings
+
+
+@group
+class SyncCommand:
+    database: DatabaseSettings
+    api: ApiSettings
+    retry: RetryPolicy
+    fetch: FetchSettings
+    campaigns: CampaignSettings
+    shards: ShardSettings
+    write: WriteSettings
+
+
+# -- documentation rendered from the declarations ---------------------------------------------
+
+
+def _default(item: dataclasses.Field[Any], declaration: Setting) -> str:
+    if declaration.shown_default is not None:
+        return declaration.shown_default
+    if item.default is dataclasses.MISSING:
+        return "required"
+    value = item.default
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def help_section(commands: Sequence[type]) -> str:
+    """The environment section of ``--help`` for settings of ``commands``, each once."""
+    lines = [
+        "environment (a flag overrides its variable; NAME_FILE reads NAME from a file;",
+        "[default; accepted values]):",
+    ]
+    seen: set[str] = set()
+    for command in commands:
+        for item, declaration in declared(command):
+            if declaration.env in seen:
+                continue
+            seen.add(declaration.env)
+            names = declaration.env + ("[_FILE]" if declaration.file else "")
+            if declaration.flag:
+                names += f", {declaration.flag}"
+            facts = "; ".join(x for x in (_default(item, declaration),
+                                          declaration.parse.describe()) if x)
+            text = f"{declaration.help} [{facts}]"
+            lines.append(f"  {names}")
+            lines.extend(textwrap.wrap(text, 92, initial_indent="      ",
+                                       subsequent_indent="      "))
+    return "\n".join(lines)
+
+
+def markdown_table(commands: Sequence[type]) -> str:
+    """The README's configuration table."""
+    rows = [
+        "| variable | flag | meaning | default | accepted |",
+        "|---|---|---|---|---|",
+    ]
+    seen: set[str] = set()
+    for command in commands:
+        for item, declaration in declared(command):
+            if declaration.env in seen:
+                continue
+            seen.add(declaration.env)
+            flag = f"`{declaration.flag}`" if declaration.flag else ""
+            if declaration.repeatable:
+                flag += " (repeatable)"
+            meaning = declaration.help.replace("|", "\\|")
+            rows.append(
+                f"| {declaration.sources()} | {flag} | {meaning} | {_default(item, declaration)} "
+                f"| {declaration.parse.describe()} |"
+            )
+    return "\n".join(rows)

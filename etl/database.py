@@ -18,6 +18,7 @@ from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from etl.config import DatabaseSettings
 from etl.errors import DatabaseError
 
 logger = logging.getLogger(__name__)
@@ -67,15 +68,17 @@ def classify(exc: DBAPIError) -> Failure:
     return Failure.FATAL
 
 
-def make_engine(
-    url: URL, *, pool_size: int = 2, lock_timeout: float, statement_timeout: float
-) -> Engine:
+def make_engine(settings: DatabaseSettings, *, pool_size: int = 2) -> Engine:
     """An engine whose sessions never wait without limit, and that survives a server restart.
 
     Pooled connections are checked before use (``pool_pre_ping``). The timeouts are libpq
     ``options``, added to any the URL already carries.
     """
-    timeouts = f"-c lock_timeout={_ms(lock_timeout)} -c statement_timeout={_ms(statement_timeout)}"
+    url = settings.url
+    timeouts = (
+        f"-c lock_timeout={_ms(settings.lock_timeout)} "
+        f"-c statement_timeout={_ms(settings.statement_timeout)}"
+    )
     given = url.query.get("options")
     options = f"{given} {timeouts}" if isinstance(given, str) and given else timeouts
     return create_engine(
@@ -121,9 +124,9 @@ def failure_message(url: URL, exc: DBAPIError, *, doing: str, attempts: int = 1)
 
 
 @contextlib.contextmanager
-def database_errors(url: URL, *, doing: str) -> Iterator[None]:
+def database_errors(engine: Engine, *, doing: str) -> Iterator[None]:
     """Turn any driver error into DatabaseError (exit code 3) with a one-line message."""
     try:
         yield
     except DBAPIError as exc:
-        raise DatabaseError(failure_message(url, exc, doing=doing)) from None
+        raise DatabaseError(failure_message(engine.url, exc, doing=doing)) from None

@@ -11,47 +11,17 @@ refuse the history row, nor leak a secret into it.
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, text
 
 from etl import __version__, logs
-from etl.load import Counts
+from etl.outcomes import CampaignResult, RunOutcome, RunTotals
 from etl.schema import sync_run_campaigns, sync_runs
 from etl.shards import Shard
-
-logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, kw_only=True)
-class CampaignOutcome:
-    """What happened to one campaign in one run."""
-
-    campaign_id: str
-    outcome: str  # succeeded | failed | skipped
-    counts: Counts = field(default_factory=Counts)
-    attempts: int = 0
-    duration: float = 0.0
-    http_status: int | None = None
-    request_id: str | None = None
-    error: str | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class RunTotals:
-    campaigns_total: int
-    campaigns_ok: int
-    campaigns_failed: int
-    campaigns_skipped: int
-    rows_inserted: int
-    rows_updated: int
-    rows_deleted: int
-
 
 _ID_LIMIT = 200  # characters of a request id: Thulium's are 32
 
@@ -68,13 +38,13 @@ def abandon_stale_runs(connection: Connection, *, shard: Shard | None, reason: s
     is closed like a finished run: what it never recorded is recorded skipped, and its
     totals are counted from its rows.
     """
-    stale = sync_runs.c.outcome == "running"
+    stale = sync_runs.c.outcome == RunOutcome.RUNNING
     if shard is not None:
         stale &= sync_runs.c.shard.is_(None) | (sync_runs.c.shard == str(shard))
     run_ids = list(connection.execute(select(sync_runs.c.run_id).where(stale)).scalars())
     for run_id in run_ids:
         finish_run(
-            connection, run_id, outcome="abandoned", error=reason,
+            connection, run_id, outcome=RunOutcome.ABANDONED, error=reason,
             unrecorded="never attempted: the run's process died before it got to this campaign",
         )
     return run_ids
@@ -136,9 +106,7 @@ _LAST_ATTEMPTS = text(
 )
 
 
-def record_outcomes(
-    connection: Connection, run_id: int, outcomes: Sequence[CampaignOutcome]
-) -> None:
+def record(connection: Connection, run_id: int, outcomes: Sequence[CampaignResult]) -> None:
     """Write outcome rows and each campaign's last attempt, in the caller's transaction.
 
     A succeeded campaign's row always exists (the loader inserts new ones); a campaign that
@@ -226,7 +194,12 @@ _CLOSE = text(
 
 
 def finish_run(
-    connection: Connection, run_id: int, *, outcome: str, error: str | None, unrecorded: str
+    connection: Connection,
+    run_id: int,
+    *,
+    outcome: RunOutcome,
+    error: str | None,
+    unrecorded: str,
 ) -> RunTotals:
     """Close a run: record its unrecorded campaigns as skipped (``unrecorded`` says why),
     count its totals from its rows, and return them."""

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
 
+from etl.outcomes import Counts
 from etl.records import Snapshot
 
 logger = logging.getLogger(__name__)
@@ -101,15 +101,6 @@ _SOFT_DELETE = text(
     SELECT campaign_id, count(*) FROM gone GROUP BY campaign_id
     """
 )
-
-
-@dataclass(frozen=True)
-class Counts:
-    """Rows of one campaign written by one sync."""
-
-    inserted: int = 0
-    updated: int = 0
-    deleted: int = 0
 
 
 def _stage(connection: Connection, snapshots: Sequence[Snapshot]) -> None:

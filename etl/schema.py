@@ -1,11 +1,15 @@
 """The tables thulium-etl owns, as SQLAlchemy metadata: the one description of the schema.
 
-Alembic revisions create these tables (``migrations/versions``); the loader and the run
-history build their SQL from these objects. All timestamps are ``timestamptz`` in UTC.
+Alembic revisions create these tables (``migrations/versions``), and a test checks that a
+migrated database matches these objects exactly. The run history's simple queries are built
+from them; the loader's merge and the history's array statements are hand-written SQL (set
+based, one round trip per batch) over the same tables. All timestamps are ``timestamptz``
+in UTC.
 """
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 from sqlalchemy import (
@@ -28,6 +32,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeEngine
 
+from etl.outcomes import CampaignOutcome, RunOutcome
+
 # The Alembic revisions this code knows (migrations/versions), oldest first; the tables below
 # match the last. A test keeps the list equal to the shipped revisions, so the job can check
 # the schema without loading Alembic.
@@ -44,8 +50,11 @@ metadata = MetaData(
     }
 )
 
-RUN_OUTCOMES = ("running", "succeeded", "partial", "failed", "interrupted", "abandoned")
-CAMPAIGN_OUTCOMES = ("succeeded", "failed", "skipped")
+
+
+def _one_of(column: str, vocabulary: type[enum.StrEnum]) -> str:
+    return f"{column} IN ({', '.join(repr(str(word)) for word in vocabulary)})"
+
 
 def _timestamp(name: str, *, nullable: bool, default_now: bool = False) -> Column[object]:
     return Column(
@@ -81,7 +90,7 @@ campaigns = Table(
     Column("last_error", Text),
     CheckConstraint(r"campaign_id ~ '^[0-9A-Za-z]{5}$'", name="campaign_id_format"),
     CheckConstraint(
-        "last_attempt_outcome IN ('succeeded', 'failed', 'skipped')", name="last_attempt_outcome"
+        _one_of("last_attempt_outcome", CampaignOutcome), name="last_attempt_outcome"
     ),
     comment="Outbound campaigns synced; last_synced_at is the last successful sync",
     postgresql_with={"fillfactor": 50},  # every run updates every row: keep updates on-page
@@ -109,7 +118,7 @@ sync_runs = Table(
     Column("run_id", BigInteger, Identity(always=True), primary_key=True),
     _timestamp("started_at", nullable=False, default_now=True),
     _timestamp("finished_at", nullable=True),
-    Column("outcome", Text, nullable=False, server_default=text("'running'")),
+    Column("outcome", Text, nullable=False, server_default=text(repr(str(RunOutcome.RUNNING)))),
     Column("campaigns_total", Integer, nullable=False, server_default=text("0")),
     Column("campaigns_ok", Integer, nullable=False, server_default=text("0")),
     Column("campaigns_failed", Integer, nullable=False, server_default=text("0")),
@@ -128,10 +137,12 @@ sync_runs = Table(
         comment="the campaigns the run set out to sync; any it never recorded are recorded "
         "skipped when it ends or is found abandoned",
     ),
-    CheckConstraint(
-        "outcome IN (" + ", ".join(f"'{o}'" for o in RUN_OUTCOMES) + ")", name="outcome"
+    CheckConstraint(_one_of("outcome", RunOutcome), name="outcome"),
+    Index(
+        "ix_sync_runs_outcome_running",
+        "outcome",
+        postgresql_where=text(f"outcome = '{RunOutcome.RUNNING}'"),
     ),
-    Index("ix_sync_runs_outcome_running", "outcome", postgresql_where=text("outcome = 'running'")),
     comment="One row per sync run; outcome 'running' only while its process holds the lock",
 )
 
@@ -166,7 +177,7 @@ sync_run_batches = Table(
         name="same_length",
     ),
     CheckConstraint(
-        "outcome <@ ARRAY[" + ", ".join(f"'{o}'" for o in CAMPAIGN_OUTCOMES) + "]",
+        "outcome <@ ARRAY[" + ", ".join(repr(str(word)) for word in CampaignOutcome) + "]",
         name="outcome",
     ),
     comment="Campaign outcomes of a run, one row of parallel arrays per write transaction; "

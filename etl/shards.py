@@ -11,6 +11,8 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+MAX_SHARDS = 256  # each campaign is hashed once per shard: a sane bound keeps that cheap
+
 
 @dataclass(frozen=True)
 class Shard:

@@ -8,7 +8,7 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import create_engine
 
-from etl.config import database_url
+from etl.config import DatabaseSettings, load
 from etl.schema import metadata
 
 config = context.config
@@ -23,7 +23,7 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    engine = create_engine(database_url(os.environ))
+    engine = create_engine(load(DatabaseSettings, os.environ).url)
     try:
         with engine.connect() as conn:
             context.configure(connection=conn, target_metadata=metadata)

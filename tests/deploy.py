@@ -130,11 +130,15 @@ def help_section(help_text: str, title: str) -> str:
 
 
 def program_variables() -> set[str]:
-    """Every environment variable the help of ``thulium-etl`` and ``thulium-etl sync`` lists."""
+    """Every environment variable a setting of any command is read from (etl.config)."""
+    from etl import cli, config
+
     names: set[str] = set()
-    for command in ((), ("sync",)):
-        section = help_section(program_help(*command), "environment")
-        names |= set(re.findall(r"\b[A-Z][A-Z0-9_]+\b", section))
+    for command in (config.LogSettings, *(c.settings for c in cli.COMMANDS.values())):
+        for _, declaration in config.declared(command):
+            names.add(declaration.env)
+            if declaration.file:
+                names.add(f"{declaration.env}_FILE")
     return names
 
 

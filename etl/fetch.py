@@ -1,0 +1,173 @@
+"""The fetch pipeline that ``sync`` and ``check`` share: a pool of workers, results streamed.
+
+``concurrency`` worker threads take campaign ids in order and fetch each one
+(:func:`fetch_campaign`: the client fetches, the parser validates), all through one client,
+so they share its retry gate (budget, 429 backoff, rate limit). Results stream out through a
+bounded queue, so memory never grows with the number of campaigns. A 401 stops the workers
+from starting another campaign: the credentials are the same for every one. Campaigns never
+started are not reported; the caller knows which ones it did not hear about.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+
+from etl.client import ThuliumClient
+from etl.errors import ApiError, AuthError, CampaignError, InterruptedRun, PayloadError
+from etl.outcomes import CampaignResult
+from etl.records import Snapshot, parse_statuses
+from etl.stop import Stop
+
+logger = logging.getLogger(__name__)
+
+_DONE = object()  # a worker's last word
+_POLL = 0.2  # seconds between looks at the stop request while waiting for results
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A campaign's validated snapshot and what fetching it took."""
+
+    snapshot: Snapshot
+    attempts: int
+    duration: float
+    http_status: int
+
+    @property
+    def campaign_id(self) -> str:
+        return self.snapshot.campaign_id
+
+
+Result = Fetched | CampaignResult  # a CampaignResult here is a failure or a skip
+
+
+def fetch_campaign(client: ThuliumClient, campaign_id: str) -> Result:
+    """Fetch and validate one campaign; a failure is a failed result.
+
+    Raises :class:`AuthError` (the run's business, not the campaign's) and
+    :class:`InterruptedRun`.
+    """
+    started = time.monotonic()
+    try:
+        reply = client.fetch_statuses(campaign_id)
+    except AuthError:
+        raise
+    except ApiError as exc:
+        return CampaignResult.failed(exc, duration=time.monotonic() - started)
+    try:
+        snapshot = parse_statuses(reply.body, campaign_id=campaign_id)
+    except PayloadError as exc:
+        return CampaignResult.failed(
+            exc, attempts=reply.attempts, http_status=reply.status,
+            duration=time.monotonic() - started,
+        )
+    return Fetched(snapshot, reply.attempts, time.monotonic() - started, reply.status)
+
+
+class Fetcher:
+    """Fetches ``campaign_ids`` on ``concurrency`` threads; read results with :meth:`get`
+    or by iterating. Use it as a context manager: leaving stops the workers."""
+
+    def __init__(
+        self,
+        client: ThuliumClient,
+        campaign_ids: Sequence[str],
+        *,
+        concurrency: int,
+        stop: Stop,
+    ) -> None:
+        self._client = client
+        self._stop = stop
+        self._todo: queue.SimpleQueue[str] = queue.SimpleQueue()
+        for campaign_id in campaign_ids:
+            self._todo.put(campaign_id)
+        # Bounded, yet deep enough for the workers to keep fetching while a batch is written.
+        self._results: queue.Queue[object] = queue.Queue(maxsize=max(256, 4 * concurrency))
+        self._closing = threading.Event()
+        self._workers = [
+            threading.Thread(target=self._work, name=f"fetch-{n}", daemon=True)
+            for n in range(min(concurrency, len(campaign_ids)))
+        ]
+        self._running = len(self._workers)
+        self.auth_failed = False
+
+    def __enter__(self) -> Fetcher:
+        for worker in self._workers:
+            worker.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # Workers finish the request in hand (or die with the process: they are daemons).
+        # Emptying the queue unblocks any waiting to hand over a result; after that, each
+        # hands over at most one more result and its last word, which the queue has room for.
+        self._closing.set()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._results.get_nowait()
+
+    @property
+    def exhausted(self) -> bool:
+        """Every worker has finished and every result has been read."""
+        return self._running == 0
+
+    def get(self, timeout: float) -> Result | None:
+        """The next result, or None if none arrived within ``timeout`` (or all are read)."""
+        deadline = time.monotonic() + timeout
+        while self._running:
+            try:
+                item = self._results.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                return None
+            if item is _DONE:
+                self._running -= 1
+                continue
+            assert isinstance(item, Fetched | CampaignResult)
+            return item
+        return None
+
+    def __iter__(self) -> Iterator[Result]:
+        """Every result as it arrives, until all are read or the run is stopped."""
+        while not self.exhausted and not self._stop.is_set():
+            result = self.get(_POLL)
+            if result is not None:
+                yield result
+
+    def _work(self) -> None:
+        try:
+            while not self._closing.is_set() and not self._stop.is_set():
+                try:
+                    campaign_id = self._todo.get_nowait()
+                except queue.Empty:
+                    return
+                self._results.put(self._fetch(campaign_id))
+        finally:
+            self._results.put(_DONE)
+
+    def _fetch(self, campaign_id: str) -> Result:
+        started = time.monotonic()
+        try:
+            return fetch_campaign(self._client, campaign_id)
+        except AuthError as exc:
+            self.auth_failed = True
+            self._closing.set()
+            return CampaignResult.failed(exc, duration=time.monotonic() - started)
+        except InterruptedRun:
+            return CampaignResult.skipped(campaign_id, "the run was interrupted")
+        except Exception as exc:  # a bug must cost one campaign, not the night's run
+            logger.exception("campaign %s: unexpected error", campaign_id)
+            error = CampaignError(
+                f"unexpected {type(exc).__name__}: {exc}", campaign_id=campaign_id
+            )
+            return CampaignResult.failed(error, duration=time.monotonic() - started)

@@ -1,0 +1,76 @@
+"""What a run has done so far (the tally), and one log line per campaign as it is recorded."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from etl.outcomes import CampaignOutcome, CampaignResult, RunOutcome
+
+logger = logging.getLogger("etl.sync")
+
+_MAX_ERRORS_IN_SUMMARY = 5
+
+
+@dataclass
+class Tally:
+    """Campaigns by outcome so far, and the first errors, for the run's outcome and summary."""
+
+    total: int
+    ok: int = 0
+    failed: int = 0
+    skipped: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, result: CampaignResult) -> None:
+        if result.outcome is CampaignOutcome.SUCCEEDED:
+            self.ok += 1
+        elif result.outcome is CampaignOutcome.FAILED:
+            self.failed += 1
+            if len(self.errors) < _MAX_ERRORS_IN_SUMMARY:
+                self.errors.append(f"{result.campaign_id}: {result.error}")
+        else:
+            self.skipped += 1
+
+    def outcome(self, *, interrupted: bool) -> RunOutcome:
+        if interrupted:
+            return RunOutcome.INTERRUPTED
+        if self.failed == 0 and self.skipped == 0:
+            return RunOutcome.SUCCEEDED
+        if self.ok == 0:
+            return RunOutcome.FAILED
+        return RunOutcome.PARTIAL
+
+    def summary(self, *, auth_failed: bool) -> str | None:
+        """The run's error summary: what went wrong, in a line (None if nothing did)."""
+        parts = []
+        if auth_failed:
+            parts.append("stopped at the first HTTP 401: the API rejected the credentials")
+        if self.failed:
+            more = " …" if self.failed > len(self.errors) else ""
+            parts.append(
+                f"{self.failed} of {self.total} campaigns failed: {'; '.join(self.errors)}{more}"
+            )
+        if self.skipped:
+            parts.append(f"{self.skipped} skipped")
+        return " | ".join(parts) or None
+
+
+def log_result(result: CampaignResult) -> None:
+    """One event per campaign, with ``campaign_id`` and ``outcome`` fields."""
+    extra = {"campaign_id": result.campaign_id, "outcome": str(result.outcome)}
+    if result.outcome is CampaignOutcome.SUCCEEDED:
+        c = result.counts
+        logger.info(
+            "campaign %s synced: %d inserted, %d updated, %d deleted, %d attempt(s), %.2fs",
+            result.campaign_id, c.inserted, c.updated, c.deleted, result.attempts,
+            result.duration, extra=extra,
+        )
+    elif result.outcome is CampaignOutcome.FAILED:
+        request = f" (Thulium request_id {result.request_id})" if result.request_id else ""
+        logger.error(
+            "campaign %s failed after %d attempt(s): %s%s",
+            result.campaign_id, result.attempts, result.error, request, extra=extra,
+        )
+    else:
+        logger.warning("campaign %s skipped: %s", result.campaign_id, result.error, extra=extra)

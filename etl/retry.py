@@ -1,0 +1,152 @@
+"""The retry policies, built from tenacity's own parts: one for API requests, one for writes.
+
+API requests (:func:`api_retrying`): exponential backoff with jitter
+(``wait_exponential_jitter``), unless the server said how long to wait: ``Retry-After`` is
+honoured up to the longest wait (:class:`wait_retry_after`, as dlt's
+``wait_exponential_retry_after`` does). A 429 closes the run's :class:`RetryGate` for every
+worker. Retrying stops at the attempt limit, or when the next wait would overrun the run's
+retry budget, or when the run is stopped.
+
+Database writes (:func:`database_retrying`): the same backoff, for a lost connection or a
+timeout only. Both sleep through :meth:`etl.stop.Stop.sleep`, which raises
+:class:`~etl.errors.InterruptedRun` the moment SIGTERM arrives: no retry wait delays a stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+from tenacity.stop import stop_base
+from tenacity.wait import wait_base
+
+from etl.config import RetryPolicy
+from etl.stop import Stop
+
+logger = logging.getLogger(__name__)
+
+TOO_MANY_REQUESTS = 429
+
+
+class RetryGate:
+    """State shared by every worker of one run: the retry budget, 429 backoff and rate limit.
+
+    A 429 tells the client that *it* is too fast, not one request; so when one worker gets
+    it, every worker waits until the gate opens again before its next request. With a rate
+    limit, requests are spaced ``1/max_rps`` apart across all workers.
+    """
+
+    def __init__(self, *, budget: float, max_rps: float = 0.0, stop: Stop | None = None) -> None:
+        self._deadline = time.monotonic() + budget
+        self._lock = threading.Lock()
+        self._open_at = 0.0
+        self._interval = 1.0 / max_rps if max_rps else 0.0
+        self._next_slot = 0.0
+        self.stop = stop or Stop()
+
+    def budget_left(self) -> float:
+        return self._deadline - time.monotonic()
+
+    def close_for(self, seconds: float) -> None:
+        with self._lock:
+            self._open_at = max(self._open_at, time.monotonic() + seconds)
+
+    def wait_turn(self) -> None:
+        """Wait until the 429 backoff is over and this request's rate-limit slot comes."""
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._open_at, self._next_slot)
+            self._next_slot = start + self._interval
+        if start > now:
+            self.stop.sleep(start - now)
+
+
+class wait_retry_after(wait_base):
+    """Wait what the failed attempt's ``retry_after`` asks, at most ``max_wait``; otherwise
+    what ``fallback`` says."""
+
+    def __init__(self, fallback: wait_base, *, max_wait: float) -> None:
+        self.fallback = fallback
+        self.max_wait = max_wait
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        error = retry_state.outcome.exception() if retry_state.outcome else None
+        asked = getattr(error, "retry_after", None)
+        if isinstance(asked, int | float):
+            return min(float(asked), self.max_wait)
+        return self.fallback(retry_state)
+
+
+class stop_when_budget_spent(stop_base):
+    """Stop once the run is stopping or the next wait would overrun its retry budget."""
+
+    def __init__(self, gate: RetryGate) -> None:
+        self._gate = gate
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        wait = retry_state.upcoming_sleep or 0.0
+        return self._gate.stop.is_set() or self._gate.budget_left() < wait
+
+
+def _backoff(initial: float, maximum: float) -> wait_base:
+    """Doubling from ``initial``, plus up to ``initial`` of jitter so that workers failing
+    together retry apart, never more than ``maximum``."""
+    return wait_exponential_jitter(multiplier=initial, max=maximum, jitter=initial)
+
+
+def _log_api_retry(gate: RetryGate) -> Callable[[RetryCallState], None]:
+    def before_sleep(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        wait = state.upcoming_sleep or 0.0
+        if getattr(error, "status", None) == TOO_MANY_REQUESTS:
+            gate.close_for(wait)
+        logger.warning(
+            "%s; retrying in %.2fs (attempt %d failed)", error, wait, state.attempt_number,
+            extra={"campaign_id": getattr(error, "campaign_id", None)},
+        )
+
+    return before_sleep
+
+
+def api_retrying(
+    policy: RetryPolicy, gate: RetryGate, *, retryable: Callable[[BaseException], bool]
+) -> Retrying:
+    """The retry loop of one API request (``for attempt in api_retrying(...)``)."""
+    return Retrying(
+        retry=retry_if_exception(retryable),
+        stop=stop_after_attempt(policy.attempts) | stop_when_budget_spent(gate),
+        wait=wait_retry_after(
+            _backoff(policy.initial_wait, policy.max_wait), max_wait=policy.max_wait
+        ),
+        sleep=gate.stop.sleep,
+        before_sleep=_log_api_retry(gate),
+        reraise=True,
+    )
+
+
+def database_retrying(
+    *,
+    attempts: int,
+    initial_wait: float,
+    stop: Stop,
+    retryable: Callable[[BaseException], bool],
+    before_sleep: Callable[[RetryCallState], None],
+) -> Retrying:
+    """The retry loop of one database write: riding out a restart, a failover, a timeout."""
+    return Retrying(
+        retry=retry_if_exception(retryable),
+        stop=stop_after_attempt(attempts),
+        wait=_backoff(initial_wait, max(60.0, initial_wait)),
+        sleep=stop.sleep,
+        before_sleep=before_sleep,
+        reraise=True,
+    )
