@@ -37,14 +37,10 @@ demo: $(VENV)/.embedded-installed
 bench: $(VENV)/.bench-installed
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
-# Files kept in `ruff format` style (the deployment kit's tests; the rest is not yet).
-FORMATTED := tests/deploy.py tests/wheels.py tests/test_image.py \
-	tests/test_kubernetes_manifests.py tests/test_cron_and_systemd.py tests/test_prometheus_alerts.py
-
-## make lint: ruff on everything, mypy --strict on the package, hadolint on the Dockerfile
+## make lint: ruff (lint and format check) on everything, mypy --strict on the package, hadolint
 lint: $(VENV)/.test-installed
-	$(BIN)/ruff check etl tests migrations
-	$(BIN)/ruff format --check $(FORMATTED)
+	$(BIN)/ruff check etl tests migrations benchmarks
+	$(BIN)/ruff format --check etl tests migrations benchmarks
 	$(BIN)/mypy --strict etl
 	$(BIN)/hadolint Dockerfile
 

@@ -131,8 +131,9 @@ class StandInProcess:
     def __init__(self) -> None:
         ctx = multiprocessing.get_context("spawn")
         self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_standin_main, args=(child,), daemon=True,
-                                 name="thulium-standin")
+        self._proc = ctx.Process(
+            target=_standin_main, args=(child,), daemon=True, name="thulium-standin"
+        )
         self._proc.start()
         self.url: str = self._conn.recv()
 
@@ -222,7 +223,9 @@ class Server:
             done = subprocess.run(
                 [sys.executable, "-m", "etl", "--log-format", "json", "migrate"],
                 env={**job_env_base(), "DATABASE_URL": conninfo(url)},
-                capture_output=True, text=True, check=False,
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if done.returncode != 0:
                 raise RuntimeError(f"thulium-etl migrate failed on {name}:\n{done.stderr}")
@@ -254,8 +257,7 @@ def wait_backends_gone(conn: psycopg.Connection[Any], timeout: float = 15.0) -> 
     conn.execute("SELECT pg_stat_clear_snapshot()")
 
 
-_STAT_COLUMNS = ("n_tup_ins", "n_tup_upd", "n_tup_hot_upd", "n_tup_del", "n_dead_tup",
-                 "n_live_tup")
+_STAT_COLUMNS = ("n_tup_ins", "n_tup_upd", "n_tup_hot_upd", "n_tup_del", "n_dead_tup", "n_live_tup")
 
 
 def table_stats(conn: psycopg.Connection[Any], schema: str = "public") -> dict[str, dict[str, int]]:
@@ -360,8 +362,10 @@ def wal_records(conn: psycopg.Connection[Any], start: str, end: str) -> list[dic
         "ORDER BY combined_size DESC",
         (start, end),
     ).fetchall()
-    return [dict(zip(("record", "count", "record_bytes", "fpi_bytes", "bytes"), r, strict=True))
-            for r in rows]
+    return [
+        dict(zip(("record", "count", "record_bytes", "fpi_bytes", "bytes"), r, strict=True))
+        for r in rows
+    ]
 
 
 # -- running the job and dlt ------------------------------------------------------------
@@ -394,8 +398,15 @@ def python_cmd(kind: str, target: str, *args: str) -> list[str]:
 
 def job_env_base() -> dict[str, str]:
     """The harness's environment without any setting the job or dlt would pick up."""
-    drop = ("THULIUM_", "DATABASE_URL", "DESTINATION__", "EXTRACT__", "NORMALIZE__", "LOAD__",
-            "RUNTIME__")
+    drop = (
+        "THULIUM_",
+        "DATABASE_URL",
+        "DESTINATION__",
+        "EXTRACT__",
+        "NORMALIZE__",
+        "LOAD__",
+        "RUNTIME__",
+    )
     return {k: v for k, v in os.environ.items() if not k.startswith(drop)}
 
 
@@ -412,8 +423,9 @@ class ProcessRun:
     log: str
 
 
-def run_process(tag: str, cmd: Sequence[str], env: dict[str, str], *,
-                cwd: Path | None = None) -> ProcessRun:
+def run_process(
+    tag: str, cmd: Sequence[str], env: dict[str, str], *, cwd: Path | None = None
+) -> ProcessRun:
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     log = LOG_DIR / f"{tag}.log"
     out = LOG_DIR / f"{tag}.out"
@@ -459,8 +471,9 @@ def _log_time(event: dict[str, Any]) -> float | None:
         return None
 
 
-def run_job(tag: str, url: URL, standin: StandInProcess, ids: Sequence[str],
-            concurrency: int | None = None) -> JobRun:
+def run_job(
+    tag: str, url: URL, standin: StandInProcess, ids: Sequence[str], concurrency: int | None = None
+) -> JobRun:
     env = {
         **job_env_base(),
         "DATABASE_URL": conninfo(url),
@@ -481,8 +494,7 @@ def run_job(tag: str, url: URL, standin: StandInProcess, ids: Sequence[str],
         with contextlib.suppress(ValueError):
             events.append(json.loads(line))
     summary: dict[str, Any] = next((e for e in reversed(events) if "write_seconds" in e), {})
-    started = next((e for e in events if re.match(r"run \d+ started", str(e.get("message")))),
-                   None)
+    started = next((e for e in events if re.match(r"run \d+ started", str(e.get("message")))), None)
     t_started = _log_time(started) if started else None
     t_final = _log_time(summary) if summary else None
     end = proc.started_at + proc.wall
@@ -494,19 +506,22 @@ def run_job(tag: str, url: URL, standin: StandInProcess, ids: Sequence[str],
         requests=served,
     )
     ok = proc.exit_code == 0 and summary.get("campaigns_ok") == len(ids)
-    say(f"  {tag}: {proc.wall:.2f}s, exit {proc.exit_code}, RSS {proc.rss_mb:.1f} MB, "
+    say(
+        f"  {tag}: {proc.wall:.2f}s, exit {proc.exit_code}, RSS {proc.rss_mb:.1f} MB, "
         f"CPU {proc.cpu_seconds:.2f}s, {summary.get('campaigns_ok')}/{len(ids)} campaigns, "
         f"rows +{summary.get('rows_inserted')} ~{summary.get('rows_updated')} "
         f"-{summary.get('rows_deleted')}, writing {summary.get('write_seconds')}s, "
-        f"{served} requests")
+        f"{served} requests"
+    )
     if not ok:
         tail = "\n".join(Path(proc.log).read_text(errors="replace").splitlines()[-15:])
         say(f"  {tag} did not sync every campaign; log tail:\n{tail}")
     return job
 
 
-def run_dlt(tag: str, url: URL, standin: StandInProcess, campaigns: int, workers: int,
-            pipelines_dir: Path) -> tuple[ProcessRun, dict[str, Any]]:
+def run_dlt(
+    tag: str, url: URL, standin: StandInProcess, campaigns: int, workers: int, pipelines_dir: Path
+) -> tuple[ProcessRun, dict[str, Any]]:
     # dlt insists on a password and a host. A server with trust auth never asks for the
     # password; for a Unix socket (?host=/dir, the embedded Postgres) libpq lets the query's
     # host override the placeholder.
@@ -514,10 +529,20 @@ def run_dlt(tag: str, url: URL, standin: StandInProcess, campaigns: int, workers
     if not creds.host:
         creds = creds.set(host="localhost")
     cmd = python_cmd(
-        "-p", str(ROOT / "benchmarks" / "dlt_pipeline.py"),
-        "--base-url", standin.url, "--user", USER, "--password", PASSWORD,
-        "--campaigns", str(campaigns), "--workers", str(workers),
-        "--pipelines-dir", str(pipelines_dir),
+        "-p",
+        str(ROOT / "benchmarks" / "dlt_pipeline.py"),
+        "--base-url",
+        standin.url,
+        "--user",
+        USER,
+        "--password",
+        PASSWORD,
+        "--campaigns",
+        str(campaigns),
+        "--workers",
+        str(workers),
+        "--pipelines-dir",
+        str(pipelines_dir),
     )
     env = {**job_env_base(), "DESTINATION__POSTGRES__CREDENTIALS": conninfo(creds)}
     work = BENCH_DIR / "dlt"  # no .dlt/ config folder of the project's is picked up
@@ -530,9 +555,11 @@ def run_dlt(tag: str, url: URL, standin: StandInProcess, campaigns: int, workers
         with contextlib.suppress(ValueError):
             info = json.loads(line)
     info["requests"] = served
-    say(f"  {tag}: {proc.wall:.2f}s, exit {proc.exit_code}, RSS {proc.rss_mb:.1f} MB, "
+    say(
+        f"  {tag}: {proc.wall:.2f}s, exit {proc.exit_code}, RSS {proc.rss_mb:.1f} MB, "
         f"CPU {proc.cpu_seconds:.2f}s, steps {info.get('steps')}, rows {info.get('rows')}, "
-        f"{served} requests")
+        f"{served} requests"
+    )
     if proc.exit_code != 0:
         tail = "\n".join(Path(proc.log).read_text(errors="replace").splitlines()[-15:])
         say(f"  {tag} failed; log tail:\n{tail}")
@@ -587,8 +614,13 @@ class Results:
 
 
 def _job_details(job: JobRun) -> dict[str, Any]:
-    return {**asdict(job.process), "summary": job.summary, "startup_seconds": job.startup,
-            "shutdown_seconds": job.shutdown, "requests": job.requests}
+    return {
+        **asdict(job.process),
+        "summary": job.summary,
+        "startup_seconds": job.startup,
+        "shutdown_seconds": job.shutdown,
+        "requests": job.requests,
+    }
 
 
 def _synced_all(job: JobRun, n: int) -> bool:
@@ -598,8 +630,9 @@ def _synced_all(job: JobRun, n: int) -> bool:
 # -- workloads ----------------------------------------------------------------------------
 
 
-def workload_w1(args: argparse.Namespace, server: Server, standin: StandInProcess,
-                res: Results) -> None:
+def workload_w1(
+    args: argparse.Namespace, server: Server, standin: StandInProcess, res: Results
+) -> None:
     say(f"W1: {W1_CAMPAIGNS} campaigns x {STATUSES} statuses, {LATENCY * 1000:.0f} ms per answer")
     standin.serve(W1_CAMPAIGNS, latency=LATENCY)
     ids = campaign_ids(W1_CAMPAIGNS)
@@ -611,9 +644,17 @@ def workload_w1(args: argparse.Namespace, server: Server, standin: StandInProces
         wall = standin_alone(standin.url, ids, c)
         limit = bound(W1_CAMPAIGNS, c)
         details[f"standin_alone_c{c}"] = wall
-        res.add(Figure(f"W1 stand-in alone, {c} keep-alive clients", wall, "s",
-                       f"<= {STANDIN_BOUND_FACTOR:.2f}x bound {limit:.2f} s", wall / limit,
-                       "x bound", wall <= STANDIN_BOUND_FACTOR * limit))
+        res.add(
+            Figure(
+                f"W1 stand-in alone, {c} keep-alive clients",
+                wall,
+                "s",
+                f"<= {STANDIN_BOUND_FACTOR:.2f}x bound {limit:.2f} s",
+                wall / limit,
+                "x bound",
+                wall <= STANDIN_BOUND_FACTOR * limit,
+            )
+        )
 
     ours: dict[int, float] = {}  # median wall per concurrency
     for c in (DEFAULT_CONCURRENCY, 16):
@@ -625,42 +666,98 @@ def workload_w1(args: argparse.Namespace, server: Server, standin: StandInProces
         walls = [job.process.wall for job in jobs]
         ours[c] = statistics.median(walls)
         limit = bound(W1_CAMPAIGNS, c)
-        res.add(Figure(f"W1 first sync, concurrency {c} (whole process{of})", ours[c], "s",
-                       f"<= {W1_BOUND_FACTOR:.2f}x bound {limit:.2f} s", ours[c] / limit,
-                       "x bound", all(_synced_all(job, W1_CAMPAIGNS) for job in jobs)
-                       and ours[c] <= W1_BOUND_FACTOR * limit))
+        res.add(
+            Figure(
+                f"W1 first sync, concurrency {c} (whole process{of})",
+                ours[c],
+                "s",
+                f"<= {W1_BOUND_FACTOR:.2f}x bound {limit:.2f} s",
+                ours[c] / limit,
+                "x bound",
+                all(_synced_all(job, W1_CAMPAIGNS) for job in jobs)
+                and ours[c] <= W1_BOUND_FACTOR * limit,
+            )
+        )
         if reps > 1:
-            res.add(Figure(f"  runs at concurrency {c}: min / max", min(walls), "s",
-                           f"max {max(walls):.2f} s"))
+            res.add(
+                Figure(
+                    f"  runs at concurrency {c}: min / max",
+                    min(walls),
+                    "s",
+                    f"max {max(walls):.2f} s",
+                )
+            )
         if c == 16:
             startups = [j.startup for j in jobs if j.startup is not None]
             shutdowns = [j.shutdown for j in jobs if j.shutdown is not None]
             writes = [float(j.summary.get("write_seconds") or 0) for j in jobs]
             if startups and shutdowns:
-                res.add(Figure("  of which process start -> run started (imports, checks, lock)",
-                               statistics.median(startups), "s"))
-                res.add(Figure("  of which final log line -> process gone",
-                               statistics.median(shutdowns), "s"))
-            res.add(Figure("  time in write transactions (write_seconds)",
-                           statistics.median(writes), "s"))
+                res.add(
+                    Figure(
+                        "  of which process start -> run started (imports, checks, lock)",
+                        statistics.median(startups),
+                        "s",
+                    )
+                )
+                res.add(
+                    Figure(
+                        "  of which final log line -> process gone",
+                        statistics.median(shutdowns),
+                        "s",
+                    )
+                )
+            res.add(
+                Figure(
+                    "  time in write transactions (write_seconds)", statistics.median(writes), "s"
+                )
+            )
             resync = run_job("w1-c16-resync", url, standin, ids, concurrency=16)
             details["c16_resync"] = _job_details(resync)
-            res.add(Figure("W1 re-sync, nothing changed, concurrency 16", resync.process.wall,
-                           "s", "-", resync.process.wall / limit, "x bound"))
+            res.add(
+                Figure(
+                    "W1 re-sync, nothing changed, concurrency 16",
+                    resync.process.wall,
+                    "s",
+                    "-",
+                    resync.process.wall / limit,
+                    "x bound",
+                )
+            )
             res.add(Figure("W1 job peak RSS, concurrency 16", jobs[-1].process.rss_mb, "MB"))
 
     if not args.quick:
         url = server.fresh("w1_c1")
         seq = run_job("w1-c1", url, standin, ids, concurrency=1)
         details["c1"] = _job_details(seq)
-        res.add(Figure("W1 sequential baseline, concurrency 1", seq.process.wall, "s", "-",
-                       seq.process.wall / bound(W1_CAMPAIGNS, 1), "x bound"))
+        res.add(
+            Figure(
+                "W1 sequential baseline, concurrency 1",
+                seq.process.wall,
+                "s",
+                "-",
+                seq.process.wall / bound(W1_CAMPAIGNS, 1),
+                "x bound",
+            )
+        )
         speedup = seq.process.wall / ours[16]
-        res.add(Figure("W1 speed-up, concurrency 16 vs 1", speedup, "x",
-                       f">= {SEQUENTIAL_SPEEDUP:.0f}x", speedup / SEQUENTIAL_SPEEDUP, " of target",
-                       _synced_all(seq, W1_CAMPAIGNS) and speedup >= SEQUENTIAL_SPEEDUP))
-        res.add(Figure(f"W1 speed-up, concurrency {DEFAULT_CONCURRENCY} vs 1",
-                       seq.process.wall / ours[DEFAULT_CONCURRENCY], "x"))
+        res.add(
+            Figure(
+                "W1 speed-up, concurrency 16 vs 1",
+                speedup,
+                "x",
+                f">= {SEQUENTIAL_SPEEDUP:.0f}x",
+                speedup / SEQUENTIAL_SPEEDUP,
+                " of target",
+                _synced_all(seq, W1_CAMPAIGNS) and speedup >= SEQUENTIAL_SPEEDUP,
+            )
+        )
+        res.add(
+            Figure(
+                f"W1 speed-up, concurrency {DEFAULT_CONCURRENCY} vs 1",
+                seq.process.wall / ours[DEFAULT_CONCURRENCY],
+                "x",
+            )
+        )
 
     if not args.quick and not args.skip_dlt:
         for workers in args.dlt_workers:
@@ -671,41 +768,79 @@ def workload_w1(args: argparse.Namespace, server: Server, standin: StandInProces
                 dlt_url = server.fresh(f"w1_dlt{workers}", migrate=False)
                 pipelines = BENCH_DIR / "dlt" / f"pipelines-{workers}"
                 shutil.rmtree(pipelines, ignore_errors=True)
-                first, info = run_dlt(f"w1-dlt-w{workers}-{r}", dlt_url, standin, W1_CAMPAIGNS,
-                                      workers, pipelines)
+                first, info = run_dlt(
+                    f"w1-dlt-w{workers}-{r}", dlt_url, standin, W1_CAMPAIGNS, workers, pipelines
+                )
                 firsts.append(first)
                 with connect(dlt_url) as conn:
                     row = conn.execute("SELECT count(*) FROM thulium_dlt.statuses").fetchone()
-                loaded = (loaded and first.exit_code == 0
-                          and bool(row and row[0] == W1_CAMPAIGNS * STATUSES))
+                loaded = (
+                    loaded
+                    and first.exit_code == 0
+                    and bool(row and row[0] == W1_CAMPAIGNS * STATUSES)
+                )
                 details.setdefault(f"dlt_w{workers}", []).append(
-                    {**asdict(first), "info": info, "rows": row[0] if row else None})
+                    {**asdict(first), "info": info, "rows": row[0] if row else None}
+                )
             with connect(dlt_url) as conn:  # re-sync on the last repetition's database
                 wait_backends_gone(conn)
                 before = table_stats(conn, "thulium_dlt")
-                again, info2 = run_dlt(f"w1-dlt-w{workers}-resync", dlt_url, standin,
-                                       W1_CAMPAIGNS, workers, pipelines)
+                again, info2 = run_dlt(
+                    f"w1-dlt-w{workers}-resync", dlt_url, standin, W1_CAMPAIGNS, workers, pipelines
+                )
                 wait_backends_gone(conn)
                 delta = stats_delta(before, table_stats(conn, "thulium_dlt")).get("statuses", {})
-            details[f"dlt_w{workers}_resync"] = {**asdict(again), "info": info2,
-                                                 "statuses_delta": delta}
+            details[f"dlt_w{workers}_resync"] = {
+                **asdict(again),
+                "info": info2,
+                "statuses_delta": delta,
+            }
             walls = [p.wall for p in firsts]
             dlt_wall = statistics.median(walls)
-            res.add(Figure(f"W1 dlt first sync, {workers} extract workers{of}", dlt_wall, "s",
-                           "-" if loaded else "did not load every row", dlt_wall / limit,
-                           "x bound", None if loaded else False))
+            res.add(
+                Figure(
+                    f"W1 dlt first sync, {workers} extract workers{of}",
+                    dlt_wall,
+                    "s",
+                    "-" if loaded else "did not load every row",
+                    dlt_wall / limit,
+                    "x bound",
+                    None if loaded else False,
+                )
+            )
             if reps > 1:
-                res.add(Figure(f"  dlt runs at {workers} workers: min / max", min(walls), "s",
-                               f"max {max(walls):.2f} s"))
-            res.add(Figure(f"W1 dlt re-sync, nothing changed, {workers} workers", again.wall,
-                           "s", f"rows deleted {delta.get('n_tup_del')}, inserted "
-                           f"{delta.get('n_tup_ins')}", again.wall / limit, "x bound"))
+                res.add(
+                    Figure(
+                        f"  dlt runs at {workers} workers: min / max",
+                        min(walls),
+                        "s",
+                        f"max {max(walls):.2f} s",
+                    )
+                )
+            res.add(
+                Figure(
+                    f"W1 dlt re-sync, nothing changed, {workers} workers",
+                    again.wall,
+                    "s",
+                    f"rows deleted {delta.get('n_tup_del')}, inserted {delta.get('n_tup_ins')}",
+                    again.wall / limit,
+                    "x bound",
+                )
+            )
             res.add(Figure(f"W1 dlt peak RSS, {workers} workers", firsts[-1].rss_mb, "MB"))
             if workers == 16:
                 speedup = dlt_wall / ours[16]
-                res.add(Figure("W1 ours vs dlt, both at 16 (dlt time / ours)", speedup, "x",
-                               f">= {DLT_SPEEDUP}x", speedup / DLT_SPEEDUP, " of target",
-                               loaded and speedup >= DLT_SPEEDUP))
+                res.add(
+                    Figure(
+                        "W1 ours vs dlt, both at 16 (dlt time / ours)",
+                        speedup,
+                        "x",
+                        f">= {DLT_SPEEDUP}x",
+                        speedup / DLT_SPEEDUP,
+                        " of target",
+                        loaded and speedup >= DLT_SPEEDUP,
+                    )
+                )
     res.details["w1"] = details
 
 
@@ -716,25 +851,37 @@ def copy_reference(url: URL, n: int, *, into_statuses: bool = False) -> float:
     itself, foreign keys included (its campaigns are inserted first)."""
     now = datetime.now(UTC)
     rows = [
-        (f"{i:05d}", s["status_id"], s["system_status"], s["dictionary_status_id"], s["name"],
-         now, now, None)
+        (
+            f"{i:05d}",
+            s["status_id"],
+            s["system_status"],
+            s["dictionary_status_id"],
+            s["name"],
+            now,
+            now,
+            None,
+        )
         for i in range(1, n + 1)
         for s in campaign_statuses(i)
     ]
     table = "statuses" if into_statuses else "statuses_copy"
     with psycopg.connect(conninfo(url)) as conn:
         if into_statuses:
-            conn.execute("INSERT INTO campaigns (campaign_id) SELECT unnest(%s::text[])",
-                         (campaign_ids(n),))
+            conn.execute(
+                "INSERT INTO campaigns (campaign_id) SELECT unnest(%s::text[])", (campaign_ids(n),)
+            )
         else:
             conn.execute("DROP TABLE IF EXISTS statuses_copy")
             conn.execute("CREATE TABLE statuses_copy (LIKE statuses INCLUDING ALL)")
         conn.commit()
         started = time.perf_counter()
-        with conn.cursor() as cur, cur.copy(
-            f"COPY {table} (campaign_id, status_id, system_status, dictionary_status_id, "
-            "name, first_seen_at, updated_at, deleted_at) FROM STDIN"
-        ) as copy:
+        with (
+            conn.cursor() as cur,
+            cur.copy(
+                f"COPY {table} (campaign_id, status_id, system_status, dictionary_status_id, "
+                "name, first_seen_at, updated_at, deleted_at) FROM STDIN"
+            ) as copy,
+        ):
             for row in rows:
                 copy.write_row(row)
         conn.commit()
@@ -745,8 +892,9 @@ def copy_reference(url: URL, n: int, *, into_statuses: bool = False) -> float:
     return seconds
 
 
-def workload_w2(args: argparse.Namespace, server: Server, standin: StandInProcess,
-                res: Results) -> None:
+def workload_w2(
+    args: argparse.Namespace, server: Server, standin: StandInProcess, res: Results
+) -> None:
     n, rows = W2_CAMPAIGNS, W2_CAMPAIGNS * STATUSES
     say(f"W2: {n} campaigns x {STATUSES} statuses ({rows:,} rows), no latency")
     standin.serve(n, latency=0.0)
@@ -759,27 +907,63 @@ def workload_w2(args: argparse.Namespace, server: Server, standin: StandInProces
         copy_seconds = copy_reference(url, n)
         copy_rate = rows / copy_seconds
         details["copy_seconds"] = copy_seconds
-        res.add(Figure("W2 plain COPY into an empty statuses copy", copy_rate, "rows/s",
-                       f"{rows:,} rows in {copy_seconds:.2f} s"))
+        res.add(
+            Figure(
+                "W2 plain COPY into an empty statuses copy",
+                copy_rate,
+                "rows/s",
+                f"{rows:,} rows in {copy_seconds:.2f} s",
+            )
+        )
         fk_seconds = copy_reference(server.fresh("w2_copy_fk"), n, into_statuses=True)
         fk_rate = rows / fk_seconds
         details["copy_into_statuses_with_fks_seconds"] = fk_seconds
-        res.add(Figure("  context: plain COPY into statuses itself (with its 2 foreign keys)",
-                       fk_rate, "rows/s", f"{rows:,} rows in {fk_seconds:.2f} s",
-                       fk_rate / copy_rate, "x COPY"))
+        res.add(
+            Figure(
+                "  context: plain COPY into statuses itself (with its 2 foreign keys)",
+                fk_rate,
+                "rows/s",
+                f"{rows:,} rows in {fk_seconds:.2f} s",
+                fk_rate / copy_rate,
+                "x COPY",
+            )
+        )
 
         first = run_job("w2-first", url, standin, ids)
         details["first"] = _job_details(first)
         write_s = float(first.summary.get("write_seconds") or math.nan)
         rate = rows / write_s
-        res.add(Figure("W2 first sync write throughput (rows / write_seconds)", rate, "rows/s",
-                       f">= {COPY_FRACTION}x COPY", rate / copy_rate, "x COPY",
-                       _synced_all(first, n) and rate >= COPY_FRACTION * copy_rate))
-        res.add(Figure("  same, against the COPY into statuses with its foreign keys", rate,
-                       "rows/s", "-", rate / fk_rate, "x that COPY"))
-        res.add(Figure("W2 first sync, whole process", rows / first.process.wall, "rows/s",
-                       f"{first.process.wall:.2f} s for {rows:,} rows", rows / first.process.wall
-                       / copy_rate, "x COPY"))
+        res.add(
+            Figure(
+                "W2 first sync write throughput (rows / write_seconds)",
+                rate,
+                "rows/s",
+                f">= {COPY_FRACTION}x COPY",
+                rate / copy_rate,
+                "x COPY",
+                _synced_all(first, n) and rate >= COPY_FRACTION * copy_rate,
+            )
+        )
+        res.add(
+            Figure(
+                "  same, against the COPY into statuses with its foreign keys",
+                rate,
+                "rows/s",
+                "-",
+                rate / fk_rate,
+                "x that COPY",
+            )
+        )
+        res.add(
+            Figure(
+                "W2 first sync, whole process",
+                rows / first.process.wall,
+                "rows/s",
+                f"{first.process.wall:.2f} s for {rows:,} rows",
+                rows / first.process.wall / copy_rate,
+                "x COPY",
+            )
+        )
 
         # Re-sync with nothing changed.
         wait_backends_gone(conn)
@@ -791,7 +975,10 @@ def workload_w2(args: argparse.Namespace, server: Server, standin: StandInProces
         wal = wal_bytes(conn, lsn0, lsn1)
         split = wal_split(conn, lsn0, lsn1) if walinspect else {}
         details["resync_unchanged"] = {
-            **_job_details(same), "stats_delta": delta, "wal": wal, "wal_split": split,
+            **_job_details(same),
+            "stats_delta": delta,
+            "wal": wal,
+            "wal_split": split,
             "wal_records": wal_records(conn, lsn0, lsn1) if walinspect else [],
         }
         # The LSN difference counts every database on the server; with pg_walinspect the
@@ -799,27 +986,72 @@ def workload_w2(args: argparse.Namespace, server: Server, standin: StandInProces
         others = split.get(OTHER_DATABASES, {}).get("bytes", 0)
         own = wal - others
         st = delta.get("statuses", {})
-        res.add(Figure("W2 re-sync unchanged: statuses rows rewritten (n_tup_upd)",
-                       st.get("n_tup_upd"), "", "= 0", None, "",
-                       _synced_all(same, n) and st.get("n_tup_upd") == 0
-                       and st.get("n_tup_ins") == 0 and st.get("n_tup_del") == 0))
-        res.add(Figure("W2 re-sync unchanged: statuses dead tuples added", st.get("n_dead_tup"),
-                       "", "= 0", None, "", st.get("n_dead_tup") == 0))
+        res.add(
+            Figure(
+                "W2 re-sync unchanged: statuses rows rewritten (n_tup_upd)",
+                st.get("n_tup_upd"),
+                "",
+                "= 0",
+                None,
+                "",
+                _synced_all(same, n)
+                and st.get("n_tup_upd") == 0
+                and st.get("n_tup_ins") == 0
+                and st.get("n_tup_del") == 0,
+            )
+        )
+        res.add(
+            Figure(
+                "W2 re-sync unchanged: statuses dead tuples added",
+                st.get("n_dead_tup"),
+                "",
+                "= 0",
+                None,
+                "",
+                st.get("n_dead_tup") == 0,
+            )
+        )
         what = "this database's records" if split else "pg_current_wal_lsn() difference"
-        res.add(Figure(f"W2 re-sync unchanged: WAL ({what})", own / MB, "MB",
-                       f"< {WAL_LIMIT / MB:.0f} MB", own / WAL_LIMIT, "x limit",
-                       own < WAL_LIMIT))
+        res.add(
+            Figure(
+                f"W2 re-sync unchanged: WAL ({what})",
+                own / MB,
+                "MB",
+                f"< {WAL_LIMIT / MB:.0f} MB",
+                own / WAL_LIMIT,
+                "x limit",
+                own < WAL_LIMIT,
+            )
+        )
         if split:
             res.add(Figure("  pg_current_wal_lsn() difference, whole server", wal / MB, "MB"))
         for table, entry in split.items():
-            res.add(Figure(f"  WAL of which: {table}", entry["bytes"] / MB, "MB",
-                           f"{entry['records']:,} records, {entry['fpi'] / MB:.2f} MB page images"))
+            res.add(
+                Figure(
+                    f"  WAL of which: {table}",
+                    entry["bytes"] / MB,
+                    "MB",
+                    f"{entry['records']:,} records, {entry['fpi'] / MB:.2f} MB page images",
+                )
+            )
         for table in ("campaigns", "sync_run_batches", "sync_runs"):
             d = delta.get(table, {})
-            res.add(Figure(f"  {table}: rows inserted / updated", None, "",
-                           f"{d.get('n_tup_ins')} / {d.get('n_tup_upd')}"))
-        res.add(Figure("W2 re-sync unchanged, whole process", same.process.wall, "s",
-                       f"writing {same.summary.get('write_seconds')} s"))
+            res.add(
+                Figure(
+                    f"  {table}: rows inserted / updated",
+                    None,
+                    "",
+                    f"{d.get('n_tup_ins')} / {d.get('n_tup_upd')}",
+                )
+            )
+        res.add(
+            Figure(
+                "W2 re-sync unchanged, whole process",
+                same.process.wall,
+                "s",
+                f"writing {same.summary.get('write_seconds')} s",
+            )
+        )
 
         # Re-sync with 10% of the names changed.
         standin.serve(n, latency=0.0, renamed=True)
@@ -838,26 +1070,53 @@ def workload_w2(args: argparse.Namespace, server: Server, standin: StandInProces
         wal = wal_bytes(conn, lsn0, lsn1)
         split = wal_split(conn, lsn0, lsn1) if walinspect else {}
         own = wal - split.get(OTHER_DATABASES, {}).get("bytes", 0)
-        details["resync_10pct"] = {**_job_details(ten), "stats_delta": delta, "wal": wal,
-                                   "wal_split": split,
-                                   "stored_renamed_and_total": list(renamed_row or ())}
+        details["resync_10pct"] = {
+            **_job_details(ten),
+            "stats_delta": delta,
+            "wal": wal,
+            "wal_split": split,
+            "stored_renamed_and_total": list(renamed_row or ()),
+        }
         stored_ok = renamed_row is not None and tuple(renamed_row) == (changed, rows)
-        res.add(Figure("W2 re-sync 10% names changed: statuses rows rewritten",
-                       st.get("n_tup_upd"), "", f"= {changed:,}", None, "",
-                       _synced_all(ten, n) and stored_ok and st.get("n_tup_upd") == changed
-                       and st.get("n_tup_ins") == 0 and st.get("n_tup_del") == 0))
-        res.add(Figure(f"W2 re-sync 10% changed: WAL ({what})", own / MB, "MB",
-                       f"{changed:,} rows updated"))
-        res.add(Figure("W2 re-sync 10% changed, whole process", ten.process.wall, "s",
-                       f"writing {ten.summary.get('write_seconds')} s"))
+        res.add(
+            Figure(
+                "W2 re-sync 10% names changed: statuses rows rewritten",
+                st.get("n_tup_upd"),
+                "",
+                f"= {changed:,}",
+                None,
+                "",
+                _synced_all(ten, n)
+                and stored_ok
+                and st.get("n_tup_upd") == changed
+                and st.get("n_tup_ins") == 0
+                and st.get("n_tup_del") == 0,
+            )
+        )
+        res.add(
+            Figure(
+                f"W2 re-sync 10% changed: WAL ({what})", own / MB, "MB", f"{changed:,} rows updated"
+            )
+        )
+        res.add(
+            Figure(
+                "W2 re-sync 10% changed, whole process",
+                ten.process.wall,
+                "s",
+                f"writing {ten.summary.get('write_seconds')} s",
+            )
+        )
     res.add(Figure("W2 job peak RSS (first sync)", first.process.rss_mb, "MB"))
     res.details["w2"] = details
 
 
-def workload_w3(args: argparse.Namespace, server: Server, standin: StandInProcess,
-                res: Results) -> None:
-    say(f"W3: {W3_CAMPAIGNS} campaigns x {STATUSES} statuses "
-        f"({W3_CAMPAIGNS * STATUSES:,} rows), no latency")
+def workload_w3(
+    args: argparse.Namespace, server: Server, standin: StandInProcess, res: Results
+) -> None:
+    say(
+        f"W3: {W3_CAMPAIGNS} campaigns x {STATUSES} statuses "
+        f"({W3_CAMPAIGNS * STATUSES:,} rows), no latency"
+    )
     standin.serve(W3_CAMPAIGNS, latency=0.0)
     details: dict[str, Any] = {}
     floor = run_process("python-floor", python_cmd("-m", "etl", "--version"), job_env_base())
@@ -868,18 +1127,39 @@ def workload_w3(args: argparse.Namespace, server: Server, standin: StandInProces
         runs[n] = run_job(f"w3-{n}", url, standin, campaign_ids(n))
         details[str(n)] = _job_details(runs[n])
     big, small = runs[W3_CAMPAIGNS], runs[W3_SMALL]
-    res.add(Figure(f"W3 peak RSS, {W3_CAMPAIGNS:,} campaigns", big.process.rss_mb, "MB",
-                   f"< {RSS_LIMIT_MB:.0f} MB", big.process.rss_mb / RSS_LIMIT_MB, "x limit",
-                   _synced_all(big, W3_CAMPAIGNS) and big.process.rss_mb < RSS_LIMIT_MB))
+    res.add(
+        Figure(
+            f"W3 peak RSS, {W3_CAMPAIGNS:,} campaigns",
+            big.process.rss_mb,
+            "MB",
+            f"< {RSS_LIMIT_MB:.0f} MB",
+            big.process.rss_mb / RSS_LIMIT_MB,
+            "x limit",
+            _synced_all(big, W3_CAMPAIGNS) and big.process.rss_mb < RSS_LIMIT_MB,
+        )
+    )
     res.add(Figure(f"W3 peak RSS, {W3_SMALL:,} campaigns", small.process.rss_mb, "MB"))
     growth = big.process.rss_mb / small.process.rss_mb
-    res.add(Figure(f"W3 RSS growth, {W3_CAMPAIGNS // W3_SMALL}x the rows", growth, "x",
-                   f"<= {RSS_FLAT:.2f}x (flat)", growth, "x", _synced_all(small, W3_SMALL)
-                   and growth <= RSS_FLAT))
+    res.add(
+        Figure(
+            f"W3 RSS growth, {W3_CAMPAIGNS // W3_SMALL}x the rows",
+            growth,
+            "x",
+            f"<= {RSS_FLAT:.2f}x (flat)",
+            growth,
+            "x",
+            _synced_all(small, W3_SMALL) and growth <= RSS_FLAT,
+        )
+    )
     res.add(Figure("  python + etl imports alone (RSS floor)", floor.rss_mb, "MB"))
-    res.add(Figure(f"W3 first sync, {W3_CAMPAIGNS:,} campaigns, whole process",
-                   big.process.wall, "s",
-                   f"{W3_CAMPAIGNS * STATUSES / big.process.wall:,.0f} rows/s"))
+    res.add(
+        Figure(
+            f"W3 first sync, {W3_CAMPAIGNS:,} campaigns, whole process",
+            big.process.wall,
+            "s",
+            f"{W3_CAMPAIGNS * STATUSES / big.process.wall:,.0f} rows/s",
+        )
+    )
     res.details["w3"] = details
 
 
@@ -916,20 +1196,30 @@ def profile_w2(server: Server, standin: StandInProcess, res: Results) -> None:
     profile: dict[str, Any] = {}
     for run in ("first", "resync"):
         timings = LOG_DIR / f"w2-profile-{run}.sql.json"
-        env = {**job_env_base(), "DATABASE_URL": conninfo(url), "THULIUM_BASE_URL": standin.url,
-               "THULIUM_USER": USER, "THULIUM_PASSWORD": PASSWORD, "THULIUM_LOG_FORMAT": "json",
-               "THULIUM_CAMPAIGNS": ",".join(campaign_ids(W2_CAMPAIGNS)),
-               "BENCH_SQL_TIMINGS_FILE": str(timings)}
-        proc = run_process(f"w2-profile-{run}",
-                           [sys.executable, "-c", _SQL_TIMING_WRAPPER, "-m", "etl", "sync"], env)
+        env = {
+            **job_env_base(),
+            "DATABASE_URL": conninfo(url),
+            "THULIUM_BASE_URL": standin.url,
+            "THULIUM_USER": USER,
+            "THULIUM_PASSWORD": PASSWORD,
+            "THULIUM_LOG_FORMAT": "json",
+            "THULIUM_CAMPAIGNS": ",".join(campaign_ids(W2_CAMPAIGNS)),
+            "BENCH_SQL_TIMINGS_FILE": str(timings),
+        }
+        proc = run_process(
+            f"w2-profile-{run}",
+            [sys.executable, "-c", _SQL_TIMING_WRAPPER, "-m", "etl", "sync"],
+            env,
+        )
         rows = json.loads(timings.read_text()) if timings.exists() else []
         profile[run] = {"wall": proc.wall, "statements": rows}
-        print(f"\nW2 {run} sync with SQL timings: {proc.wall:.2f} s wall; top statements:",
-              file=sys.stderr)
+        print(
+            f"\nW2 {run} sync with SQL timings: {proc.wall:.2f} s wall; top statements:",
+            file=sys.stderr,
+        )
         for statement, calls, seconds in rows[:10]:
             print(f"  {seconds:7.3f} s {calls:6d} x  {statement}", file=sys.stderr)
     res.details["w2_profile"] = profile
-
 
 
 # -- main ---------------------------------------------------------------------------------
@@ -937,8 +1227,13 @@ def profile_w2(server: Server, standin: StandInProcess, res: Results) -> None:
 
 def _git_revision() -> str | None:
     try:
-        rev = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT,
-                             capture_output=True, text=True, check=True).stdout.strip()
+        rev = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
     return rev or None
@@ -977,8 +1272,11 @@ def machine(server: Server) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def postgres(args: argparse.Namespace) -> Iterator[URL]:
-    raw = (args.database_url or os.environ.get("ETL_BENCH_DATABASE_URL")
-           or os.environ.get("ETL_TEST_DATABASE_URL"))
+    raw = (
+        args.database_url
+        or os.environ.get("ETL_BENCH_DATABASE_URL")
+        or os.environ.get("ETL_TEST_DATABASE_URL")
+    )
     if raw:
         yield make_url(raw).set(drivername="postgresql+psycopg")
     else:
@@ -989,20 +1287,39 @@ def postgres(args: argparse.Namespace) -> Iterator[URL]:
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="thulium-etl benchmarks (see benchmarks/README.md)")
-    p.add_argument("--database-url", help="a Postgres server to create databases on "
-                   "(default: ETL_BENCH_DATABASE_URL, ETL_TEST_DATABASE_URL, else embedded)")
-    p.add_argument("--quick", action="store_true",
-                   help="skip the sequential baseline and dlt (a smoke run)")
+    p.add_argument(
+        "--database-url",
+        help="a Postgres server to create databases on "
+        "(default: ETL_BENCH_DATABASE_URL, ETL_TEST_DATABASE_URL, else embedded)",
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="skip the sequential baseline and dlt (a smoke run)"
+    )
     p.add_argument("--skip-dlt", action="store_true", help="do not run the dlt peer")
-    p.add_argument("--dlt-workers", type=lambda s: [int(x) for x in s.split(",")],
-                   default=[16], help="dlt extract workers to measure, e.g. 5,16 (default 16)")
-    p.add_argument("--only", type=lambda s: s.lower().split(","), default=["w1", "w2", "w3"],
-                   help="workloads to run, e.g. w1,w3 (default all)")
-    p.add_argument("--repeat", type=int, default=3,
-                   help="W1 first syncs (ours and dlt) per setting; the median counts (default 3)")
-    p.add_argument("--profile", action="store_true",
-                   help="also run an untimed W2 first sync and re-sync with every SQL statement "
-                   "timed, and print where the write time goes")
+    p.add_argument(
+        "--dlt-workers",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=[16],
+        help="dlt extract workers to measure, e.g. 5,16 (default 16)",
+    )
+    p.add_argument(
+        "--only",
+        type=lambda s: s.lower().split(","),
+        default=["w1", "w2", "w3"],
+        help="workloads to run, e.g. w1,w3 (default all)",
+    )
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="W1 first syncs (ours and dlt) per setting; the median counts (default 3)",
+    )
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="also run an untimed W2 first sync and re-sync with every SQL statement "
+        "timed, and print where the write time goes",
+    )
     p.add_argument("--keep-databases", action="store_true", help="do not drop thulium_bench_*")
     p.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
     return p.parse_args(argv)
@@ -1033,16 +1350,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     res.details["machine"]["load_average_at_end"] = os.getloadavg()
     res.details["seconds"] = time.perf_counter() - _T0
     out = BENCH_DIR / "results.json"
-    out.write_text(json.dumps({"figures": [asdict(f) for f in res.figures],
-                               "details": res.details}, indent=2, default=str))
+    out.write_text(
+        json.dumps(
+            {"figures": [asdict(f) for f in res.figures], "details": res.details},
+            indent=2,
+            default=str,
+        )
+    )
     m = res.details["machine"]
-    print(f"\nthulium-etl benchmarks — {m['cpus']} CPUs ({m['cpu']}), {m['memory_gb']} GiB, "
-          f"{m['os']}, Python {m['python']}, {m['postgres'].split(' on ')[0]}"
-          f"{', dlt ' + m['dlt'] if m['dlt'] else ''}; {res.details['seconds']:.0f} s")
+    print(
+        f"\nthulium-etl benchmarks — {m['cpus']} CPUs ({m['cpu']}), {m['memory_gb']} GiB, "
+        f"{m['os']}, Python {m['python']}, {m['postgres'].split(' on ')[0]}"
+        f"{', dlt ' + m['dlt'] if m['dlt'] else ''}; {res.details['seconds']:.0f} s"
+    )
     print(res.table())
     missed = [f.name for f in res.figures if f.ok is False]
-    print(f"\n{len(missed)} target(s) missed" + (": " + "; ".join(missed) if missed else "")
-          + f". Results: {out.relative_to(ROOT)}, logs: {LOG_DIR.relative_to(ROOT)}/")
+    print(
+        f"\n{len(missed)} target(s) missed"
+        + (": " + "; ".join(missed) if missed else "")
+        + f". Results: {out.relative_to(ROOT)}, logs: {LOG_DIR.relative_to(ROOT)}/"
+    )
     return 1 if args.strict and missed else 0
 
 

@@ -54,7 +54,8 @@ def check_campaigns(settings: CheckCommand, *, quick: bool, stop: Stop) -> Itera
             heard.add(result.campaign_id)
             if isinstance(result, Fetched):
                 yield Verdict(
-                    True, f"campaign {result.campaign_id}",
+                    True,
+                    f"campaign {result.campaign_id}",
                     f"{len(result.snapshot.statuses)} statuses",
                 )
             else:

@@ -156,12 +156,22 @@ def cmd_sync(args: argparse.Namespace, settings: config.SyncCommand) -> int:
     log(
         "run %d %s: %d of %d campaigns synced, %d failed, %d skipped; rows %d inserted, "
         "%d updated, %d deleted; %.2fs writing%s",
-        result.run_id, result.outcome, t.campaigns_ok, t.campaigns_total, t.campaigns_failed,
-        t.campaigns_skipped, t.rows_inserted, t.rows_updated, t.rows_deleted,
-        result.write_seconds, f" — {result.error}" if result.error else "",
+        result.run_id,
+        result.outcome,
+        t.campaigns_ok,
+        t.campaigns_total,
+        t.campaigns_failed,
+        t.campaigns_skipped,
+        t.rows_inserted,
+        t.rows_updated,
+        t.rows_deleted,
+        result.write_seconds,
+        f" — {result.error}" if result.error else "",
         extra={
-            "run_id": result.run_id, "outcome": str(result.outcome),
-            "write_seconds": round(result.write_seconds, 3), **vars(t),
+            "run_id": result.run_id,
+            "outcome": str(result.outcome),
+            "write_seconds": round(result.write_seconds, 3),
+            **vars(t),
         },
     )
     return code
@@ -188,11 +198,33 @@ def _emit_verdict(verdict: Any) -> None:
     _emit(f"{'PASS' if verdict.ok else 'FAIL'}  {verdict.what}: {logs.clean(verdict.detail)}")
 
 
-_RUN_COLUMNS = ["run_id", "started_at", "finished_at", "shard", "outcome", "campaigns_total",
-                "campaigns_ok", "campaigns_failed", "campaigns_skipped", "rows_inserted",
-                "rows_updated", "rows_deleted", "error"]
-_CAMPAIGN_COLUMNS = ["campaign_id", "outcome", "rows_inserted", "rows_updated", "rows_deleted",
-                     "attempts", "duration_seconds", "http_status", "request_id", "error"]
+_RUN_COLUMNS = [
+    "run_id",
+    "started_at",
+    "finished_at",
+    "shard",
+    "outcome",
+    "campaigns_total",
+    "campaigns_ok",
+    "campaigns_failed",
+    "campaigns_skipped",
+    "rows_inserted",
+    "rows_updated",
+    "rows_deleted",
+    "error",
+]
+_CAMPAIGN_COLUMNS = [
+    "campaign_id",
+    "outcome",
+    "rows_inserted",
+    "rows_updated",
+    "rows_deleted",
+    "attempts",
+    "duration_seconds",
+    "http_status",
+    "request_id",
+    "error",
+]
 
 
 def cmd_runs(args: argparse.Namespace, settings: config.DatabaseCommand) -> int:
@@ -253,13 +285,15 @@ class Command:
 
 COMMANDS: dict[str, Command] = {
     "migrate": Command(
-        config.DatabaseCommand, cmd_migrate,
+        config.DatabaseCommand,
+        cmd_migrate,
         "upgrade the database schema to the latest revision (idempotent)",
         "Upgrade the schema to the head revision. Safe to run on every deploy: a schema "
         "already at head is left alone; two at once run one after the other.",
     ),
     "sync": Command(
-        config.SyncCommand, cmd_sync,
+        config.SyncCommand,
+        cmd_sync,
         "sync the configured campaigns (or only --campaign ones)",
         "Fetch every configured campaign's statuses and upsert them. Each campaign is written "
         "atomically; one campaign's failure never stops the others. Refuses to run if the "
@@ -267,14 +301,16 @@ COMMANDS: dict[str, Command] = {
         "(exit 75).",
     ),
     "check": Command(
-        config.CheckCommand, cmd_check,
+        config.CheckCommand,
+        cmd_check,
         "check config, database and API credentials without writing anything",
         "Validate the configuration, connect to the database, check the schema is at head, "
         "and fetch every configured campaign (only the first with --quick) through the same "
         "pipeline as sync. Prints a PASS/FAIL line for each. Writes nothing.",
     ),
     "runs": Command(
-        config.DatabaseCommand, cmd_runs,
+        config.DatabaseCommand,
+        cmd_runs,
         "show recent sync runs, or one run's campaigns",
         "Show the run history recorded in sync_runs (newest first), or with --run ID the "
         "outcome of each campaign of that run.",
@@ -318,24 +354,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"thulium-etl {__version__}")
     parser.add_argument(
-        "--log-format", dest="THULIUM_LOG_FORMAT", metavar="{text,json}",
+        "--log-format",
+        dest="THULIUM_LOG_FORMAT",
+        metavar="{text,json}",
         help="log line format (THULIUM_LOG_FORMAT; default: text on a terminal, else json)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in COMMANDS.items():
         sub = commands.add_parser(
-            name, help=command.summary, description=command.description,
-            epilog=config.help_section([config.LogSettings, command.settings]) + "\n\n"
+            name,
+            help=command.summary,
+            description=command.description,
+            epilog=config.help_section([config.LogSettings, command.settings])
+            + "\n\n"
             + EXIT_CODES,
             formatter_class=formatter,
         )
         _add_flags(sub, command.settings)
         sub.set_defaults(command_spec=command)
     runs, check = commands.choices["runs"], commands.choices["check"]
-    runs.add_argument("--limit", type=_whole(1, 10_000), default=10,
-                      help="how many runs (default 10, at most 10000)")
-    runs.add_argument("--run", type=_whole(1, 2**63 - 1), metavar="ID",
-                      help="show this run's campaigns")
+    runs.add_argument(
+        "--limit",
+        type=_whole(1, 10_000),
+        default=10,
+        help="how many runs (default 10, at most 10000)",
+    )
+    runs.add_argument(
+        "--run", type=_whole(1, 2**63 - 1), metavar="ID", help="show this run's campaigns"
+    )
     runs.add_argument("--json", action="store_true", help="print JSON instead of a table")
     check.add_argument("--quick", action="store_true", help="fetch the first campaign only")
     return parser
@@ -379,7 +425,9 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
     except Exception as exc:  # a bug: one log event (its traceback inside), not a crash
         logger.error(
             "internal error (a bug in thulium-etl; please report it with this log): %s: %s",
-            type(exc).__name__, exc, exc_info=True,
+            type(exc).__name__,
+            exc,
+            exc_info=True,
         )
         return EXIT_INTERNAL
 

@@ -41,7 +41,10 @@ class _TransientError(ApiError):
         retry_after: float | None = None,
     ) -> None:
         super().__init__(
-            message, campaign_id=campaign_id, status=status, request_id=request_id,
+            message,
+            campaign_id=campaign_id,
+            status=status,
+            request_id=request_id,
             attempts=attempts,
         )
         self.retry_after = retry_after
@@ -137,7 +140,10 @@ class ThuliumClient:
             if attempts < self._policy.attempts and not self._gate.stop.is_set():
                 message += "; no more retries: the run's THULIUM_RETRY_BUDGET is spent"
             raise ApiError(
-                message, campaign_id=campaign_id, status=exc.status, request_id=exc.request_id,
+                message,
+                campaign_id=campaign_id,
+                status=exc.status,
+                request_id=exc.request_id,
                 attempts=attempts,
             ) from None
         raise AssertionError("tenacity returned without an outcome")  # pragma: no cover
@@ -153,12 +159,11 @@ class ThuliumClient:
         except DeadlineExceeded as exc:
             raise _TransientError(str(exc), campaign_id=campaign_id, attempts=attempt) from None
         except requests.exceptions.SSLError as exc:
-            raise ApiError(
-                f"TLS error: {exc}", campaign_id=campaign_id, attempts=attempt
-            ) from None
+            raise ApiError(f"TLS error: {exc}", campaign_id=campaign_id, attempts=attempt) from None
         except requests.RequestException as exc:
             raise _TransientError(
-                f"{type(exc).__name__}: {_network_reason(exc)}", campaign_id=campaign_id,
+                f"{type(exc).__name__}: {_network_reason(exc)}",
+                campaign_id=campaign_id,
                 attempts=attempt,
             ) from None
 
@@ -169,34 +174,47 @@ class ThuliumClient:
             raise _TransientError(
                 f"HTTP {status} {answer.reason}: an interim answer where the final one was "
                 "due; its connection is closed and the request made again on a new one",
-                campaign_id=campaign_id, status=status, attempts=attempt,
+                campaign_id=campaign_id,
+                status=status,
+                attempts=attempt,
             )
         if status < 300:
             raise ApiError(
                 f"HTTP {status} {answer.reason}: only a 200 answer is the complete list of "
                 "statuses, so nothing was changed",
-                campaign_id=campaign_id, status=status,
-                request_id=answer.headers.get("X-Request-Id"), attempts=attempt,
+                campaign_id=campaign_id,
+                status=status,
+                request_id=answer.headers.get("X-Request-Id"),
+                attempts=attempt,
             )
         request_id, messages = thulium_error(answer.body)
         request_id = request_id or answer.headers.get("X-Request-Id")
         message = _describe(answer, messages)
         if status in _TRANSIENT_STATUS:
             raise _TransientError(
-                message, campaign_id=campaign_id, status=status, request_id=request_id,
+                message,
+                campaign_id=campaign_id,
+                status=status,
+                request_id=request_id,
                 retry_after=parse_retry_after(answer.headers.get("Retry-After")),
                 attempts=attempt,
             )
         if status == 401:
             raise AuthError(
                 f"{message}: check THULIUM_USER and THULIUM_PASSWORD",
-                campaign_id=campaign_id, status=status, request_id=request_id, attempts=attempt,
+                campaign_id=campaign_id,
+                status=status,
+                request_id=request_id,
+                attempts=attempt,
             )
         if 300 <= status < 400:
             location = answer.headers.get("Location", "?")
             message += f": redirected to {location}; check THULIUM_BASE_URL"
         raise ApiError(
-            message, campaign_id=campaign_id, status=status, request_id=request_id,
+            message,
+            campaign_id=campaign_id,
+            status=status,
+            request_id=request_id,
             attempts=attempt,
         )
 

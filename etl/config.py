@@ -299,7 +299,12 @@ def setting(
     A ``secret`` is left out of the group's ``repr``.
     """
     declaration = Setting(
-        env=env, help=help, parse=parse, flag=flag, file=file, repeatable=repeatable,
+        env=env,
+        help=help,
+        parse=parse,
+        flag=flag,
+        file=file,
+        repeatable=repeatable,
         shown_default=shown_default,
     )
     return field(default=default, repr=not secret, metadata={"setting": declaration})
@@ -397,12 +402,18 @@ class LogSettings:
     """How the job logs (read before anything else, so every error is logged as asked)."""
 
     format: str | None = setting(
-        "THULIUM_LOG_FORMAT", "log line format", parse=OneOf(("text", "json")), default=None,
-        flag="--log-format", shown_default="text on a terminal, else json",
+        "THULIUM_LOG_FORMAT",
+        "log line format",
+        parse=OneOf(("text", "json")),
+        default=None,
+        flag="--log-format",
+        shown_default="text on a terminal, else json",
     )
     level: str = setting(
-        "THULIUM_LOG_LEVEL", "the least severe events logged",
-        parse=OneOf(("DEBUG", "INFO", "WARNING", "ERROR")), default="INFO",
+        "THULIUM_LOG_LEVEL",
+        "the least severe events logged",
+        parse=OneOf(("DEBUG", "INFO", "WARNING", "ERROR")),
+        default="INFO",
     )
 
 
@@ -415,26 +426,33 @@ class DatabaseSettings:
         "the PostgreSQL URL, e.g. postgresql://user:password@host:5432/db; postgres:// and "
         "postgresql+psycopg:// mean psycopg 3 too. libpq options go in the query string "
         "(?sslmode=require); a ?password= is a secret like the URL's password",
-        parse=DatabaseUrl(), file=True,
+        parse=DatabaseUrl(),
+        file=True,
     )
     lock_timeout: float = setting(
         "THULIUM_DB_LOCK_TIMEOUT",
         "seconds any statement of the job may wait for a lock another session holds",
-        parse=Number(0.001, 86_400), default=60.0,
+        parse=Number(0.001, 86_400),
+        default=60.0,
     )
     statement_timeout: float = setting(
-        "THULIUM_DB_STATEMENT_TIMEOUT", "seconds any statement of the job may run",
-        parse=Number(0.001, 86_400), default=600.0,
+        "THULIUM_DB_STATEMENT_TIMEOUT",
+        "seconds any statement of the job may run",
+        parse=Number(0.001, 86_400),
+        default=600.0,
     )
     retry_attempts: int = setting(
         "THULIUM_DB_RETRY_ATTEMPTS",
         "attempts per write when the connection is lost (a restart, a failover) or a "
         "statement times out",
-        parse=Whole(1, 100), default=4,
+        parse=Whole(1, 100),
+        default=4,
     )
     retry_wait: float = setting(
-        "THULIUM_DB_RETRY_WAIT", "first wait before a database retry, seconds; doubles, plus "
-        "jitter", parse=_SECONDS_ANY_WAIT, default=1.0,
+        "THULIUM_DB_RETRY_WAIT",
+        "first wait before a database retry, seconds; doubles, plus jitter",
+        parse=_SECONDS_ANY_WAIT,
+        default=1.0,
     )
 
 
@@ -453,31 +471,42 @@ class ApiSettings:
     password: str = setting(
         "THULIUM_PASSWORD",
         "the API user's password, sent as UTF-8 (RFC 7617): Polish letters and € work",
-        parse=Text(), file=True, secret=True,
+        parse=Text(),
+        file=True,
+        secret=True,
     )
     timeout: float = setting(
-        "THULIUM_TIMEOUT", "read timeout: the longest wait for any single read, seconds",
-        parse=Number(0.001, 3_600), default=30.0, flag="--timeout",
+        "THULIUM_TIMEOUT",
+        "read timeout: the longest wait for any single read, seconds",
+        parse=Number(0.001, 3_600),
+        default=30.0,
+        flag="--timeout",
     )
     connect_timeout: float = setting(
-        "THULIUM_CONNECT_TIMEOUT", "connect timeout, seconds", parse=Number(0.001, 600),
+        "THULIUM_CONNECT_TIMEOUT",
+        "connect timeout, seconds",
+        parse=Number(0.001, 600),
         default=5.0,
     )
     request_deadline: float = setting(
         "THULIUM_REQUEST_DEADLINE",
         "seconds for a whole request, however slowly its answer trickles in; a request past "
         "it fails and is retried",
-        parse=Number(0.001, 86_400), default=120.0,
+        parse=Number(0.001, 86_400),
+        default=120.0,
     )
     max_body_bytes: int = setting(
         "THULIUM_MAX_BODY_BYTES",
-        "the largest answer accepted, counted after decompression; a larger one fails its "
-        "campaign",
-        parse=Whole(1_000, 2_000_000_000), default=50_000_000,
+        "the largest answer accepted, counted after decompression; a larger one fails its campaign",
+        parse=Whole(1_000, 2_000_000_000),
+        default=50_000_000,
     )
     ca_bundle: str | None = setting(
-        "THULIUM_CA_BUNDLE", "a CA bundle file for a private CA; TLS is always verified",
-        parse=ExistingFile(), default=None, shown_default="the system's CAs",
+        "THULIUM_CA_BUNDLE",
+        "a CA bundle file for a private CA; TLS is always verified",
+        parse=ExistingFile(),
+        default=None,
+        shown_default="the system's CAs",
     )
 
 
@@ -486,22 +515,29 @@ class RetryPolicy:
     """How hard the client tries before it gives a campaign up."""
 
     attempts: int = setting(
-        "THULIUM_RETRY_ATTEMPTS", "attempts per campaign, the first one included",
-        parse=Whole(1, 100), default=5,
+        "THULIUM_RETRY_ATTEMPTS",
+        "attempts per campaign, the first one included",
+        parse=Whole(1, 100),
+        default=5,
     )
     initial_wait: float = setting(
-        "THULIUM_RETRY_WAIT", "first retry wait, seconds; doubles each attempt, plus jitter",
-        parse=_SECONDS_ANY_WAIT, default=1.0,
+        "THULIUM_RETRY_WAIT",
+        "first retry wait, seconds; doubles each attempt, plus jitter",
+        parse=_SECONDS_ANY_WAIT,
+        default=1.0,
     )
     max_wait: float = setting(
-        "THULIUM_RETRY_MAX_WAIT", "the longest single wait, Retry-After included, seconds",
-        parse=Number(0, 86_400), default=60.0,
+        "THULIUM_RETRY_MAX_WAIT",
+        "the longest single wait, Retry-After included, seconds",
+        parse=Number(0, 86_400),
+        default=60.0,
     )
     budget: float = setting(
         "THULIUM_RETRY_BUDGET",
         "seconds after a run's start after which failures are no longer retried: bounds a "
         "run when the API is down",
-        parse=Number(0, 604_800), default=600.0,
+        parse=Number(0, 604_800),
+        default=600.0,
     )
 
 
@@ -510,12 +546,18 @@ class FetchSettings:
     """How many requests are in flight, and how fast they may start."""
 
     concurrency: int = setting(
-        "THULIUM_CONCURRENCY", "requests in flight at once (one keep-alive connection each)",
-        parse=Whole(1, 256), default=8, flag="--concurrency",
+        "THULIUM_CONCURRENCY",
+        "requests in flight at once (one keep-alive connection each)",
+        parse=Whole(1, 256),
+        default=8,
+        flag="--concurrency",
     )
     max_rps: float = setting(
-        "THULIUM_MAX_RPS", "client-side rate limit over all workers, requests per second "
-        "(0: none)", parse=Number(0, 100_000), default=0.0, shown_default="off",
+        "THULIUM_MAX_RPS",
+        "client-side rate limit over all workers, requests per second (0: none)",
+        parse=Number(0, 100_000),
+        default=0.0,
+        shown_default="off",
     )
 
 
@@ -527,7 +569,9 @@ class CampaignSettings:
         "THULIUM_CAMPAIGNS",
         "campaign ids separated by commas and/or whitespace, e.g. 00001,00002; each exactly "
         "five characters of 0-9, A-Z, a-z",
-        parse=CampaignIds(), flag="--campaign", repeatable=True,
+        parse=CampaignIds(),
+        flag="--campaign",
+        repeatable=True,
     )
 
 
@@ -536,17 +580,24 @@ class ShardSettings:
     """Which shard of the campaigns this run syncs, when several pods split them."""
 
     spec: Shard | None = setting(
-        "THULIUM_SHARD", "sync only shard I (0-based) of N, a stable hash-based subset",
-        parse=ShardSpec(), default=None, flag="--shard", shown_default="all campaigns",
+        "THULIUM_SHARD",
+        "sync only shard I (0-based) of N, a stable hash-based subset",
+        parse=ShardSpec(),
+        default=None,
+        flag="--shard",
+        shown_default="all campaigns",
     )
     count: int | None = setting(
         "THULIUM_SHARDS",
         "N for a Kubernetes Indexed Job, whose JOB_COMPLETION_INDEX is the shard index",
-        parse=Whole(1, MAX_SHARDS), default=None,
+        parse=Whole(1, MAX_SHARDS),
+        default=None,
     )
     completion_index: int | None = setting(
-        "JOB_COMPLETION_INDEX", "set by Kubernetes in an Indexed Job: the shard index",
-        parse=Whole(0, MAX_SHARDS - 1), default=None,
+        "JOB_COMPLETION_INDEX",
+        "set by Kubernetes in an Indexed Job: the shard index",
+        parse=Whole(0, MAX_SHARDS - 1),
+        default=None,
     )
 
     def validate(self) -> None:
@@ -576,8 +627,10 @@ class WriteSettings:
     """How much one write transaction carries."""
 
     batch_rows: int = setting(
-        "THULIUM_BATCH_ROWS", "rows written per transaction at most (whole campaigns)",
-        parse=Whole(1, 10_000_000), default=20_000,
+        "THULIUM_BATCH_ROWS",
+        "rows written per transaction at most (whole campaigns)",
+        parse=Whole(1, 10_000_000),
+        default=20_000,
     )
 
 
@@ -638,12 +691,14 @@ def help_section(commands: Sequence[type]) -> str:
             names = declaration.env + ("[_FILE]" if declaration.file else "")
             if declaration.flag:
                 names += f", {declaration.flag}"
-            facts = "; ".join(x for x in (_default(item, declaration),
-                                          declaration.parse.describe()) if x)
+            facts = "; ".join(
+                x for x in (_default(item, declaration), declaration.parse.describe()) if x
+            )
             text = f"{declaration.help} [{facts}]"
             lines.append(f"  {names}")
-            lines.extend(textwrap.wrap(text, 92, initial_indent="      ",
-                                       subsequent_indent="      "))
+            lines.extend(
+                textwrap.wrap(text, 92, initial_indent="      ", subsequent_indent="      ")
+            )
     return "\n".join(lines)
 
 

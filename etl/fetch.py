@@ -65,7 +65,9 @@ def fetch_campaign(client: ThuliumClient, campaign_id: str) -> Result:
         snapshot = parse_statuses(reply.body, campaign_id=campaign_id)
     except PayloadError as exc:
         return CampaignResult.failed(
-            exc, attempts=reply.attempts, http_status=reply.status,
+            exc,
+            attempts=reply.attempts,
+            http_status=reply.status,
             duration=time.monotonic() - started,
         )
     return Fetched(snapshot, reply.attempts, time.monotonic() - started, reply.status)

@@ -44,7 +44,10 @@ def abandon_stale_runs(connection: Connection, *, shard: Shard | None, reason: s
     run_ids = list(connection.execute(select(sync_runs.c.run_id).where(stale)).scalars())
     for run_id in run_ids:
         finish_run(
-            connection, run_id, outcome=RunOutcome.ABANDONED, error=reason,
+            connection,
+            run_id,
+            outcome=RunOutcome.ABANDONED,
+            error=reason,
             unrecorded="never attempted: the run's process died before it got to this campaign",
         )
     return run_ids

@@ -66,8 +66,10 @@ class RunLock:
     def _held_by(self) -> str:
         if self._shard is None:
             return "another thulium-etl sync is running against this database"
-        return (f"another thulium-etl sync of shard {self._shard}, or an unsharded one, is "
-                "running against this database")
+        return (
+            f"another thulium-etl sync of shard {self._shard}, or an unsharded one, is "
+            "running against this database"
+        )
 
     def acquire(self) -> None:
         if not self._try():

@@ -70,8 +70,12 @@ class CampaignResult:
         cls, campaign_id: str, counts: Counts, *, attempts: int, duration: float, http_status: int
     ) -> CampaignResult:
         return cls(
-            campaign_id=campaign_id, outcome=CampaignOutcome.SUCCEEDED, counts=counts,
-            attempts=attempts, duration=duration, http_status=http_status,
+            campaign_id=campaign_id,
+            outcome=CampaignOutcome.SUCCEEDED,
+            counts=counts,
+            attempts=attempts,
+            duration=duration,
+            http_status=http_status,
         )
 
     @classmethod

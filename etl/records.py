@@ -95,7 +95,8 @@ def _status(item: object, index: int) -> Status:
     if not isinstance(item, dict):
         raise ValueError(f"{where} is {_kind(item)}, expected an object")
     missing = [
-        key for key in ("status_id", "system_status", "dictionary_status_id", "name")
+        key
+        for key in ("status_id", "system_status", "dictionary_status_id", "name")
         if key not in item
     ]
     if missing:

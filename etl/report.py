@@ -63,14 +63,23 @@ def log_result(result: CampaignResult) -> None:
         c = result.counts
         logger.info(
             "campaign %s synced: %d inserted, %d updated, %d deleted, %d attempt(s), %.2fs",
-            result.campaign_id, c.inserted, c.updated, c.deleted, result.attempts,
-            result.duration, extra=extra,
+            result.campaign_id,
+            c.inserted,
+            c.updated,
+            c.deleted,
+            result.attempts,
+            result.duration,
+            extra=extra,
         )
     elif result.outcome is CampaignOutcome.FAILED:
         request = f" (Thulium request_id {result.request_id})" if result.request_id else ""
         logger.error(
             "campaign %s failed after %d attempt(s): %s%s",
-            result.campaign_id, result.attempts, result.error, request, extra=extra,
+            result.campaign_id,
+            result.attempts,
+            result.error,
+            request,
+            extra=extra,
         )
     else:
         logger.warning("campaign %s skipped: %s", result.campaign_id, result.error, extra=extra)

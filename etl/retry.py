@@ -110,7 +110,10 @@ def _log_api_retry(gate: RetryGate) -> Callable[[RetryCallState], None]:
         if getattr(error, "status", None) == TOO_MANY_REQUESTS:
             gate.close_for(wait)
         logger.warning(
-            "%s; retrying in %.2fs (attempt %d failed)", error, wait, state.attempt_number,
+            "%s; retrying in %.2fs (attempt %d failed)",
+            error,
+            wait,
+            state.attempt_number,
             extra={"campaign_id": getattr(error, "campaign_id", None)},
         )
 

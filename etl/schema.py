@@ -51,7 +51,6 @@ metadata = MetaData(
 )
 
 
-
 def _one_of(column: str, vocabulary: type[enum.StrEnum]) -> str:
     return f"{column} IN ({', '.join(repr(str(word)) for word in vocabulary)})"
 
@@ -72,7 +71,10 @@ system_statuses = Table(
     Column("description_pl", Text),
     Column("description_en", Text),
     Column(
-        "documented", Boolean, nullable=False, server_default=text("false"),
+        "documented",
+        Boolean,
+        nullable=False,
+        server_default=text("false"),
         comment="true for the codes in Thulium's documentation; false for codes first seen in data",
     ),
     _timestamp("first_seen_at", nullable=False, default_now=True),
@@ -89,9 +91,7 @@ campaigns = Table(
     Column("last_attempt_outcome", Text),
     Column("last_error", Text),
     CheckConstraint(r"campaign_id ~ '^[0-9A-Za-z]{5}$'", name="campaign_id_format"),
-    CheckConstraint(
-        _one_of("last_attempt_outcome", CampaignOutcome), name="last_attempt_outcome"
-    ),
+    CheckConstraint(_one_of("last_attempt_outcome", CampaignOutcome), name="last_attempt_outcome"),
     comment="Outbound campaigns synced; last_synced_at is the last successful sync",
     postgresql_with={"fillfactor": 50},  # every run updates every row: keep updates on-page
 )

@@ -140,7 +140,10 @@ def run_sync(engine: Engine, settings: SyncCommand, *, stop: Stop | None = None)
                 conn, run_id, outcome=outcome, error=error, unrecorded="not attempted"
             )
         return RunResult(
-            run_id=run_id, outcome=outcome, totals=totals, error=error,
+            run_id=run_id,
+            outcome=outcome,
+            totals=totals,
+            error=error,
             write_seconds=run.writer.write_seconds,
         )
     finally:
@@ -157,8 +160,11 @@ def _announce(
     for old in abandoned:
         logger.warning("run %d never finished: marked abandoned", old)
     logger.info(
-        "run %d started: %d campaign(s)%s, concurrency %d", run_id, len(campaign_ids),
-        f" of shard {shard}" if shard else "", settings.fetch.concurrency,
+        "run %d started: %d campaign(s)%s, concurrency %d",
+        run_id,
+        len(campaign_ids),
+        f" of shard {shard}" if shard else "",
+        settings.fetch.concurrency,
     )
 
 
@@ -170,7 +176,10 @@ def _finish_after_crash(engine: Engine, run_id: int, exc: BaseException) -> None
     try:
         with engine.begin() as conn:
             history.finish_run(
-                conn, run_id, outcome=outcome, error=message,
+                conn,
+                run_id,
+                outcome=outcome,
+                error=message,
                 unrecorded=f"not attempted: the run stopped first ({message})",
             )
     except DBAPIError:

@@ -253,4 +253,3 @@ class Transport:
             sessions, self._sessions = self._sessions, []
         for session in sessions:
             session.close()
-

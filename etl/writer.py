@@ -64,7 +64,8 @@ class Writer:
                 return self.record([self._refused(item, exc) for item in batch.fetched])
             logger.warning(
                 "a batch of %d campaigns failed (%s); writing them one by one",
-                len(batch.fetched), reason(exc),
+                len(batch.fetched),
+                reason(exc),
             )
         results: list[CampaignResult] = []
         for item in batch.fetched:
@@ -96,8 +97,11 @@ class Writer:
             counts = load.apply_snapshots(conn, [item.snapshot for item in fetched])
             results = [
                 CampaignResult.succeeded(
-                    item.campaign_id, counts[item.campaign_id], attempts=item.attempts,
-                    duration=item.duration, http_status=item.http_status,
+                    item.campaign_id,
+                    counts[item.campaign_id],
+                    attempts=item.attempts,
+                    duration=item.duration,
+                    http_status=item.http_status,
                 )
                 for item in fetched
             ]
@@ -125,7 +129,10 @@ class Writer:
             assert isinstance(exc, DBAPIError)
             logger.warning(
                 "database %s while %s (%s); retrying in %.1fs",
-                classify(exc).value, doing, reason(exc), state.upcoming_sleep,
+                classify(exc).value,
+                doing,
+                reason(exc),
+                state.upcoming_sleep,
             )
 
         attempts = 0

@@ -52,9 +52,10 @@ def _docker_answers() -> bool:
 
 @contextlib.contextmanager
 def _embedded_server() -> Iterator[URL]:
-    with tempfile.TemporaryDirectory(prefix="thulium-etl-pg-") as data, embedded_postgres(
-        Path(data)
-    ) as url:
+    with (
+        tempfile.TemporaryDirectory(prefix="thulium-etl-pg-") as data,
+        embedded_postgres(Path(data)) as url,
+    ):
         yield url
 
 

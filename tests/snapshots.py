@@ -80,8 +80,14 @@ def assert_totals_add_up(engine: Engine) -> None:
             )
         ).mappings()
         for run in rows:
-            totals = [run["campaigns_ok"], run["campaigns_failed"], run["campaigns_skipped"],
-                      run["rows_inserted"], run["rows_updated"], run["rows_deleted"]]
+            totals = [
+                run["campaigns_ok"],
+                run["campaigns_failed"],
+                run["campaigns_skipped"],
+                run["rows_inserted"],
+                run["rows_updated"],
+                run["rows_deleted"],
+            ]
             assert totals == list(run["counted"]), dict(run)
             recorded = run["recorded"] or []
             assert sorted(run["campaign_ids"]) == recorded, dict(run)

@@ -73,9 +73,9 @@ def rows_with_xmin(engine: Engine, campaign_id: str) -> Rows:
 def campaign_row(engine: Engine, campaign_id: str) -> dict[str, Any]:
     with engine.connect() as conn:
         return dict(
-            conn.execute(
-                text("SELECT * FROM campaigns WHERE campaign_id = :c"), {"c": campaign_id}
-            ).mappings().one()
+            conn.execute(text("SELECT * FROM campaigns WHERE campaign_id = :c"), {"c": campaign_id})
+            .mappings()
+            .one()
         )
 
 
@@ -83,9 +83,9 @@ def last_run(engine: Engine) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]
     """The newest ``sync_runs`` row and its ``sync_run_campaigns`` rows by campaign id."""
     with engine.connect() as conn:
         run = dict(
-            conn.execute(
-                text("SELECT * FROM sync_runs ORDER BY run_id DESC LIMIT 1")
-            ).mappings().one()
+            conn.execute(text("SELECT * FROM sync_runs ORDER BY run_id DESC LIMIT 1"))
+            .mappings()
+            .one()
         )
         rows = conn.execute(
             text("SELECT * FROM sync_run_campaigns WHERE run_id = :r"), {"r": run["run_id"]}
@@ -97,8 +97,14 @@ def changed(statuses: Statuses) -> Statuses:
     """The next answer for a campaign: first status renamed, last one gone, one new one."""
     new = [dict(item) for item in statuses[:-1]]
     new[0]["name"] = f"{new[0]['name']} (zmieniony)"
-    new.append({"status_id": NEW_STATUS_ID, "system_status": "CALL",
-                "dictionary_status_id": None, "name": "Nowy status"})
+    new.append(
+        {
+            "status_id": NEW_STATUS_ID,
+            "system_status": "CALL",
+            "dictionary_status_id": None,
+            "name": "Nowy status",
+        }
+    )
     return new
 
 
@@ -132,8 +138,9 @@ class Scenario:
         assert rows == self.before[campaign_id]
         assert as_api(rows) == canonical(self.old[campaign_id])
         assert all(row["deleted_at"] is None for row in rows.values())
-        assert campaign_row(self.engine, campaign_id)["last_synced_at"] == (
-            self.campaigns_before[campaign_id]["last_synced_at"]
+        assert (
+            campaign_row(self.engine, campaign_id)["last_synced_at"]
+            == (self.campaigns_before[campaign_id]["last_synced_at"])
         )
 
     def assert_has_new_data(self, campaign_id: str) -> None:
@@ -141,8 +148,9 @@ class Scenario:
         assert as_api(rows) == canonical(self.new[campaign_id])
         gone = str(self.old[campaign_id][-1]["status_id"])
         assert rows[gone]["deleted_at"] is not None
-        assert campaign_row(self.engine, campaign_id)["last_synced_at"] > (
-            self.campaigns_before[campaign_id]["last_synced_at"]
+        assert (
+            campaign_row(self.engine, campaign_id)["last_synced_at"]
+            > (self.campaigns_before[campaign_id]["last_synced_at"])
         )
 
 
@@ -162,8 +170,14 @@ def prepare(
         api.set_statuses(campaign_id, statuses)
     api.reset_counts()
     return Scenario(
-        api=api, engine=engine, env=env, ids=ids, before=before,
-        campaigns_before={c: campaign_row(engine, c) for c in ids}, old=served, new=new,
+        api=api,
+        engine=engine,
+        env=env,
+        ids=ids,
+        before=before,
+        campaigns_before={c: campaign_row(engine, c) for c in ids},
+        old=served,
+        new=new,
     )
 
 
@@ -187,7 +201,9 @@ def assert_victim_failed(
     run, outcomes = last_run(s.engine)
     assert run["outcome"] == "partial"
     assert (run["campaigns_ok"], run["campaigns_failed"], run["campaigns_skipped"]) == (
-        len(s.others), 1, 0
+        len(s.others),
+        1,
+        0,
     )
     assert sorted(outcomes) == sorted(s.ids)
     assert all(outcomes[c]["outcome"] == "succeeded" for c in s.others)
@@ -276,12 +292,20 @@ def test_a_transient_fault_once_is_retried_and_the_campaign_synced(
 
 
 TRANSIENT_FOREVER: dict[str, tuple[Fault, list[str], int | None, re.Pattern[str] | None]] = {
-    "503": (Fault.status(503), [r"HTTP 503", r"Service Unavailable", r"3 attempts"], 503,
-            STANDIN_REQUEST_ID),
+    "503": (
+        Fault.status(503),
+        [r"HTTP 503", r"Service Unavailable", r"3 attempts"],
+        503,
+        STANDIN_REQUEST_ID,
+    ),
     "timeout": (Fault.delay(1.0), [r"(?i)timed? ?out"], None, None),
     "connection-reset": (Fault.reset(), [r"(?i)connection"], None, None),
-    "html-502-page": (Fault.html(502), [r"HTTP 502", r"<title>502 Bad Gateway</title>"], 502,
-                      STANDIN_REQUEST_ID),
+    "html-502-page": (
+        Fault.html(502),
+        [r"HTTP 502", r"<title>502 Bad Gateway</title>"],
+        502,
+        STANDIN_REQUEST_ID,
+    ),
 }
 
 
@@ -302,7 +326,11 @@ def test_a_transient_fault_that_persists_fails_after_every_attempt(
     result = scenario.sync()
 
     assert_victim_failed(
-        scenario, result, requests=3, error=error, http_status=http_status,
+        scenario,
+        result,
+        requests=3,
+        error=error,
+        http_status=http_status,
         request_id=request_id,
     )
 
@@ -311,7 +339,7 @@ def test_a_transient_fault_that_persists_fails_after_every_attempt(
 
 LOGIN_PAGE = (
     "<!DOCTYPE html>\n<html>\n  <head><title>Thulium - Zaloguj się</title></head>\n"
-    "  <body><form action=\"/login\"><input name=\"login\"></form></body>\n</html>\n"
+    '  <body><form action="/login"><input name="login"></form></body>\n</html>\n'
 )
 
 
@@ -321,7 +349,9 @@ def test_invalid_json_like_the_docs_sample_fails_without_a_retry(scenario: Scena
     result = scenario.sync()
 
     assert_victim_failed(
-        scenario, result, requests=1,
+        scenario,
+        result,
+        requests=1,
         error=[r"not valid JSON", re.escape(INVALID_JSON_BODY[:20].decode())],
     )
 
@@ -332,7 +362,9 @@ def test_an_html_page_served_with_200_fails_and_quotes_its_start(scenario: Scena
     result = scenario.sync()
 
     assert_victim_failed(
-        scenario, result, requests=1,
+        scenario,
+        result,
+        requests=1,
         error=[r"not valid JSON", r"<!DOCTYPE html> <html>", r"Thulium - Zaloguj się"],
     )
 
@@ -346,7 +378,10 @@ def test_an_error_object_served_with_200_fails_with_its_message_and_request_id(
     result = scenario.sync()
 
     assert_victim_failed(
-        scenario, result, requests=1, error=[r"Boom", r"(?i)expected an array"],
+        scenario,
+        result,
+        requests=1,
+        error=[r"Boom", r"(?i)expected an array"],
         request_id="abc",
     )
     assert any("abc" in e["message"] for e in result.events() if e.get("level") == "error")
@@ -355,12 +390,14 @@ def test_an_error_object_served_with_200_fails_with_its_message_and_request_id(
 def _set(index: int, field: str, value: object) -> Callable[[Statuses], None]:
     def mutate(items: Statuses) -> None:
         items[index][field] = value
+
     return mutate
 
 
 def _drop(index: int, field: str) -> Callable[[Statuses], None]:
     def mutate(items: Statuses) -> None:
         del items[index][field]
+
     return mutate
 
 
@@ -368,6 +405,7 @@ def _same_id(index: int, value: object, first: object) -> Callable[[Statuses], N
     def mutate(items: Statuses) -> None:
         items[0]["status_id"] = first
         items[index]["status_id"] = value
+
     return mutate
 
 
@@ -377,7 +415,8 @@ BAD_ITEMS: dict[str, tuple[Callable[[Statuses], None], list[str]]] = {
     "status_id-null": (_set(2, "status_id", None), [r"item 2", r"status_id", r"null"]),
     "status_id-empty": (_set(2, "status_id", ""), [r"item 2", r"status_id", r"empty"]),
     "dictionary_status_id-string": (
-        _set(2, "dictionary_status_id", "7"), [r"item 2", r"dictionary_status_id", r"string"]
+        _set(2, "dictionary_status_id", "7"),
+        [r"item 2", r"dictionary_status_id", r"string"],
     ),
     "name-int": (_set(2, "name", 5), [r"item 2", r"name"]),
     "system_status-empty": (_set(2, "system_status", ""), [r"item 2", r"system_status"]),
@@ -410,8 +449,12 @@ def test_an_unknown_campaign_fails_at_once_with_thuliums_message(scenario: Scena
     result = scenario.sync()
 
     assert_victim_failed(
-        scenario, result, requests=1, error=[r"HTTP 404", r"Campaign not found"],
-        http_status=404, request_id=STANDIN_REQUEST_ID,
+        scenario,
+        result,
+        requests=1,
+        error=[r"HTTP 404", r"Campaign not found"],
+        http_status=404,
+        request_id=STANDIN_REQUEST_ID,
     )
 
 
@@ -421,7 +464,11 @@ def test_a_400_fails_at_once(scenario: Scenario) -> None:
     result = scenario.sync()
 
     assert_victim_failed(
-        scenario, result, requests=1, error=[r"HTTP 400", r"Bad Request"], http_status=400,
+        scenario,
+        result,
+        requests=1,
+        error=[r"HTTP 400", r"Bad Request"],
+        http_status=400,
         request_id=STANDIN_REQUEST_ID,
     )
 
@@ -438,8 +485,14 @@ def test_a_redirect_to_a_login_page_fails_at_once_naming_the_base_url(
     result = scenario.sync()
 
     assert_victim_failed(
-        scenario, result, requests=1,
-        error=[r"HTTP 302", r"redirected to https://sso\.example\.com/login",
-               r"check THULIUM_BASE_URL"],
-        http_status=302, request_id=STANDIN_REQUEST_ID,
+        scenario,
+        result,
+        requests=1,
+        error=[
+            r"HTTP 302",
+            r"redirected to https://sso\.example\.com/login",
+            r"check THULIUM_BASE_URL",
+        ],
+        http_status=302,
+        request_id=STANDIN_REQUEST_ID,
     )

@@ -33,8 +33,7 @@ def test_a_401_stops_the_run_and_skips_every_campaign_not_yet_tried(
 ) -> None:
     s = prepare(api, db_url, engine, prefix="A", n=6)
 
-    result = s.sync(THULIUM_PASSWORD="not-the-" + PASSWORD,
-                    THULIUM_CONCURRENCY=str(concurrency))
+    result = s.sync(THULIUM_PASSWORD="not-the-" + PASSWORD, THULIUM_CONCURRENCY=str(concurrency))
 
     assert result.code == 1, result.err
     tried = [c for c in s.ids if api.requests_for(c) > 0]
@@ -74,8 +73,11 @@ def test_a_401_stops_the_run_and_skips_every_campaign_not_yet_tried(
     skipped = [e for e in events if e.get("outcome") == "skipped"]
     assert sorted(e["campaign_id"] for e in skipped) == sorted(set(s.ids) - set(tried))
     assert not any(CREDENTIALS_HINT.search(e["message"]) for e in skipped)
-    summary = [e for e in events if e.get("run_id") == run["run_id"] and "outcome" in e
-               and not e.get("campaign_id")]
+    summary = [
+        e
+        for e in events
+        if e.get("run_id") == run["run_id"] and "outcome" in e and not e.get("campaign_id")
+    ]
     assert len(summary) == 1 and summary[0]["level"] == "error"
     assert CREDENTIALS_HINT.search(summary[0]["message"])
     assert PASSWORD not in result.err
@@ -90,7 +92,11 @@ def test_a_403_on_one_campaign_fails_it_alone(
     result = s.sync()
 
     row = assert_victim_failed(
-        s, result, requests=1, error=[r"HTTP 403", r"Forbidden"], http_status=403,
+        s,
+        result,
+        requests=1,
+        error=[r"HTTP 403", r"Forbidden"],
+        http_status=403,
         request_id=STANDIN_REQUEST_ID,
     )
     assert not CREDENTIALS_HINT.search(row["error"])

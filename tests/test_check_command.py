@@ -41,8 +41,9 @@ def line_for(result: Result, what: str) -> str:
 
 def assert_nothing_written(engine: Engine) -> None:
     with engine.connect() as conn:
-        counts = {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one()
-                  for t in DATA_TABLES}
+        counts = {
+            t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in DATA_TABLES
+        }
         revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
     assert counts == dict.fromkeys(DATA_TABLES, 0)
     assert revision == migrate.head_revision()
@@ -54,9 +55,7 @@ def test_all_pass_exits_0_and_writes_nothing(api: StandIn, db_url: URL, migrated
     result = run_cli("check", env=make_env(api, db_url, IDS))
 
     assert result.code == 0, result.out + result.err
-    assert verdicts(result) == {
-        "database": "PASS", **{f"campaign {c}": "PASS" for c in IDS}
-    }
+    assert verdicts(result) == {"database": "PASS", **{f"campaign {c}": "PASS" for c in IDS}}
     assert migrate.head_revision() in line_for(result, "database")
     assert "4 statuses" in line_for(result, "campaign 00001")
     assert [api.requests_for(c) for c in IDS] == [1, 1, 1]
@@ -149,8 +148,9 @@ def test_an_unreachable_database_is_a_fail_line_and_exit_3(
     api: StandIn, db_url: URL, migrated: Engine
 ) -> None:
     seed_campaigns(api, IDS)
-    env = make_env(api, db_url, IDS,
-                   DATABASE_URL=f"postgresql://etl:{DB_PASSWORD}@127.0.0.1:1/thulium")
+    env = make_env(
+        api, db_url, IDS, DATABASE_URL=f"postgresql://etl:{DB_PASSWORD}@127.0.0.1:1/thulium"
+    )
 
     result = run_cli("check", env=env)
 

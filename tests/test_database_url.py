@@ -25,7 +25,7 @@ def test_every_postgres_scheme_means_psycopg_3(
 ) -> None:
     seed_campaigns(api, IDS)
     env = make_env(api, db_url, IDS)
-    env["DATABASE_URL"] = scheme + env["DATABASE_URL"][len("postgresql+psycopg"):]
+    env["DATABASE_URL"] = scheme + env["DATABASE_URL"][len("postgresql+psycopg") :]
 
     result = run_cli("sync", env=env)
 

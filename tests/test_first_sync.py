@@ -39,8 +39,9 @@ def test_first_sync_lands_exactly_the_api_data(api: StandIn, db_url: URL, engine
         ).all()
         run = conn.execute(text("SELECT * FROM sync_runs")).mappings().one()
     assert sorted(c.campaign_id for c in campaigns) == sorted(IDS)
-    assert all(c.last_synced_at is not None and c.last_attempt_outcome == "succeeded"
-               for c in campaigns)
+    assert all(
+        c.last_synced_at is not None and c.last_attempt_outcome == "succeeded" for c in campaigns
+    )
     assert run["outcome"] == "succeeded"
     assert (run["campaigns_total"], run["campaigns_ok"], run["rows_inserted"]) == (4, 4, 28)
     per_campaign = [e for e in result.events() if e.get("campaign_id")]
@@ -52,10 +53,13 @@ def test_integer_status_ids_are_stored_as_their_decimal_text(
     api: StandIn, db_url: URL, engine: Engine
 ) -> None:
     reset_schema(engine)
-    api.set_statuses("00007", [
-        {"status_id": 12, "system_status": "CALL", "dictionary_status_id": None, "name": "a"},
-        {"status_id": "012", "system_status": "CALL", "dictionary_status_id": 5, "name": "b"},
-    ])
+    api.set_statuses(
+        "00007",
+        [
+            {"status_id": 12, "system_status": "CALL", "dictionary_status_id": None, "name": "a"},
+            {"status_id": "012", "system_status": "CALL", "dictionary_status_id": 5, "name": "b"},
+        ],
+    )
     env = make_env(api, db_url, ["00007"])
     run_cli("migrate", env=env)
 

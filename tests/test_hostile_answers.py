@@ -82,7 +82,11 @@ def test_a_2xx_other_than_200_is_not_taken_for_the_complete_list(
     result = scenario.sync()
 
     assert_victim_failed(
-        scenario, result, requests=1, error=[rf"HTTP {code}", r"only a 200"], http_status=code,
+        scenario,
+        result,
+        requests=1,
+        error=[rf"HTTP {code}", r"only a 200"],
+        http_status=code,
         request_id=STANDIN_REQUEST_ID,
     )
 

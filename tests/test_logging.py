@@ -31,9 +31,7 @@ from tests.conftest import (
 
 OK, FLAKY, GONE = "00001", "00002", "00404"
 IDS = [OK, FLAKY, GONE]
-TEXT_LINE = re.compile(
-    r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ (DEBUG|INFO|WARNING|ERROR|CRITICAL) +\S"
-)
+TEXT_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ (DEBUG|INFO|WARNING|ERROR|CRITICAL) +\S")
 ABOUT_A_CAMPAIGN = re.compile(r"^campaign ([0-9A-Za-z]{5})\b")
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -76,9 +74,9 @@ def assert_synced(engine: Engine, served: dict[str, list[dict[str, object]]]) ->
     for campaign_id, statuses in served.items():
         assert as_api(stored_statuses(engine, campaign_id)) == canonical(statuses)
     with engine.connect() as conn:
-        outcomes: dict[str, str] = dict(conn.execute(
-            text("SELECT campaign_id, outcome FROM sync_run_campaigns")
-        ).all())
+        outcomes: dict[str, str] = dict(
+            conn.execute(text("SELECT campaign_id, outcome FROM sync_run_campaigns")).all()
+        )
     assert outcomes == {OK: "succeeded", FLAKY: "succeeded", GONE: "failed"}
 
 
@@ -118,8 +116,11 @@ def test_every_event_about_a_campaign_carries_its_campaign_and_run_ids(
     assert result.code == 1, result.err
     assert api.requests_for(FLAKY) == 2
     run_id = only_run_id(migrated)
-    about = [(m.group(1), e) for e in json_events(result.err)
-             if (m := ABOUT_A_CAMPAIGN.match(e["message"]))]
+    about = [
+        (m.group(1), e)
+        for e in json_events(result.err)
+        if (m := ABOUT_A_CAMPAIGN.match(e["message"]))
+    ]
     retries = [e for _, e in about if "retrying" in e["message"]]
     assert len(retries) == 1, about  # the 500 on FLAKY
     for campaign_id, event in about:
@@ -195,7 +196,9 @@ def test_text_is_the_default_when_stderr_is_a_terminal(
         proc = subprocess.Popen(
             [sys.executable, "-m", "etl", "sync"],
             env={**env, "PYTHONPATH": str(ROOT)},
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=follower,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=follower,
         )
         os.close(follower)
         follower = -1

@@ -28,8 +28,15 @@ from tests.conftest import (
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HEAD = "0005"
-TABLES = ["alembic_version", "campaigns", "statuses", "sync_run_batches", "sync_run_campaigns",
-          "sync_runs", "system_statuses"]  # sync_run_campaigns is a view
+TABLES = [
+    "alembic_version",
+    "campaigns",
+    "statuses",
+    "sync_run_batches",
+    "sync_run_campaigns",
+    "sync_runs",
+    "system_statuses",
+]  # sync_run_campaigns is a view
 
 
 def _tables(engine: Engine) -> list[str]:
@@ -62,8 +69,10 @@ def _schema_dump(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
             )
         ).all()
         indexes = conn.execute(
-            text("SELECT tablename, indexname, indexdef FROM pg_indexes "
-                 "WHERE schemaname = 'public' ORDER BY 1, 2")
+            text(
+                "SELECT tablename, indexname, indexdef FROM pg_indexes "
+                "WHERE schemaname = 'public' ORDER BY 1, 2"
+            )
         ).all()
     return {
         "columns": [tuple(r) for r in columns],
@@ -161,25 +170,31 @@ def test_later_revisions_apply_on_top_of_existing_data(pg_server: URL, api: Stan
         try:
             _upgrade_to(engine, "0001")
             with engine.begin() as conn:
-                conn.execute(text(
-                    "INSERT INTO campaigns (campaign_id, first_seen_at, last_synced_at) VALUES "
-                    "('00001', '2026-01-01T00:00:00Z', '2026-02-03T04:05:06Z'), "
-                    "('00002', '2026-01-01T00:00:00Z', NULL)"
-                ))
-                conn.execute(text(
-                    "INSERT INTO statuses (campaign_id, status_id, system_status, "
-                    "dictionary_status_id, name, first_seen_at, updated_at, deleted_at) VALUES "
-                    "('00001', '1', 'CALL', NULL, 'Dzwonić', '2026-01-01Z', '2026-01-02Z', NULL),"
-                    "('00001', '2', 'NO_CALL', 5, 'Nie dzwonić', '2026-01-01Z', '2026-01-02Z', "
-                    "'2026-01-03Z')"
-                ))
+                conn.execute(
+                    text(
+                        "INSERT INTO campaigns (campaign_id, first_seen_at, last_synced_at) VALUES "
+                        "('00001', '2026-01-01T00:00:00Z', '2026-02-03T04:05:06Z'), "
+                        "('00002', '2026-01-01T00:00:00Z', NULL)"
+                    )
+                )
+                conn.execute(
+                    text(
+                        "INSERT INTO statuses (campaign_id, status_id, system_status, "
+                        "dictionary_status_id, name, first_seen_at, updated_at, deleted_at) "
+                        "VALUES ('00001', '1', 'CALL', NULL, 'Dzwonić', '2026-01-01Z', "
+                        "'2026-01-02Z', NULL), ('00001', '2', 'NO_CALL', 5, 'Nie dzwonić', "
+                        "'2026-01-01Z', '2026-01-02Z', '2026-01-03Z')"
+                    )
+                )
             statuses_before = stored_statuses(engine, "00001")
 
             result = run_cli("migrate", env=make_env(api, url, ["00001"]))
 
             assert result.code == 0, result.err
-            assert any("upgraded" in m and "0001" in m and HEAD in m
-                       for m in _messages(result.events(), "info")), result.err
+            assert any(
+                "upgraded" in m and "0001" in m and HEAD in m
+                for m in _messages(result.events(), "info")
+            ), result.err
             assert _revision(engine) == [HEAD]
             assert stored_statuses(engine, "00001") == statuses_before
             with engine.connect() as conn:
@@ -194,8 +209,11 @@ def test_later_revisions_apply_on_top_of_existing_data(pg_server: URL, api: Stan
             assert synced["last_synced_at"].isoformat() == "2026-02-03T04:05:06+00:00"
             assert synced["last_error"] is None
             never = campaigns["00002"]
-            assert (never["last_synced_at"], never["last_attempt_at"],
-                    never["last_attempt_outcome"]) == (None, None, None)
+            assert (
+                never["last_synced_at"],
+                never["last_attempt_at"],
+                never["last_attempt_outcome"],
+            ) == (None, None, None)
         finally:
             engine.dispose()
 
@@ -245,8 +263,10 @@ def test_plain_alembic_upgrade_head_from_the_repo_root(pg_server: URL) -> None:
 
 
 def test_migrate_with_an_unreachable_database_exits_3(api: StandIn) -> None:
-    env = {**make_env(api, URL.create("postgresql"), []),
-           "DATABASE_URL": "postgresql://postgres@127.0.0.1:1/x"}
+    env = {
+        **make_env(api, URL.create("postgresql"), []),
+        "DATABASE_URL": "postgresql://postgres@127.0.0.1:1/x",
+    }
 
     result = run_cli("migrate", env=env)
 
@@ -270,23 +290,30 @@ def test_revision_0004_keeps_every_recorded_campaign_outcome_both_ways(pg_server
         (1, "00002", "failed", 0, 0, 0, 5, 4.5, 503, "r-1", "HTTP 503 (after 5 attempts)"),
         (2, "00001", "skipped", 0, 0, 0, 0, 0.0, None, None, "not attempted"),
     ]
-    columns = ("run_id, campaign_id, outcome, rows_inserted, rows_updated, rows_deleted, "
-               "attempts, duration_seconds, http_status, request_id, error")
+    columns = (
+        "run_id, campaign_id, outcome, rows_inserted, rows_updated, rows_deleted, "
+        "attempts, duration_seconds, http_status, request_id, error"
+    )
     query = text(f"SELECT {columns} FROM sync_run_campaigns ORDER BY run_id, campaign_id")
     with fresh_database(pg_server, label="compact_history") as url:
         engine = create_engine(url)
         try:
             _upgrade_to(engine, "0003")
             with engine.begin() as conn:
-                conn.execute(text(
-                    "INSERT INTO sync_runs (run_id, outcome, version, host, pid) "
-                    "OVERRIDING SYSTEM VALUE VALUES (1, 'partial', 't', 'h', 1), "
-                    "(2, 'failed', 't', 'h', 1)"
-                ))
+                conn.execute(
+                    text(
+                        "INSERT INTO sync_runs (run_id, outcome, version, host, pid) "
+                        "OVERRIDING SYSTEM VALUE VALUES (1, 'partial', 't', 'h', 1), "
+                        "(2, 'failed', 't', 'h', 1)"
+                    )
+                )
                 for row in rows:
                     conn.execute(
-                        text(f"INSERT INTO sync_run_campaigns ({columns}) VALUES (:r)"
-                             .replace(":r", ", ".join(f":c{i}" for i in range(len(row))))),
+                        text(
+                            f"INSERT INTO sync_run_campaigns ({columns}) VALUES (:r)".replace(
+                                ":r", ", ".join(f":c{i}" for i in range(len(row)))
+                            )
+                        ),
                         {f"c{i}": value for i, value in enumerate(row)},
                     )
 
@@ -300,10 +327,12 @@ def test_revision_0004_keeps_every_recorded_campaign_outcome_both_ways(pg_server
                 command.downgrade(alembic_config(conn), "0003")
             with engine.connect() as conn:
                 assert [tuple(r) for r in conn.execute(query)] == rows
-                kind = conn.execute(text(
-                    "SELECT table_type FROM information_schema.tables "
-                    "WHERE table_name = 'sync_run_campaigns'"
-                )).scalar()
+                kind = conn.execute(
+                    text(
+                        "SELECT table_type FROM information_schema.tables "
+                        "WHERE table_name = 'sync_run_campaigns'"
+                    )
+                ).scalar()
                 assert kind == "BASE TABLE"
         finally:
             engine.dispose()
@@ -372,23 +401,29 @@ def test_revision_0005_recounts_the_totals_of_runs_already_abandoned(pg_server: 
         try:
             _upgrade_to(engine, "0004")
             with engine.begin() as conn:
-                conn.execute(text(
-                    "INSERT INTO sync_runs (run_id, outcome, campaigns_total, version, host, pid) "
-                    "OVERRIDING SYSTEM VALUE VALUES (1, 'abandoned', 3, '0.1.0', 'h', 1), "
-                    "(2, 'succeeded', 1, '0.1.0', 'h', 2)"
-                ))
-                conn.execute(text(
-                    "UPDATE sync_runs SET campaigns_ok = 1, rows_inserted = 7 WHERE run_id = 2"
-                ))
-                conn.execute(text(
-                    "INSERT INTO sync_run_batches (run_id, batch, campaign_id, outcome, "
-                    "rows_inserted, rows_updated, rows_deleted, attempts, duration_seconds, "
-                    "http_status, request_id, error) VALUES "
-                    "(1, 1, '{00001,00002}', '{succeeded,failed}', '{4,0}', '{1,0}', '{0,0}', "
-                    "'{1,5}', '{0.1,2.0}', '{200,503}', '{NULL,r}', '{NULL,boom}'), "
-                    "(2, 1, '{00001}', '{succeeded}', '{7}', '{0}', '{0}', '{1}', '{0.1}', "
-                    "'{200}', '{NULL}', '{NULL}')"
-                ))
+                conn.execute(
+                    text(
+                        "INSERT INTO sync_runs (run_id, outcome, campaigns_total, version, host, "
+                        "pid) OVERRIDING SYSTEM VALUE VALUES (1, 'abandoned', 3, '0.1.0', 'h', 1), "
+                        "(2, 'succeeded', 1, '0.1.0', 'h', 2)"
+                    )
+                )
+                conn.execute(
+                    text(
+                        "UPDATE sync_runs SET campaigns_ok = 1, rows_inserted = 7 WHERE run_id = 2"
+                    )
+                )
+                conn.execute(
+                    text(
+                        "INSERT INTO sync_run_batches (run_id, batch, campaign_id, outcome, "
+                        "rows_inserted, rows_updated, rows_deleted, attempts, duration_seconds, "
+                        "http_status, request_id, error) VALUES "
+                        "(1, 1, '{00001,00002}', '{succeeded,failed}', '{4,0}', '{1,0}', '{0,0}', "
+                        "'{1,5}', '{0.1,2.0}', '{200,503}', '{NULL,r}', '{NULL,boom}'), "
+                        "(2, 1, '{00001}', '{succeeded}', '{7}', '{0}', '{0}', '{1}', '{0.1}', "
+                        "'{200}', '{NULL}', '{NULL}')"
+                    )
+                )
 
             _upgrade_to(engine, "0005")
 
@@ -398,8 +433,12 @@ def test_revision_0005_recounts_the_totals_of_runs_already_abandoned(pg_server: 
                     for row in conn.execute(text("SELECT * FROM sync_runs")).mappings()
                 }
             dead = runs[1]
-            assert (dead["campaigns_total"], dead["campaigns_ok"], dead["campaigns_failed"],
-                    dead["campaigns_skipped"]) == (3, 1, 1, 0)  # the third was never recorded
+            assert (
+                dead["campaigns_total"],
+                dead["campaigns_ok"],
+                dead["campaigns_failed"],
+                dead["campaigns_skipped"],
+            ) == (3, 1, 1, 0)  # the third was never recorded
             assert (dead["rows_inserted"], dead["rows_updated"], dead["rows_deleted"]) == (4, 1, 0)
             assert (runs[2]["campaigns_ok"], runs[2]["rows_inserted"]) == (1, 7)
             assert dead["campaign_ids"] is None

@@ -40,7 +40,9 @@ def test_the_stand_in_is_still_importable_from_the_source_tree(tmp_path: Path) -
     # the editable install of `make test` / `make demo` / `make bench`, from another directory
     done = subprocess.run(
         [sys.executable, "-c", "import etl.standin; print(etl.standin.__file__)"],
-        cwd=tmp_path, capture_output=True, text=True,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stderr
     assert Path(done.stdout.strip()) == ROOT / "etl" / "standin" / "__init__.py"
@@ -54,17 +56,28 @@ def test_migrate_from_an_installed_wheel_in_another_directory(
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     with fresh_database(pg_server, label="wheel") as url:
-        env = {"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin", "THULIUM_LOG_FORMAT": "text",
-               "DATABASE_URL": url.render_as_string(hide_password=False)}
+        env = {
+            "PYTHONPATH": str(target),
+            "PATH": "/usr/bin:/bin",
+            "THULIUM_LOG_FORMAT": "text",
+            "DATABASE_URL": url.render_as_string(hide_password=False),
+        }
         probe = subprocess.run(
             [sys.executable, "-c", "import etl; print(etl.__file__)"],
-            cwd=elsewhere, env=env, capture_output=True, text=True, check=True,
+            cwd=elsewhere,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         assert probe.stdout.startswith(str(target))  # the wheel, not the source tree
 
         done = subprocess.run(
             [sys.executable, "-m", "etl", "migrate"],
-            cwd=elsewhere, env=env, capture_output=True, text=True,
+            cwd=elsewhere,
+            env=env,
+            capture_output=True,
+            text=True,
         )
 
         assert done.returncode == 0, done.stderr

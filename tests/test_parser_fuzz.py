@@ -31,6 +31,7 @@ def incompressible(n: int) -> str:
     """``n`` distinct-looking four-byte characters that no compression shrinks."""
     return "".join(chr(0x20000 + (i * 7919) % 0xA000) for i in range(n))
 
+
 PURE = settings(max_examples=200, deadline=None)
 
 
@@ -62,8 +63,10 @@ def outcome(body: bytes) -> Snapshot | PayloadError:
 @example(b"[NaN]")
 @example(b"[-Infinity]")
 @example(b'["\\ud800"]')
-@example(b'[{"status_id": "3", "system_status": "TO_CALL", '
-         b'"dictionary_status_id": null, "name": "Nowy"}}')
+@example(
+    b'[{"status_id": "3", "system_status": "TO_CALL", '
+    b'"dictionary_status_id": null, "name": "Nowy"}}'
+)
 def test_any_bytes_give_a_snapshot_or_a_payload_error(body: bytes) -> None:
     outcome(body)
 
@@ -82,12 +85,14 @@ json_values = st.recursive(
     | st.floats(allow_nan=True, allow_infinity=True)
     | nasty_text
     | st.sampled_from(["", " ", "\x00", "\ud800", "TO_CALL", "3", "\udfff\ud800"]),
-    lambda children: st.lists(children, max_size=5)
-    | st.dictionaries(
-        st.sampled_from(["status_id", "system_status", "dictionary_status_id", "name"])
-        | nasty_text,
-        children,
-        max_size=6,
+    lambda children: (
+        st.lists(children, max_size=5)
+        | st.dictionaries(
+            st.sampled_from(["status_id", "system_status", "dictionary_status_id", "name"])
+            | nasty_text,
+            children,
+            max_size=6,
+        )
     ),
     max_leaves=30,
 )
@@ -120,28 +125,62 @@ def test_any_json_value_gives_a_snapshot_or_a_payload_error(value: Any) -> None:
         {"status_id": "1", "system_status": "CALL\ud800", "dictionary_status_id": None, "name": ""},
         {"status_id": "\x00", "system_status": "CALL", "dictionary_status_id": None, "name": ""},
         {"status_id": "1", "system_status": "CALL", "dictionary_status_id": 2**63, "name": ""},
-        {"status_id": "1", "system_status": "CALL", "dictionary_status_id": -(2**63) - 1,
-         "name": ""},
+        {
+            "status_id": "1",
+            "system_status": "CALL",
+            "dictionary_status_id": -(2**63) - 1,
+            "name": "",
+        },
         {"status_id": "1", "system_status": "CALL", "dictionary_status_id": 1.0, "name": ""},
         {"status_id": "1", "system_status": "CALL", "dictionary_status_id": True, "name": ""},
         {"status_id": True, "system_status": "CALL", "dictionary_status_id": None, "name": ""},
         {"status_id": 1.5, "system_status": "CALL", "dictionary_status_id": None, "name": ""},
         {"status_id": " ", "system_status": "CALL", "dictionary_status_id": None, "name": ""},
         {"status_id": "1", "system_status": "", "dictionary_status_id": None, "name": ""},
-        {"status_id": "1", "system_status": "CALL", "dictionary_status_id": None,
-         "name": "x" * (MAX_NAME_CHARS + 1)},
-        {"status_id": "x" * (MAX_ID_CHARS + 1), "system_status": "CALL",
-         "dictionary_status_id": None, "name": ""},
-        {"status_id": 10**MAX_ID_CHARS, "system_status": "CALL", "dictionary_status_id": None,
-         "name": ""},
-        {"status_id": "1", "system_status": "C" * (MAX_ID_CHARS + 1),
-         "dictionary_status_id": None, "name": ""},
+        {
+            "status_id": "1",
+            "system_status": "CALL",
+            "dictionary_status_id": None,
+            "name": "x" * (MAX_NAME_CHARS + 1),
+        },
+        {
+            "status_id": "x" * (MAX_ID_CHARS + 1),
+            "system_status": "CALL",
+            "dictionary_status_id": None,
+            "name": "",
+        },
+        {
+            "status_id": 10**MAX_ID_CHARS,
+            "system_status": "CALL",
+            "dictionary_status_id": None,
+            "name": "",
+        },
+        {
+            "status_id": "1",
+            "system_status": "C" * (MAX_ID_CHARS + 1),
+            "dictionary_status_id": None,
+            "name": "",
+        },
         {"status_id": "1", "system_status": "CALL", "name": ""},
     ],
-    ids=["nul-name", "surrogate-code", "nul-id", "dict-id-too-big", "dict-id-too-small",
-         "dict-id-float", "dict-id-bool", "id-bool", "id-float", "id-blank", "code-empty",
-         "name-too-long", "id-too-long", "integer-id-too-long", "code-too-long",
-         "field-missing"],
+    ids=[
+        "nul-name",
+        "surrogate-code",
+        "nul-id",
+        "dict-id-too-big",
+        "dict-id-too-small",
+        "dict-id-float",
+        "dict-id-bool",
+        "id-bool",
+        "id-float",
+        "id-blank",
+        "code-empty",
+        "name-too-long",
+        "id-too-long",
+        "integer-id-too-long",
+        "code-too-long",
+        "field-missing",
+    ],
 )
 def test_unstorable_items_are_rejected_with_a_payload_error(item: dict[str, Any]) -> None:
     body = json.dumps([item]).encode("ascii")
@@ -257,19 +296,39 @@ def _store_and_read_back(engine: Engine, snapshot: Snapshot) -> set[Status]:
 
 @settings(max_examples=40, deadline=None)
 @given(statuses=status_lists | long_status_lists)
-@example(statuses=[
-    {"status_id": incompressible(MAX_ID_CHARS), "system_status": EMOJI * MAX_ID_CHARS,
-     "dictionary_status_id": None, "name": incompressible(MAX_NAME_CHARS)},
-    {"status_id": 10**MAX_ID_CHARS - 1, "system_status": incompressible(MAX_ID_CHARS),
-     "dictionary_status_id": 0, "name": EMOJI * MAX_NAME_CHARS},
-])
-@example(statuses=[
-    {"status_id": "ąę\U0001f600", "system_status": "NOWY_\u2028STATUS",
-     "dictionary_status_id": BIGINT_MIN, "name": "x" * MAX_NAME_CHARS},
-    {"status_id": 10**80, "system_status": "TO_CALL", "dictionary_status_id": BIGINT_MAX,
-     "name": "tab\tnew\nline\\back\rslash \ufeff\uffff"},
-    {"status_id": -7, "system_status": "TO_CALL", "dictionary_status_id": None, "name": ""},
-])
+@example(
+    statuses=[
+        {
+            "status_id": incompressible(MAX_ID_CHARS),
+            "system_status": EMOJI * MAX_ID_CHARS,
+            "dictionary_status_id": None,
+            "name": incompressible(MAX_NAME_CHARS),
+        },
+        {
+            "status_id": 10**MAX_ID_CHARS - 1,
+            "system_status": incompressible(MAX_ID_CHARS),
+            "dictionary_status_id": 0,
+            "name": EMOJI * MAX_NAME_CHARS,
+        },
+    ]
+)
+@example(
+    statuses=[
+        {
+            "status_id": "ąę\U0001f600",
+            "system_status": "NOWY_\u2028STATUS",
+            "dictionary_status_id": BIGINT_MIN,
+            "name": "x" * MAX_NAME_CHARS,
+        },
+        {
+            "status_id": 10**80,
+            "system_status": "TO_CALL",
+            "dictionary_status_id": BIGINT_MAX,
+            "name": "tab\tnew\nline\\back\rslash \ufeff\uffff",
+        },
+        {"status_id": -7, "system_status": "TO_CALL", "dictionary_status_id": None, "name": ""},
+    ]
+)
 def test_whatever_passes_the_parser_is_stored_unchanged(
     schema: Engine, statuses: list[dict[str, Any]]
 ) -> None:

@@ -66,12 +66,16 @@ def _statuses_writes(engine: Engine) -> dict[str, int]:
     _wait_for_job_connections_to_close(engine)
     with engine.connect() as conn:
         conn.execute(text("SELECT pg_stat_clear_snapshot()"))
-        row = conn.execute(
-            text(
-                "SELECT n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del "
-                "FROM pg_stat_user_tables WHERE relname = 'statuses'"
+        row = (
+            conn.execute(
+                text(
+                    "SELECT n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del "
+                    "FROM pg_stat_user_tables WHERE relname = 'statuses'"
+                )
             )
-        ).mappings().one()
+            .mappings()
+            .one()
+        )
     return dict(row)
 
 
@@ -101,13 +105,12 @@ def _run_counts(engine: Engine, run_id: int) -> dict[str, tuple[str, int, int, i
     return {row[0]: (row[1], row[2], row[3], row[4]) for row in rows}
 
 
-def test_resync_without_changes_writes_nothing(
-    api: StandIn, db_url: URL, engine: Engine
-) -> None:
+def test_resync_without_changes_writes_nothing(api: StandIn, db_url: URL, engine: Engine) -> None:
     reset_schema(engine)
     served = {
-        "00001": [_status(str(n), "CALL", n * 10 if n % 2 else None, f"Status {n} ż") for n in
-                  range(1, 9)],
+        "00001": [
+            _status(str(n), "CALL", n * 10 if n % 2 else None, f"Status {n} ż") for n in range(1, 9)
+        ],
         "00002": [_status(n, "TO_CALL", None, f"Inny {n}") for n in range(100, 104)],
     }
     for campaign_id, statuses in served.items():
@@ -124,7 +127,10 @@ def test_resync_without_changes_writes_nothing(
     assert result.code == 0, result.err
     writes_after = _statuses_writes(engine)
     assert _delta(writes_before, writes_after) == {
-        "n_tup_ins": 0, "n_tup_upd": 0, "n_tup_hot_upd": 0, "n_tup_del": 0,
+        "n_tup_ins": 0,
+        "n_tup_upd": 0,
+        "n_tup_hot_upd": 0,
+        "n_tup_del": 0,
     }
     for campaign_id, statuses in served.items():
         assert _xmins(engine, campaign_id) == xmins_before[campaign_id]

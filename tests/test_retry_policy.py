@@ -106,8 +106,13 @@ def test_the_retry_budget_ends_retries_long_before_the_attempts_run_out(
     schema: Engine, api: StandIn, db_url: URL, engine: Engine
 ) -> None:
     s = prepare(
-        api, db_url, engine, prefix="R",
-        THULIUM_RETRY_BUDGET="0.2", THULIUM_RETRY_ATTEMPTS="50", THULIUM_RETRY_WAIT="0.05",
+        api,
+        db_url,
+        engine,
+        prefix="R",
+        THULIUM_RETRY_BUDGET="0.2",
+        THULIUM_RETRY_ATTEMPTS="50",
+        THULIUM_RETRY_WAIT="0.05",
     )
     api.set_permanent_fault(s.victim, Fault.status(503))
 
@@ -117,7 +122,11 @@ def test_the_retry_budget_ends_retries_long_before_the_attempts_run_out(
     requests = api.requests_for(s.victim)
     assert 2 <= requests <= 8
     assert_victim_failed(
-        s, result, requests=requests, error=[r"HTTP 503"], http_status=503,
+        s,
+        result,
+        requests=requests,
+        error=[r"HTTP 503"],
+        http_status=503,
         request_id=STANDIN_REQUEST_ID,
     )
 
@@ -125,8 +134,9 @@ def test_the_retry_budget_ends_retries_long_before_the_attempts_run_out(
 def test_a_429_holds_back_every_worker_until_retry_after_has_passed(
     schema: Engine, api: StandIn, db_url: URL, engine: Engine
 ) -> None:
-    s = prepare(api, db_url, engine, prefix="R", n=4,
-                THULIUM_CONCURRENCY="2", THULIUM_RETRY_MAX_WAIT="5")
+    s = prepare(
+        api, db_url, engine, prefix="R", n=4, THULIUM_CONCURRENCY="2", THULIUM_RETRY_MAX_WAIT="5"
+    )
     throttled, slow, *later = s.ids
     api.add_faults(throttled, Fault.retry_after("1"))
     # The other worker is busy with this one while the 429 arrives; left to itself it would

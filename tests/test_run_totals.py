@@ -36,9 +36,9 @@ def test_a_killed_run_is_found_abandoned_with_totals_from_what_it_committed(
     assert result.code == 0, result.err
     assert_totals_add_up(migrated)
     with migrated.connect() as conn:
-        dead = conn.execute(
-            text("SELECT * FROM sync_runs ORDER BY run_id LIMIT 1")
-        ).mappings().one()
+        dead = (
+            conn.execute(text("SELECT * FROM sync_runs ORDER BY run_id LIMIT 1")).mappings().one()
+        )
         rows = conn.execute(
             text("SELECT outcome, error FROM sync_run_campaigns WHERE run_id = :r"),
             {"r": dead["run_id"]},

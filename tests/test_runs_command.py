@@ -57,10 +57,16 @@ def test_runs_shows_a_partial_run_with_its_counts(
     [row] = table(result.out)
     assert row["run_id"] == str(stored["run_id"])
     assert row["outcome"] == "partial"
-    assert (row["campaigns_total"], row["campaigns_ok"], row["campaigns_failed"],
-            row["campaigns_skipped"]) == ("3", "2", "1", "0")
+    assert (
+        row["campaigns_total"],
+        row["campaigns_ok"],
+        row["campaigns_failed"],
+        row["campaigns_skipped"],
+    ) == ("3", "2", "1", "0")
     assert (row["rows_inserted"], row["rows_updated"], row["rows_deleted"]) == (
-        str(2 * N), "0", "0"
+        str(2 * N),
+        "0",
+        "0",
     )
     assert GONE in row["error"] and "404" in row["error"]
     assert row["started_at"] == stored["started_at"].strftime("%Y-%m-%d %H:%M:%S")
@@ -76,8 +82,13 @@ def test_runs_json_gives_the_recorded_fields(api: StandIn, db_url: URL, migrated
     assert result.code == 0, result.err
     [shown] = json.loads(result.out)
     assert shown["outcome"] == "partial"
-    assert (shown["campaigns_total"], shown["campaigns_ok"], shown["campaigns_failed"],
-            shown["campaigns_skipped"], shown["rows_inserted"]) == (3, 2, 1, 0, 2 * N)
+    assert (
+        shown["campaigns_total"],
+        shown["campaigns_ok"],
+        shown["campaigns_failed"],
+        shown["campaigns_skipped"],
+        shown["rows_inserted"],
+    ) == (3, 2, 1, 0, 2 * N)
     for key in ("started_at", "finished_at"):
         assert datetime.fromisoformat(shown[key]) == stored[key]
     assert {k: v for k, v in shown.items() if k not in ("started_at", "finished_at")} == {
@@ -99,7 +110,9 @@ def test_runs_for_one_run_lists_each_campaign_and_the_error(
     assert (as_table.code, as_json.code) == (0, 0), as_table.err + as_json.err
     rows = {row["campaign_id"]: row for row in table(as_table.out)}
     assert {c: r["outcome"] for c, r in rows.items()} == {
-        OK1: "succeeded", OK2: "succeeded", GONE: "failed"
+        OK1: "succeeded",
+        OK2: "succeeded",
+        GONE: "failed",
     }
     assert rows[OK1]["rows_inserted"] == str(N) and rows[OK1]["error"] == "-"
     assert rows[GONE]["http_status"] == "404"
@@ -142,7 +155,8 @@ def test_limit_shows_only_the_newest_runs(api: StandIn, db_url: URL, migrated: E
     assert [row["run_id"] for row in table(limited.out)] == [str(newest["run_id"])]
     assert [row["run_id"] for row in json.loads(limited_json.out)] == [newest["run_id"]]
     assert [row["run_id"] for row in table(everything.out)] == [
-        str(newest["run_id"]), str(oldest["run_id"])
+        str(newest["run_id"]),
+        str(oldest["run_id"]),
     ]
     assert table(limited.out)[0]["campaigns_failed"] == "2"
 

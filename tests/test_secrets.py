@@ -52,9 +52,11 @@ def run(*argv: str, env: dict[str, str]) -> Result:
 def stored_text(engine: Engine) -> str:
     """Every row of every table in the database, as Postgres renders the row."""
     with engine.connect() as conn:
-        tables = conn.execute(
-            text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
-        ).scalars().all()
+        tables = (
+            conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))
+            .scalars()
+            .all()
+        )
         rows = [
             row
             for table in tables
@@ -66,8 +68,11 @@ def stored_text(engine: Engine) -> str:
 def assert_no_secret(
     results: Iterable[Result], engine: Engine | None, secrets: Iterable[str] = SECRETS
 ) -> None:
-    texts = {f"{n}.{stream}": getattr(r, stream)
-             for n, r in enumerate(results) for stream in ("out", "err")}
+    texts = {
+        f"{n}.{stream}": getattr(r, stream)
+        for n, r in enumerate(results)
+        for stream in ("out", "err")
+    }
     if engine is not None:
         texts["database"] = stored_text(engine)
     for secret in secrets:
@@ -101,18 +106,28 @@ def last_errors(engine: Engine) -> dict[str, str | None]:
 # Bodies a proxy, a login page or a misbehaving API could send back: each one echoes the
 # credentials in a different form, early enough to land in the error message's snippet.
 ECHOES: dict[str, tuple[int, str, str]] = {
-    "00003": (502, "text/html",
-              f"<html><pre>GET /api/outbounds/00003/statuses\nAuthorization: Basic {TOKEN}"
-              "</pre></html>"),
+    "00003": (
+        502,
+        "text/html",
+        f"<html><pre>GET /api/outbounds/00003/statuses\nAuthorization: Basic {TOKEN}</pre></html>",
+    ),
     "00004": (502, "text/html", f"<html><p>login failed for password={PASSWORD}</p></html>"),
-    "00005": (500, "application/json", json.dumps({
-        "request_id": "r-00005",
-        "errors": [{"message": f"backend login {USER}:{PASSWORD} rejected", "code": 500}],
-    })),
-    "00006": (200, "text/html",
-              f"<html>Authorization: Basic {TOKEN} password {PASSWORD}</html>"),
-    "00007": (400, "application/json",
-              json.dumps({"echo": {"headers": {"Authorization": f"Basic {TOKEN}"}}})),
+    "00005": (
+        500,
+        "application/json",
+        json.dumps(
+            {
+                "request_id": "r-00005",
+                "errors": [{"message": f"backend login {USER}:{PASSWORD} rejected", "code": 500}],
+            }
+        ),
+    ),
+    "00006": (200, "text/html", f"<html>Authorization: Basic {TOKEN} password {PASSWORD}</html>"),
+    "00007": (
+        400,
+        "application/json",
+        json.dumps({"echo": {"headers": {"Authorization": f"Basic {TOKEN}"}}}),
+    ),
     "00008": (502, "text/plain", f"upstream http://{USER}:{PASSWORD}@10.0.0.7:8080/api failed"),
 }
 
@@ -183,10 +198,15 @@ def test_a_bare_basic_token_echoed_by_a_proxy_is_masked(
     api: StandIn, db_url: URL, migrated: Engine
 ) -> None:
     """A proxy page printing ``$http_authorization`` shows ``Basic <token>`` with no header name."""
-    api.set_body("00011", f"<html><pre>credentials: Basic {TOKEN}</pre></html>",
-                 status=502, content_type="text/html")
-    api.set_body("00012", f"<html><pre>token={TOKEN}</pre></html>",
-                 status=200, content_type="text/html")
+    api.set_body(
+        "00011",
+        f"<html><pre>credentials: Basic {TOKEN}</pre></html>",
+        status=502,
+        content_type="text/html",
+    )
+    api.set_body(
+        "00012", f"<html><pre>token={TOKEN}</pre></html>", status=200, content_type="text/html"
+    )
     env = make_env(api, db_url, ["00011", "00012"])
 
     results = [run("sync", env=env), run("check", env=env)]
@@ -209,7 +229,8 @@ def test_a_wrong_password_leaks_nowhere(api: StandIn, db_url: URL, migrated: Eng
     assert any(e and "401" in e for e in campaign_errors(migrated, run_id).values())
     assert "FAIL" in results[1].out and "401" in results[1].out
     assert_no_secret(
-        results, migrated,
+        results,
+        migrated,
         secrets=(*SECRETS, WRONG_PASSWORD, basic_token(USER, WRONG_PASSWORD)),
     )
 
@@ -263,8 +284,14 @@ def test_a_sync_with_the_password_in_the_url_query_stores_and_prints_none_of_it(
 
 @pytest.mark.parametrize(
     "argv",
-    [["--help"], ["sync", "--help"], ["check", "--help"], ["runs", "--help"],
-     ["migrate", "--help"], ["--version"]],
+    [
+        ["--help"],
+        ["sync", "--help"],
+        ["check", "--help"],
+        ["runs", "--help"],
+        ["migrate", "--help"],
+        ["--version"],
+    ],
 )
 def test_help_prints_no_secret(api: StandIn, db_url: URL, argv: list[str]) -> None:
     result = run_cli(*argv, env=make_env(api, db_url, ["00001"]))

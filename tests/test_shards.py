@@ -47,8 +47,10 @@ def test_three_shards_at_once_sync_every_campaign_exactly_once(
     with migrated.connect() as conn:
         runs = conn.execute(text("SELECT run_id, shard, outcome FROM sync_runs")).all()
         synced = conn.execute(
-            text("SELECT c.campaign_id, r.shard FROM sync_run_campaigns c "
-                 "JOIN sync_runs r USING (run_id) WHERE c.outcome = 'succeeded'")
+            text(
+                "SELECT c.campaign_id, r.shard FROM sync_run_campaigns c "
+                "JOIN sync_runs r USING (run_id) WHERE c.outcome = 'succeeded'"
+            )
         ).all()
         stored = conn.execute(text("SELECT count(DISTINCT campaign_id) FROM statuses")).scalar()
     assert sorted(shard for _, shard, _ in runs) == ["0/3", "1/3", "2/3"]

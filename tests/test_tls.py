@@ -32,10 +32,26 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("tls")
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
     )
     return cert, key
 
@@ -61,12 +77,13 @@ def test_an_untrusted_certificate_fails_every_campaign_and_stores_nothing(
     assert https_api.total_requests == 0  # no request was ever sent over the unverified link
     with migrated.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM statuses")).scalar() == 0
-        errors = conn.execute(text(
-            "SELECT attempts, error FROM sync_run_campaigns ORDER BY campaign_id"
-        )).all()
+        errors = conn.execute(
+            text("SELECT attempts, error FROM sync_run_campaigns ORDER BY campaign_id")
+        ).all()
     assert [attempts for attempts, _ in errors] == [1, 1]  # not retried: it will not heal
-    assert all("TLS error" in error and "CERTIFICATE_VERIFY_FAILED" in error
-               for _, error in errors), errors
+    assert all(
+        "TLS error" in error and "CERTIFICATE_VERIFY_FAILED" in error for _, error in errors
+    ), errors
 
 
 def test_the_ca_bundle_makes_a_private_certificate_trusted(

@@ -63,7 +63,9 @@ def test_unknown_system_status_is_stored_and_reported_once(
     for code, (polish, english) in DOCUMENTED.items():
         row = lookup[code]
         assert (row["documented"], row["description_pl"], row["description_en"]) == (
-            True, polish, english,
+            True,
+            polish,
+            english,
         ), code
     new = lookup[UNKNOWN]
     assert new["documented"] is False and new["first_seen_at"] is not None

@@ -41,8 +41,14 @@ def _serve(api: StandIn) -> None:
     for seed, campaign_id in enumerate(CAMPAIGNS):
         api.set_statuses(campaign_id, sample_statuses(campaign_id, 6, seed=seed))
     statuses = sample_statuses("00003", 6, seed=2)
-    statuses.append({"status_id": "99", "system_status": "CALLBACK_AI",
-                     "dictionary_status_id": None, "name": "Oddzwoni asystent"})
+    statuses.append(
+        {
+            "status_id": "99",
+            "system_status": "CALLBACK_AI",
+            "dictionary_status_id": None,
+            "name": "Oddzwoni asystent",
+        }
+    )
     api.set_statuses("00003", statuses)
     api.add_faults("00002", Fault.status(503))  # retried once, then synced
 

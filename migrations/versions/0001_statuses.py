@@ -41,7 +41,10 @@ def upgrade() -> None:
         sa.Column("description_pl", sa.Text),
         sa.Column("description_en", sa.Text),
         sa.Column(
-            "documented", sa.Boolean, nullable=False, server_default=sa.text("false"),
+            "documented",
+            sa.Boolean,
+            nullable=False,
+            server_default=sa.text("false"),
             comment="true for the codes in Thulium's documentation; "
             "false for codes first seen in data",
         ),
@@ -82,7 +85,8 @@ def upgrade() -> None:
             ["campaign_id"], ["campaigns.campaign_id"], name="fk_statuses_campaign_id_campaigns"
         ),
         sa.ForeignKeyConstraint(
-            ["system_status"], ["system_statuses.code"],
+            ["system_status"],
+            ["system_statuses.code"],
             name="fk_statuses_system_status_system_statuses",
         ),
         comment="Record statuses of each campaign; "

@@ -58,7 +58,9 @@ def upgrade() -> None:
         comment="One row per sync run; outcome 'running' only while its process holds the lock",
     )
     op.create_index(
-        "ix_sync_runs_outcome_running", "sync_runs", ["outcome"],
+        "ix_sync_runs_outcome_running",
+        "sync_runs",
+        ["outcome"],
         postgresql_where=sa.text("outcome = 'running'"),
     )
     op.create_table(
@@ -77,7 +79,9 @@ def upgrade() -> None:
         sa.Column("finished_at", TZ, nullable=False, server_default=sa.func.now()),
         sa.PrimaryKeyConstraint("run_id", "campaign_id", name="pk_sync_run_campaigns"),
         sa.ForeignKeyConstraint(
-            ["run_id"], ["sync_runs.run_id"], name="fk_sync_run_campaigns_run_id_sync_runs",
+            ["run_id"],
+            ["sync_runs.run_id"],
+            name="fk_sync_run_campaigns_run_id_sync_runs",
             ondelete="CASCADE",
         ),
         sa.CheckConstraint(
@@ -85,9 +89,7 @@ def upgrade() -> None:
         ),
         comment="Outcome of each campaign in each run, written in the same transaction as its data",
     )
-    op.create_index(
-        "ix_sync_run_campaigns_campaign_id", "sync_run_campaigns", ["campaign_id"]
-    )
+    op.create_index("ix_sync_run_campaigns_campaign_id", "sync_run_campaigns", ["campaign_id"])
 
 
 def downgrade() -> None:

@@ -58,7 +58,9 @@ def upgrade() -> None:
         *(sa.Column(name, array(types[kind]), nullable=False) for name, kind in COLUMNS),
         sa.PrimaryKeyConstraint("run_id", "batch", name="pk_sync_run_batches"),
         sa.ForeignKeyConstraint(
-            ["run_id"], ["sync_runs.run_id"], name="fk_sync_run_batches_run_id_sync_runs",
+            ["run_id"],
+            ["sync_runs.run_id"],
+            name="fk_sync_run_batches_run_id_sync_runs",
             ondelete="CASCADE",
         ),
         sa.CheckConstraint(
@@ -99,8 +101,10 @@ def downgrade() -> None:
         sa.Column("run_id", sa.BigInteger, nullable=False),
         sa.Column("campaign_id", sa.Text, nullable=False),
         sa.Column("outcome", sa.Text, nullable=False),
-        *(sa.Column(name, sa.Integer, nullable=False, server_default=zero)
-          for name in ("rows_inserted", "rows_updated", "rows_deleted", "attempts")),
+        *(
+            sa.Column(name, sa.Integer, nullable=False, server_default=zero)
+            for name in ("rows_inserted", "rows_updated", "rows_deleted", "attempts")
+        ),
         sa.Column("duration_seconds", sa.Float, nullable=False, server_default=zero),
         sa.Column("http_status", sa.Integer),
         sa.Column("request_id", sa.Text),
@@ -110,7 +114,9 @@ def downgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("run_id", "campaign_id", name="pk_sync_run_campaigns"),
         sa.ForeignKeyConstraint(
-            ["run_id"], ["sync_runs.run_id"], name="fk_sync_run_campaigns_run_id_sync_runs",
+            ["run_id"],
+            ["sync_runs.run_id"],
+            name="fk_sync_run_campaigns_run_id_sync_runs",
             ondelete="CASCADE",
         ),
         sa.CheckConstraint(
