@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: test demo lint bench clean
+.PHONY: test demo lint bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,10 +37,14 @@ demo: $(VENV)/.embedded-installed
 bench: $(VENV)/.bench-installed
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
+## make docs: render the README's configuration table from the settings declared in etl/config.py
+docs: $(VENV)/.test-installed
+	$(BIN)/python docs/render.py
+
 ## make lint: ruff (lint and format check) on everything, mypy --strict on the package, hadolint
 lint: $(VENV)/.test-installed
-	$(BIN)/ruff check etl tests migrations benchmarks
-	$(BIN)/ruff format --check etl tests migrations benchmarks
+	$(BIN)/ruff check etl tests migrations benchmarks docs
+	$(BIN)/ruff format --check etl tests migrations benchmarks docs
 	$(BIN)/mypy --strict etl
 	$(BIN)/hadolint Dockerfile
 

@@ -419,7 +419,7 @@ class LogSettings:
 
 @group
 class DatabaseSettings:
-    """The target database, how long any statement may wait or run, and reconnecting."""
+    """The target database, and how long any statement may wait or run."""
 
     url: URL = setting(
         "DATABASE_URL",
@@ -440,19 +440,6 @@ class DatabaseSettings:
         "seconds any statement of the job may run",
         parse=Number(0.001, 86_400),
         default=600.0,
-    )
-    retry_attempts: int = setting(
-        "THULIUM_DB_RETRY_ATTEMPTS",
-        "attempts per write when the connection is lost (a restart, a failover) or a "
-        "statement times out",
-        parse=Whole(1, 100),
-        default=4,
-    )
-    retry_wait: float = setting(
-        "THULIUM_DB_RETRY_WAIT",
-        "first wait before a database retry, seconds; doubles, plus jitter",
-        parse=_SECONDS_ANY_WAIT,
-        default=1.0,
     )
 
 
@@ -624,13 +611,26 @@ class ShardSettings:
 
 @group
 class WriteSettings:
-    """How much one write transaction carries."""
+    """How much one write transaction carries, and how a write rides out a lost database."""
 
     batch_rows: int = setting(
         "THULIUM_BATCH_ROWS",
         "rows written per transaction at most (whole campaigns)",
         parse=Whole(1, 10_000_000),
         default=20_000,
+    )
+    retry_attempts: int = setting(
+        "THULIUM_DB_RETRY_ATTEMPTS",
+        "attempts per write when the connection is lost (a restart, a failover) or a "
+        "statement times out",
+        parse=Whole(1, 100),
+        default=4,
+    )
+    retry_wait: float = setting(
+        "THULIUM_DB_RETRY_WAIT",
+        "first wait before a database retry, seconds; doubles, plus jitter",
+        parse=_SECONDS_ANY_WAIT,
+        default=1.0,
     )
 
 
@@ -702,24 +702,38 @@ def help_section(commands: Sequence[type]) -> str:
     return "\n".join(lines)
 
 
-def markdown_table(commands: Sequence[type]) -> str:
-    """The README's configuration table."""
+def _markdown(cell: str) -> str:
+    """Text safe in a Markdown table cell (no column breaks, no stray HTML tags)."""
+    return cell.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def markdown_table(commands: Mapping[str, Sequence[type]]) -> str:
+    """The README's configuration table: every setting of ``commands`` (a command's name →
+    the settings it reads), with the commands that read it."""
     rows = [
-        "| variable | flag | meaning | default | accepted |",
-        "|---|---|---|---|---|",
+        "| variable | flag | meaning | default | accepted | read by |",
+        "|---|---|---|---|---|---|",
     ]
-    seen: set[str] = set()
-    for command in commands:
-        for item, declaration in declared(command):
-            if declaration.env in seen:
-                continue
-            seen.add(declaration.env)
-            flag = f"`{declaration.flag}`" if declaration.flag else ""
-            if declaration.repeatable:
-                flag += " (repeatable)"
-            meaning = declaration.help.replace("|", "\\|")
-            rows.append(
-                f"| {declaration.sources()} | {flag} | {meaning} | {_default(item, declaration)} "
-                f"| {declaration.parse.describe()} |"
-            )
+    readers: dict[str, list[str]] = {}
+    found: dict[str, tuple[dataclasses.Field[Any], Setting]] = {}
+    for name, groups in commands.items():
+        for group in groups:
+            for item, declaration in declared(group):
+                readers.setdefault(declaration.env, []).append(name)
+                found.setdefault(declaration.env, (item, declaration))
+    for env, (item, declaration) in found.items():
+        flag = f"`{declaration.flag}`" if declaration.flag else ""
+        if declaration.repeatable:
+            flag += " (repeatable)"
+        used = readers[env]
+        read_by = "every command" if len(used) == len(commands) else ", ".join(used)
+        cells = (
+            declaration.sources(),
+            flag,
+            declaration.help,
+            _default(item, declaration),
+            declaration.parse.describe(),
+            read_by,
+        )
+        rows.append("| " + " | ".join(_markdown(cell) for cell in cells) + " |")
     return "\n".join(rows)

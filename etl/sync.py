@@ -63,9 +63,7 @@ class _Run:
         self.settings = settings
         self.campaign_ids = campaign_ids
         self.stop = stop
-        self.writer = Writer(
-            engine, run_id=run_id, lock=lock, stop=stop, settings=settings.database
-        )
+        self.writer = Writer(engine, run_id=run_id, lock=lock, stop=stop, settings=settings.write)
         self.tally = Tally(total=len(campaign_ids))
         self.handled: set[str] = set()
         self.auth_failed = False

@@ -20,7 +20,7 @@ from tenacity import RetryCallState
 
 from etl import history, load
 from etl.batches import Batch
-from etl.config import DatabaseSettings
+from etl.config import WriteSettings
 from etl.database import Failure, classify, failure_message, reason
 from etl.errors import CampaignError, DatabaseError, InterruptedRun
 from etl.fetch import Fetched
@@ -44,7 +44,7 @@ class Writer:
         run_id: int,
         lock: RunLock,
         stop: Stop,
-        settings: DatabaseSettings,
+        settings: WriteSettings,
     ) -> None:
         self._engine = engine
         self._run_id = run_id

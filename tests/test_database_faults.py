@@ -149,3 +149,42 @@ def _waiting_for_a_lock(db_url: URL) -> bool:
             (db_url.database,),
         ).fetchone()
     return bool(row and row[0])
+
+
+def test_sigterm_while_waiting_to_retry_the_database_stops_the_run_at_once(
+    api: StandIn, db_url: URL, migrated: Engine
+) -> None:
+    seed_campaigns(api, IDS)
+    env = make_env(
+        api,
+        db_url,
+        IDS,
+        THULIUM_DB_LOCK_TIMEOUT="0.2",
+        THULIUM_DB_RETRY_WAIT="30",
+        THULIUM_DB_RETRY_ATTEMPTS="4",
+    )
+    with psycopg.connect(libpq(db_url)) as holder:
+        holder.execute("LOCK TABLE statuses IN ACCESS EXCLUSIVE MODE")
+        proc = spawn_cli("sync", env=env)
+        assert proc.stderr is not None
+        waiting = ""
+        while "retrying in" not in waiting:  # the job now sleeps about 30 s before retrying
+            line = proc.stderr.readline()
+            assert line, "the job ended without waiting to retry"
+            waiting = line
+
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        stopped_after = time.monotonic() - sent
+        holder.rollback()
+
+    assert proc.returncode == 143, err
+    assert stopped_after < 5
+    assert "timed out" in waiting
+    run, outcomes = last_run(migrated)
+    assert run["outcome"] == "interrupted"
+    assert sorted(outcomes) == IDS and all(o["outcome"] == "skipped" for o in outcomes.values())
+    assert_totals_add_up(migrated)
+    with migrated.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM statuses")).scalar_one() == 0

@@ -1,0 +1,43 @@
+"""Documentation generated from the code stays in step with it.
+
+The settings are declared once, in ``etl/config.py``: the README's configuration table and
+the environment section of every command's ``--help`` are rendered from that declaration.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from etl import cli, config
+from tests.conftest import run_cli
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _renderer() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("render", ROOT / "docs" / "render.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_readme_configuration_table_is_rendered_from_the_declarations() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+
+    assert _renderer().rendered_readme(readme) == readme, "README.md is stale: run `make docs`"
+
+
+@pytest.mark.parametrize("command", sorted(cli.COMMANDS))
+def test_help_lists_every_setting_the_command_reads(command: str) -> None:
+    result = run_cli(command, "--help", env={})
+
+    assert result.code == 0
+    for _, declaration in config.declared(cli.COMMANDS[command].settings):
+        assert declaration.env in result.out, declaration.env
+        if declaration.flag:
+            assert declaration.flag in result.out, declaration.flag
