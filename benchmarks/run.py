@@ -9,6 +9,8 @@ Workloads (the stand-in serves campaigns 00001..N, 50 statuses each, on loopback
   the same rows, then re-syncs with nothing changed and with 10% of the names changed
   (rows rewritten from ``pg_stat_user_tables``, WAL from ``pg_current_wal_lsn()``).
 - W3: 10,000 campaigns (500,000 rows), no latency: peak RSS of the job, and at 2,500.
+- WC: ``thulium-etl check`` of 400 campaigns at 300 ms per answer and the default
+  concurrency, against the latency bound ceil(400 / 8) x 300 ms plus start-up.
 
 Each job is ``python -m etl sync`` in its own process, timed as a whole; its peak RSS is the
 kernel's ``ru_maxrss`` from ``wait4``. Each workload gets a fresh database. Prints a table of
@@ -58,6 +60,7 @@ USER, PASSWORD = "bench", "bench-Pa55"
 STATUSES = 50  # per campaign, every workload
 LATENCY = 0.05  # seconds per answer in W1
 W1_CAMPAIGNS, W2_CAMPAIGNS, W3_CAMPAIGNS, W3_SMALL = 1_000, 4_000, 10_000, 2_500
+CHECK_CAMPAIGNS, CHECK_LATENCY = 400, 0.3
 RENAME_EVERY = 10  # W2: every 10th status of each campaign gets a new name (10% of rows)
 RENAMED_SUFFIX = " (zmieniony)"
 DEFAULT_CONCURRENCY = 8  # the job's default; W2 and W3 run with it
@@ -68,6 +71,7 @@ STANDIN_BOUND_FACTOR = 1.10  # the equipment itself must get within 10% of the b
 SEQUENTIAL_SPEEDUP = 10.0  # concurrency 16 vs concurrency 1
 DLT_SPEEDUP = 1.7  # ours at 16 vs dlt at 16 workers
 COPY_FRACTION = 0.5  # job write throughput vs a plain COPY
+CHECK_BOUND_FACTOR = 1.5  # check within 1.5x of the latency bound, plus start-up
 WAL_LIMIT = 1_000_000  # bytes, re-sync with nothing changed
 RSS_LIMIT_MB = 120.0  # MB = 10^6 bytes
 RSS_FLAT = 1.10  # RSS at 10,000 campaigns vs 2,500: "roughly flat", taken as within 10%
@@ -474,15 +478,7 @@ def _log_time(event: dict[str, Any]) -> float | None:
 def run_job(
     tag: str, url: URL, standin: StandInProcess, ids: Sequence[str], concurrency: int | None = None
 ) -> JobRun:
-    env = {
-        **job_env_base(),
-        "DATABASE_URL": conninfo(url),
-        "THULIUM_BASE_URL": standin.url,
-        "THULIUM_USER": USER,
-        "THULIUM_PASSWORD": PASSWORD,
-        "THULIUM_CAMPAIGNS": ",".join(ids),
-        "THULIUM_LOG_FORMAT": "json",
-    }
+    env = _job_env(url, standin, ids)
     cmd = python_cmd("-m", "etl", "sync")
     if concurrency is not None:
         cmd += ["--concurrency", str(concurrency)]
@@ -517,6 +513,29 @@ def run_job(
         tail = "\n".join(Path(proc.log).read_text(errors="replace").splitlines()[-15:])
         say(f"  {tag} did not sync every campaign; log tail:\n{tail}")
     return job
+
+
+def _job_env(url: URL, standin: StandInProcess, ids: Sequence[str]) -> dict[str, str]:
+    return {
+        **job_env_base(),
+        "DATABASE_URL": conninfo(url),
+        "THULIUM_BASE_URL": standin.url,
+        "THULIUM_USER": USER,
+        "THULIUM_PASSWORD": PASSWORD,
+        "THULIUM_CAMPAIGNS": ",".join(ids),
+        "THULIUM_LOG_FORMAT": "json",
+    }
+
+
+def run_check(
+    tag: str, url: URL, standin: StandInProcess, ids: Sequence[str], *args: str
+) -> tuple[ProcessRun, int]:
+    """``thulium-etl check`` as a process of its own: its run, and its PASS lines."""
+    proc = run_process(tag, python_cmd("-m", "etl", "check", *args), _job_env(url, standin, ids))
+    out = (LOG_DIR / f"{tag}.out").read_text(errors="replace").splitlines()
+    passed = sum(line.startswith("PASS  campaign ") for line in out)
+    say(f"  {tag}: {proc.wall:.2f}s, exit {proc.exit_code}, {passed} campaigns passed")
+    return proc, passed
 
 
 def run_dlt(
@@ -842,6 +861,36 @@ def workload_w1(
                     )
                 )
     res.details["w1"] = details
+
+
+def workload_check(
+    args: argparse.Namespace, server: Server, standin: StandInProcess, res: Results
+) -> None:
+    n, c = CHECK_CAMPAIGNS, DEFAULT_CONCURRENCY
+    say(f"WC: check of {n} campaigns, {CHECK_LATENCY * 1000:.0f} ms per answer, concurrency {c}")
+    url = server.fresh("check")
+    ids = campaign_ids(n)
+    standin.serve(n, latency=0.0)
+    startup, _ = run_check("check-quick", url, standin, ids, "--quick")
+    standin.serve(n, latency=CHECK_LATENCY)
+    full, passed = run_check(f"check-{n}", url, standin, ids)
+    limit = bound(n, c, CHECK_LATENCY)
+    res.add(
+        Figure(
+            f"WC check, {n} campaigns at {CHECK_LATENCY * 1000:.0f} ms, concurrency {c} "
+            "(whole process)",
+            full.wall,
+            "s",
+            f"<= {CHECK_BOUND_FACTOR:.1f}x bound {limit:.2f} s + start-up",
+            full.wall / limit,
+            "x bound",
+            full.exit_code == 0
+            and passed == n
+            and full.wall <= CHECK_BOUND_FACTOR * limit + startup.wall,
+        )
+    )
+    res.add(Figure("  start-up: check --quick at no latency (one campaign)", startup.wall, "s"))
+    res.details["check"] = {"quick": asdict(startup), "full": asdict(full), "passed": passed}
 
 
 def copy_reference(url: URL, n: int, *, into_statuses: bool = False) -> float:
@@ -1305,8 +1354,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--only",
         type=lambda s: s.lower().split(","),
-        default=["w1", "w2", "w3"],
-        help="workloads to run, e.g. w1,w3 (default all)",
+        default=["w1", "wc", "w2", "w3"],
+        help="workloads to run, e.g. w1,wc,w3 (default all)",
     )
     p.add_argument(
         "--repeat",
@@ -1338,6 +1387,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             if "w1" in args.only:
                 workload_w1(args, server, standin, res)
+            if "wc" in args.only:
+                workload_check(args, server, standin, res)
             if "w2" in args.only:
                 workload_w2(args, server, standin, res)
             if "w3" in args.only:
