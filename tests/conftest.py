@@ -257,7 +257,7 @@ def canonical(statuses: list[dict[str, object]]) -> list[dict[str, object]]:
 @pytest.fixture(scope="session")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The package's wheel, built once per session the way the image's builder stage does."""
-    from tests.wheels import build_wheel
+    from tests.helpers.wheels import build_wheel
 
     return build_wheel(tmp_path_factory.mktemp("wheel"))
 
@@ -265,7 +265,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def known_variables() -> set[str]:
     """Every environment variable ``thulium-etl --help`` and ``thulium-etl sync --help`` list."""
-    from tests.deploy import program_variables
+    from tests.helpers.deploy import program_variables
 
     return program_variables()
 
@@ -273,7 +273,7 @@ def known_variables() -> set[str]:
 @pytest.fixture(scope="session")
 def manifests() -> list[dict[str, Any]]:
     """What ``kubectl apply -k deploy/kubernetes`` would send, rendered by kubectl."""
-    from tests.deploy import KUBERNETES, kustomize
+    from tests.helpers.deploy import KUBERNETES, kustomize
 
     return kustomize(KUBERNETES)
 
@@ -281,6 +281,6 @@ def manifests() -> list[dict[str, Any]]:
 @pytest.fixture(scope="session")
 def sharded_manifests() -> list[dict[str, Any]]:
     """What ``kubectl apply -k deploy/kubernetes/sharded`` would send."""
-    from tests.deploy import KUBERNETES, kustomize
+    from tests.helpers.deploy import KUBERNETES, kustomize
 
     return kustomize(KUBERNETES / "sharded")

@@ -14,7 +14,7 @@ from sqlalchemy.engine import URL
 
 from etl.standin import StandIn
 from tests.conftest import DB_PASSWORD, PASSWORD, USER, seed_campaigns
-from tests.deploy import (
+from tests.helpers.deploy import (
     DEPLOY,
     cron_field_ok,
     env_file,

@@ -22,7 +22,7 @@ from tests.conftest import (
     spawn_cli,
     stored_statuses,
 )
-from tests.snapshots import assert_totals_add_up, wait_until
+from tests.helpers.snapshots import assert_totals_add_up, wait_until
 from tests.test_api_faults import last_run
 
 IDS = ["00001", "00002", "00003"]

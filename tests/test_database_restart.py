@@ -25,7 +25,7 @@ from tests.conftest import (
     run_cli,
     spawn_cli,
 )
-from tests.snapshots import (
+from tests.helpers.snapshots import (
     assert_at,
     assert_totals_add_up,
     assert_whole,

@@ -25,8 +25,8 @@ from tests.conftest import (
     seed_campaigns,
     stored_statuses,
 )
-from tests.deploy import ROOT, dockerfile_env, dockerfile_stages
-from tests.wheels import (
+from tests.helpers.deploy import ROOT, dockerfile_env, dockerfile_stages
+from tests.helpers.wheels import (
     as_user,
     install_into_venv,
     over_tcp,

@@ -24,7 +24,7 @@ from tests.conftest import (
     spawn_cli,
     stored_statuses,
 )
-from tests.snapshots import (
+from tests.helpers.snapshots import (
     assert_at,
     assert_totals_add_up,
     assert_whole,

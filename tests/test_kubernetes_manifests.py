@@ -15,7 +15,7 @@ from sqlalchemy.engine import URL
 
 from etl.standin import StandIn
 from tests.conftest import DB_PASSWORD, PASSWORD, make_env, run_cli, seed_campaigns
-from tests.deploy import (
+from tests.helpers.deploy import (
     KUBERNETES,
     PodTemplate,
     benchmark_megabytes,

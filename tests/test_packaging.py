@@ -13,7 +13,7 @@ from sqlalchemy.engine import URL
 
 from etl.migrate import head_revision
 from tests.conftest import fresh_database
-from tests.wheels import install_into_target
+from tests.helpers.wheels import install_into_target
 
 ROOT = Path(__file__).resolve().parent.parent
 
