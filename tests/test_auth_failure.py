@@ -15,14 +15,9 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
 from etl.standin import Fault, StandIn
-from tests.conftest import PASSWORD
-from tests.test_api_faults import (
-    STANDIN_REQUEST_ID,
-    assert_victim_failed,
-    campaign_row,
-    last_run,
-    prepare,
-)
+from tests.helpers.cli import PASSWORD
+from tests.helpers.data import campaign_row, last_run
+from tests.helpers.scenario import STANDIN_REQUEST_ID, assert_victim_failed, prepare
 
 CREDENTIALS_HINT = re.compile(r"THULIUM_USER.*THULIUM_PASSWORD")
 

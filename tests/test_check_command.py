@@ -10,16 +10,9 @@ from sqlalchemy.engine import URL
 
 from etl import migrate
 from etl.standin import Fault, StandIn
-from tests.conftest import (
-    DATA_TABLES,
-    DB_PASSWORD,
-    PASSWORD,
-    Result,
-    make_env,
-    reset_schema,
-    run_cli,
-    seed_campaigns,
-)
+from tests.helpers.cli import DB_PASSWORD, PASSWORD, Result, make_env, run_cli
+from tests.helpers.data import seed_campaigns
+from tests.helpers.databases import DATA_TABLES, reset_schema
 
 IDS = ["00001", "00002", "0000A"]
 LINE = re.compile(r"^(PASS|FAIL)  (database|campaign [0-9A-Za-z]{5}): \S")

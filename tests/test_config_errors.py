@@ -19,19 +19,8 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
 from etl.standin import StandIn
-from tests.conftest import (
-    DB_PASSWORD,
-    PASSWORD,
-    USER,
-    Result,
-    as_api,
-    canonical,
-    make_env,
-    run_cli,
-    seed_campaigns,
-    spawn_cli,
-    stored_statuses,
-)
+from tests.helpers.cli import DB_PASSWORD, PASSWORD, USER, Result, make_env, run_cli, spawn_cli
+from tests.helpers.data import as_api, canonical, seed_campaigns, stored_statuses
 
 IDS = ["00001", "00002"]
 UNREACHABLE_DB = f"postgresql://etl:{DB_PASSWORD}@127.0.0.1:1/thulium"

@@ -19,12 +19,8 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL, make_url
 
 from etl.standin import StandIn
-from tests.conftest import (
-    fresh_database,
-    make_env,
-    run_cli,
-    spawn_cli,
-)
+from tests.helpers.cli import make_env, run_cli, spawn_cli
+from tests.helpers.databases import fresh_database
 from tests.helpers.snapshots import (
     assert_at,
     assert_totals_add_up,

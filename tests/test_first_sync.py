@@ -6,15 +6,9 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
 from etl.standin import StandIn
-from tests.conftest import (
-    as_api,
-    canonical,
-    make_env,
-    reset_schema,
-    run_cli,
-    seed_campaigns,
-    stored_statuses,
-)
+from tests.helpers.cli import make_env, run_cli
+from tests.helpers.data import as_api, canonical, seed_campaigns, stored_statuses
+from tests.helpers.databases import reset_schema
 
 IDS = ["00001", "00002", "0000A", "zz9Z0"]
 

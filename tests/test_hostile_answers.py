@@ -16,13 +16,13 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
 from etl.standin import Fault, StandIn, sample_statuses
-from tests.conftest import as_api, canonical, make_env, run_cli, stored_statuses
-from tests.test_api_faults import (
+from tests.helpers.cli import make_env, run_cli
+from tests.helpers.data import as_api, canonical, last_run, stored_statuses
+from tests.helpers.scenario import (
     STANDIN_REQUEST_ID,
     Scenario,
     assert_all_synced,
     assert_victim_failed,
-    last_run,
     new_ids,
     prepare,
 )

@@ -16,15 +16,8 @@ from sqlalchemy.engine import URL
 
 from etl.migrate import head_revision
 from etl.standin import StandIn
-from tests.conftest import (
-    DB_PASSWORD,
-    PASSWORD,
-    as_api,
-    canonical,
-    make_env,
-    seed_campaigns,
-    stored_statuses,
-)
+from tests.helpers.cli import DB_PASSWORD, PASSWORD, make_env
+from tests.helpers.data import as_api, canonical, seed_campaigns, stored_statuses
 from tests.helpers.deploy import ROOT, dockerfile_env, dockerfile_stages
 from tests.helpers.wheels import (
     as_user,

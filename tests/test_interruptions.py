@@ -16,14 +16,9 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
 from etl.standin import StandIn
-from tests.conftest import (
-    libpq,
-    make_env,
-    reset_schema,
-    run_cli,
-    spawn_cli,
-    stored_statuses,
-)
+from tests.helpers.cli import make_env, run_cli, spawn_cli
+from tests.helpers.data import stored_statuses
+from tests.helpers.databases import libpq, reset_schema
 from tests.helpers.snapshots import (
     assert_at,
     assert_totals_add_up,

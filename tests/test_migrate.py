@@ -17,14 +17,9 @@ import etl.schema
 from etl.migrate import alembic_config, head_revision
 from etl.schema import REVISION
 from etl.standin import StandIn
-from tests.conftest import (
-    fresh_database,
-    make_env,
-    run_cli,
-    seed_campaigns,
-    spawn_cli,
-    stored_statuses,
-)
+from tests.helpers.cli import make_env, run_cli, spawn_cli
+from tests.helpers.data import seed_campaigns, stored_statuses
+from tests.helpers.databases import fresh_database
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HEAD = "0005"

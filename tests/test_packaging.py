@@ -12,7 +12,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL
 
 from etl.migrate import head_revision
-from tests.conftest import fresh_database
+from tests.helpers.databases import fresh_database
 from tests.helpers.wheels import install_into_target
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -20,7 +20,9 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
 from etl.standin import Fault, StandIn
-from tests.conftest import as_api, canonical, make_env, reset_schema, run_cli, stored_statuses
+from tests.helpers.cli import make_env, run_cli
+from tests.helpers.data import as_api, canonical, stored_statuses
+from tests.helpers.databases import reset_schema
 
 
 def _status(

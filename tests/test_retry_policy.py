@@ -18,8 +18,8 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
 from etl.standin import Fault, StandIn
-from tests.conftest import PASSWORD, USER, spawn_cli
-from tests.test_api_faults import (
+from tests.helpers.cli import PASSWORD, USER, spawn_cli
+from tests.helpers.scenario import (
     STANDIN_REQUEST_ID,
     assert_all_synced,
     assert_victim_failed,

@@ -14,7 +14,9 @@ from sqlalchemy.engine import URL
 
 from etl import migrate
 from etl.standin import StandIn
-from tests.conftest import make_env, reset_schema, run_cli, seed_campaigns, spawn_cli
+from tests.helpers.cli import make_env, run_cli, spawn_cli
+from tests.helpers.data import seed_campaigns
+from tests.helpers.databases import reset_schema
 
 OK1, OK2, GONE = "00001", "00002", "00404"
 IDS = [OK1, OK2, GONE]

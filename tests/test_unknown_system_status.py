@@ -9,7 +9,9 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
 from etl.standin import StandIn
-from tests.conftest import as_api, canonical, make_env, reset_schema, run_cli, stored_statuses
+from tests.helpers.cli import make_env, run_cli
+from tests.helpers.data import as_api, canonical, stored_statuses
+from tests.helpers.databases import reset_schema
 
 # shared/THULIUM_API.md: value → (Polish description from the docs, English).
 DOCUMENTED = {
