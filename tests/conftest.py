@@ -1,7 +1,15 @@
-"""Fixtures: a real Postgres (a fresh database per test module) and the Thulium stand-in.
+"""Fixtures: a real Postgres and the Thulium stand-in. What tests import lives in
+``tests/helpers``.
+
+A clean database comes one of two ways:
+
+- ``migrated``: the module's database (``db_url``), migrated once, its data emptied before
+  each test. For every test that needs the schema.
+- ``empty_database``: a database of the test's own, never migrated, dropped after it. For
+  the tests of ``migrate`` itself and of commands run before it.
 
 Tests run the real CLI, in-process through ``etl.cli.main`` or as a subprocess when signals,
-locks or crashes are the point. What tests import lives in ``tests/helpers``.
+locks or crashes are the point.
 """
 
 from __future__ import annotations
@@ -17,7 +25,8 @@ from sqlalchemy.engine import URL
 from etl import migrate
 from etl.standin import StandIn
 from tests.helpers.cli import PASSWORD, USER
-from tests.helpers.databases import DATA_TABLES, fresh_database, postgres_server, reset_schema
+from tests.helpers.databases import DATA_TABLES, fresh_database, postgres_server
+from tests.helpers.scenario import Scenario, prepare
 
 
 @pytest.fixture(scope="session")
@@ -35,32 +44,51 @@ def db_url(pg_server: URL, request: pytest.FixtureRequest) -> Iterator[URL]:
 
 
 @pytest.fixture(scope="module")
-def engine(db_url: URL) -> Iterator[Engine]:
+def _module_database_at_head(db_url: URL) -> Iterator[Engine]:
+    """The module's database, migrated to the head revision once: tests take ``migrated``."""
     engine = create_engine(db_url, pool_size=2)
-    yield engine
-    engine.dispose()
+    try:
+        migrate.upgrade(engine)
+        yield engine
+    finally:
+        engine.dispose()
 
 
-@pytest.fixture(scope="module")
-def schema(engine: Engine) -> Engine:
-    """The module's database, emptied and migrated to the head revision once."""
-    reset_schema(engine)
-    migrate.upgrade(engine)
+@pytest.fixture
+def migrated(_module_database_at_head: Engine) -> Engine:
+    """The module's database (``db_url``) at the head revision, with no row in the tables a
+    sync writes (``DATA_TABLES``) and only the documented codes in ``system_statuses`` (an
+    earlier test of the module may have synced an undocumented one)."""
+    engine = _module_database_at_head
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {', '.join(DATA_TABLES)}"))
+        conn.execute(text("DELETE FROM system_statuses WHERE NOT documented"))
     return engine
 
 
 @pytest.fixture
-def migrated(schema: Engine) -> Engine:
-    """The migrated database with no data left by an earlier test of the module."""
-    with schema.begin() as conn:
-        conn.execute(text(f"TRUNCATE {', '.join(DATA_TABLES)}"))
-    return schema
+def empty_database(pg_server: URL, request: pytest.FixtureRequest) -> Iterator[Engine]:
+    """A database of this test's own that nothing has touched, never migrated, dropped after
+    the test; ``empty_database.url`` is its URL."""
+    with fresh_database(pg_server, label=request.node.name.removeprefix("test_")) as url:
+        engine = create_engine(url)
+        try:
+            yield engine
+        finally:
+            engine.dispose()
 
 
 @pytest.fixture
 def api() -> Iterator[StandIn]:
+    """The Thulium stand-in, on loopback, knowing the tests' credentials and no campaign."""
     with StandIn(user=USER, password=PASSWORD) as server:
         yield server
+
+
+@pytest.fixture
+def scenario(migrated: Engine, api: StandIn, db_url: URL) -> Scenario:
+    """Three campaigns synced cleanly, then served changed data: break ``scenario.victim``."""
+    return prepare(api, db_url, migrated, THULIUM_TIMEOUT="0.3")
 
 
 # --- the deployment kit: the wheel, the rendered manifests, the program's settings -----------

@@ -14,10 +14,8 @@ import re
 from collections.abc import Callable
 
 import pytest
-from sqlalchemy import Engine
-from sqlalchemy.engine import URL
 
-from etl.standin import Fault, StandIn
+from etl.standin import Fault
 from etl.standin.server import INVALID_JSON_BODY
 from tests.helpers.data import Statuses
 from tests.helpers.scenario import (
@@ -25,16 +23,7 @@ from tests.helpers.scenario import (
     Scenario,
     assert_all_synced,
     assert_victim_failed,
-    prepare,
 )
-
-# -- fixtures ------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def scenario(schema: Engine, api: StandIn, db_url: URL, engine: Engine) -> Scenario:
-    return prepare(api, db_url, engine, THULIUM_TIMEOUT="0.3")
-
 
 # -- transient faults: retried --------------------------------------------------------------------
 

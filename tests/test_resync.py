@@ -22,7 +22,6 @@ from sqlalchemy.engine import URL
 from etl.standin import Fault, StandIn
 from tests.helpers.cli import make_env, run_cli
 from tests.helpers.data import as_api, canonical, stored_statuses
-from tests.helpers.databases import reset_schema
 
 
 def _status(
@@ -107,8 +106,7 @@ def _run_counts(engine: Engine, run_id: int) -> dict[str, tuple[str, int, int, i
     return {row[0]: (row[1], row[2], row[3], row[4]) for row in rows}
 
 
-def test_resync_without_changes_writes_nothing(api: StandIn, db_url: URL, engine: Engine) -> None:
-    reset_schema(engine)
+def test_resync_without_changes_writes_nothing(api: StandIn, db_url: URL, migrated: Engine) -> None:
     served = {
         "00001": [
             _status(str(n), "CALL", n * 10 if n % 2 else None, f"Status {n} ż") for n in range(1, 9)
@@ -118,16 +116,15 @@ def test_resync_without_changes_writes_nothing(api: StandIn, db_url: URL, engine
     for campaign_id, statuses in served.items():
         api.set_statuses(campaign_id, statuses)
     env = make_env(api, db_url, list(served))
-    assert run_cli("migrate", env=env).code == 0
     assert run_cli("sync", env=env).code == 0
-    rows_before = {c: stored_statuses(engine, c) for c in served}
-    xmins_before = {c: _xmins(engine, c) for c in served}
-    writes_before = _statuses_writes(engine)
+    rows_before = {c: stored_statuses(migrated, c) for c in served}
+    xmins_before = {c: _xmins(migrated, c) for c in served}
+    writes_before = _statuses_writes(migrated)
 
     result = run_cli("sync", env=env)
 
     assert result.code == 0, result.err
-    writes_after = _statuses_writes(engine)
+    writes_after = _statuses_writes(migrated)
     assert _delta(writes_before, writes_after) == {
         "n_tup_ins": 0,
         "n_tup_upd": 0,
@@ -135,14 +132,14 @@ def test_resync_without_changes_writes_nothing(api: StandIn, db_url: URL, engine
         "n_tup_del": 0,
     }
     for campaign_id, statuses in served.items():
-        assert _xmins(engine, campaign_id) == xmins_before[campaign_id]
-        rows = stored_statuses(engine, campaign_id)
+        assert _xmins(migrated, campaign_id) == xmins_before[campaign_id]
+        rows = stored_statuses(migrated, campaign_id)
         assert rows == rows_before[campaign_id]  # updated_at included
         assert as_api(rows) == canonical(statuses)
-    run = _last_run(engine)
+    run = _last_run(migrated)
     assert run["outcome"] == "succeeded"
     assert (run["rows_inserted"], run["rows_updated"], run["rows_deleted"]) == (0, 0, 0)
-    assert _run_counts(engine, run["run_id"]) == {
+    assert _run_counts(migrated, run["run_id"]) == {
         "00001": ("succeeded", 0, 0, 0),
         "00002": ("succeeded", 0, 0, 0),
     }
@@ -152,9 +149,9 @@ def test_resync_without_changes_writes_nothing(api: StandIn, db_url: URL, engine
     changed[2] = {**changed[2], "name": "Przemianowany"}
     api.set_statuses("00001", changed)
     assert run_cli("sync", env=env).code == 0
-    control = _delta(writes_after, _statuses_writes(engine))
+    control = _delta(writes_after, _statuses_writes(migrated))
     assert control["n_tup_upd"] == 1 and control["n_tup_ins"] == 0 and control["n_tup_del"] == 0
-    after_control = _xmins(engine, "00001")
+    after_control = _xmins(migrated, "00001")
     assert [s for s in after_control if after_control[s] != xmins_before["00001"][s]] == ["3"]
 
 
@@ -169,9 +166,8 @@ def _payload(row: dict[str, Any]) -> tuple[object, ...]:
 
 
 def test_rename_add_delete_and_revive_across_syncs(
-    api: StandIn, db_url: URL, engine: Engine
+    api: StandIn, db_url: URL, migrated: Engine
 ) -> None:
-    reset_schema(engine)
     first = [
         _status("1", "TO_CALL", None, "Nowy"),
         _status("2", "CALL", 20, "Dzwonić"),
@@ -185,10 +181,9 @@ def test_rename_add_delete_and_revive_across_syncs(
     api.set_statuses("00001", first)
     api.set_statuses("00002", other)
     env = make_env(api, db_url, ["00001", "00002"])
-    assert run_cli("migrate", env=env).code == 0
     assert run_cli("sync", env=env).code == 0
-    a1, a1_xmin = _rows_and_xmins(engine, "00001")
-    b1 = stored_statuses(engine, "00002")
+    a1, a1_xmin = _rows_and_xmins(migrated, "00001")
+    b1 = stored_statuses(migrated, "00002")
     assert sorted(a1) == ["1", "2", "3", "4", "5", "6", "7"] and sorted(b1) == ["11", "12", "13"]
 
     # Run 2: rename 1, null→int dictionary id on 3, new system_status on 4, drop 6 and 7,
@@ -206,10 +201,10 @@ def test_rename_add_delete_and_revive_across_syncs(
     result = run_cli("sync", env=env)
     assert result.code == 0, result.err
 
-    a2, a2_xmin = _rows_and_xmins(engine, "00001")
-    b2, b2_xmin = _rows_and_xmins(engine, "00002")
-    run2 = _last_run(engine)
-    assert _run_counts(engine, run2["run_id"]) == {
+    a2, a2_xmin = _rows_and_xmins(migrated, "00001")
+    b2, b2_xmin = _rows_and_xmins(migrated, "00002")
+    run2 = _last_run(migrated)
+    assert _run_counts(migrated, run2["run_id"]) == {
         "00001": ("succeeded", 1, 3, 2),
         "00002": ("succeeded", 0, 0, 3),
     }
@@ -242,10 +237,10 @@ def test_rename_add_delete_and_revive_across_syncs(
     result = run_cli("sync", env=env)
     assert result.code == 0, result.err
 
-    a3, a3_xmin = _rows_and_xmins(engine, "00001")
-    b3, b3_xmin = _rows_and_xmins(engine, "00002")
-    run3 = _last_run(engine)
-    assert _run_counts(engine, run3["run_id"]) == {
+    a3, a3_xmin = _rows_and_xmins(migrated, "00001")
+    b3, b3_xmin = _rows_and_xmins(migrated, "00002")
+    run3 = _last_run(migrated)
+    assert _run_counts(migrated, run3["run_id"]) == {
         "00001": ("succeeded", 0, 2, 0),
         "00002": ("succeeded", 0, 0, 0),
     }
@@ -275,16 +270,14 @@ FAILURES = [
 
 @pytest.mark.parametrize("fault", FAILURES)
 def test_a_failed_fetch_never_marks_anything_deleted(
-    fault: Fault, api: StandIn, db_url: URL, engine: Engine
+    fault: Fault, api: StandIn, db_url: URL, migrated: Engine
 ) -> None:
-    reset_schema(engine)
     api.set_statuses("00001", [_status(str(n), "CALL", None, f"S{n}") for n in range(1, 6)])
     api.set_statuses("00002", [_status("9", "TO_CALL", 1, "Zdrowa")])
     env = make_env(api, db_url, ["00001", "00002"])
-    assert run_cli("migrate", env=env).code == 0
     assert run_cli("sync", env=env).code == 0
-    rows_before, xmins_before = _rows_and_xmins(engine, "00001")
-    with engine.connect() as conn:
+    rows_before, xmins_before = _rows_and_xmins(migrated, "00001")
+    with migrated.connect() as conn:
         synced_before: datetime = conn.execute(
             text("SELECT last_synced_at FROM campaigns WHERE campaign_id = '00001'")
         ).scalar_one()
@@ -294,16 +287,16 @@ def test_a_failed_fetch_never_marks_anything_deleted(
     result = run_cli("sync", env=env)
 
     assert result.code == 1, result.err
-    rows_after, xmins_after = _rows_and_xmins(engine, "00001")
+    rows_after, xmins_after = _rows_and_xmins(migrated, "00001")
     assert rows_after == rows_before and xmins_after == xmins_before
     assert all(row["deleted_at"] is None for row in rows_after.values())
-    run = _last_run(engine)
+    run = _last_run(migrated)
     assert run["outcome"] == "partial"
-    counts = _run_counts(engine, run["run_id"])
+    counts = _run_counts(migrated, run["run_id"])
     assert counts["00001"] == ("failed", 0, 0, 0)
     assert counts["00002"] == ("succeeded", 0, 1, 0)  # the other campaign still synced
-    assert stored_statuses(engine, "00002")["9"]["name"] == "Zdrowa, przemianowana"
-    with engine.connect() as conn:
+    assert stored_statuses(migrated, "00002")["9"]["name"] == "Zdrowa, przemianowana"
+    with migrated.connect() as conn:
         campaign = conn.execute(
             text(
                 "SELECT last_synced_at, last_attempt_outcome, last_error "

@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
-from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL, make_url
 
 from etl.standin.embedded import embedded_postgres
@@ -81,10 +80,3 @@ def fresh_database(server: URL, *, label: str) -> Iterator[URL]:
     finally:
         with psycopg.connect(libpq(server), autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def reset_schema(engine: Engine) -> None:
-    """Empty the database: drop everything thulium-etl created."""
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
