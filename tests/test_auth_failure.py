@@ -15,23 +15,18 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
 from etl.standin import Fault, StandIn
-from tests.conftest import PASSWORD
-from tests.test_api_faults import (
-    STANDIN_REQUEST_ID,
-    assert_victim_failed,
-    campaign_row,
-    last_run,
-    prepare,
-)
+from tests.helpers.cli import PASSWORD
+from tests.helpers.data import campaign_row, last_run
+from tests.helpers.scenario import STANDIN_REQUEST_ID, assert_victim_failed, prepare
 
 CREDENTIALS_HINT = re.compile(r"THULIUM_USER.*THULIUM_PASSWORD")
 
 
 @pytest.mark.parametrize("concurrency", [1, 3])
 def test_a_401_stops_the_run_and_skips_every_campaign_not_yet_tried(
-    schema: Engine, api: StandIn, db_url: URL, engine: Engine, concurrency: int
+    migrated: Engine, api: StandIn, db_url: URL, concurrency: int
 ) -> None:
-    s = prepare(api, db_url, engine, prefix="A", n=6)
+    s = prepare(api, db_url, migrated, prefix="A", n=6)
 
     result = s.sync(THULIUM_PASSWORD="not-the-" + PASSWORD, THULIUM_CONCURRENCY=str(concurrency))
 
@@ -46,7 +41,7 @@ def test_a_401_stops_the_run_and_skips_every_campaign_not_yet_tried(
     for campaign_id in s.ids:
         s.assert_untouched(campaign_id)
 
-    run, outcomes = last_run(engine)
+    run, outcomes = last_run(migrated)
     assert run["outcome"] == "failed"
     assert (run["campaigns_total"], run["campaigns_ok"]) == (6, 0)
     assert (run["campaigns_failed"], run["campaigns_skipped"]) == (len(tried), 6 - len(tried))
@@ -54,7 +49,7 @@ def test_a_401_stops_the_run_and_skips_every_campaign_not_yet_tried(
     assert run["error"] and "401" in run["error"]
     assert sorted(outcomes) == sorted(s.ids)
     for campaign_id, row in outcomes.items():
-        campaign = campaign_row(engine, campaign_id)
+        campaign = campaign_row(migrated, campaign_id)
         if campaign_id in tried:
             assert (row["outcome"], row["http_status"], row["attempts"]) == ("failed", 401, 1)
             assert "401" in row["error"] and CREDENTIALS_HINT.search(row["error"])
@@ -83,10 +78,8 @@ def test_a_401_stops_the_run_and_skips_every_campaign_not_yet_tried(
     assert PASSWORD not in result.err
 
 
-def test_a_403_on_one_campaign_fails_it_alone(
-    schema: Engine, api: StandIn, db_url: URL, engine: Engine
-) -> None:
-    s = prepare(api, db_url, engine, prefix="B")
+def test_a_403_on_one_campaign_fails_it_alone(migrated: Engine, api: StandIn, db_url: URL) -> None:
+    s = prepare(api, db_url, migrated, prefix="B")
     api.set_permanent_fault(s.victim, Fault.status(403))
 
     result = s.sync()

@@ -10,16 +10,9 @@ from sqlalchemy.engine import URL
 
 from etl import migrate
 from etl.standin import Fault, StandIn
-from tests.conftest import (
-    DATA_TABLES,
-    DB_PASSWORD,
-    PASSWORD,
-    Result,
-    make_env,
-    reset_schema,
-    run_cli,
-    seed_campaigns,
-)
+from tests.helpers.cli import DB_PASSWORD, PASSWORD, Result, make_env, run_cli
+from tests.helpers.data import seed_campaigns
+from tests.helpers.databases import DATA_TABLES
 
 IDS = ["00001", "00002", "0000A"]
 LINE = re.compile(r"^(PASS|FAIL)  (database|campaign [0-9A-Za-z]{5}): \S")
@@ -122,20 +115,16 @@ def test_campaign_flag_limits_the_probes(api: StandIn, db_url: URL, migrated: En
 
 
 def test_an_unmigrated_database_is_a_fail_line_and_exit_3(
-    api: StandIn, db_url: URL, engine: Engine, schema: Engine
+    api: StandIn, empty_database: Engine
 ) -> None:
     seed_campaigns(api, IDS)
-    reset_schema(engine)
-    try:
-        result = run_cli("check", env=make_env(api, db_url, IDS))
 
-        with engine.connect() as conn:
-            tables = conn.execute(
-                text("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
-            ).scalar_one()
-    finally:
-        migrate.upgrade(engine)
+    result = run_cli("check", env=make_env(api, empty_database.url, IDS))
 
+    with empty_database.connect() as conn:
+        tables = conn.execute(
+            text("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+        ).scalar_one()
     assert result.code == 3
     found = verdicts(result)
     assert found["database"] == "FAIL"

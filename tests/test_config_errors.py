@@ -1,6 +1,6 @@
 """A configuration error exits 2 with one line naming the problem, before anything is contacted.
 
-Every case runs the real CLI against a live stand-in and a schema database, then checks the
+Every case runs the real CLI against a live stand-in and a migrated database, then checks the
 stand-in received no request and the database holds no run, campaign or status row. The
 ``127.0.0.1:1`` cases prove the API settings are validated before any database connection is
 even attempted (an attempt would end in exit 3, not 2).
@@ -19,23 +19,12 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
 from etl.standin import StandIn
-from tests.conftest import (
-    DB_PASSWORD,
-    PASSWORD,
-    USER,
-    Result,
-    as_api,
-    canonical,
-    make_env,
-    run_cli,
-    seed_campaigns,
-    spawn_cli,
-    stored_statuses,
-)
+from tests.helpers.cli import DB_PASSWORD, PASSWORD, USER, Result, make_env, run_cli, spawn_cli
+from tests.helpers.data import as_api, canonical, seed_campaigns, stored_statuses
+from tests.helpers.databases import DATA_TABLES
 
 IDS = ["00001", "00002"]
 UNREACHABLE_DB = f"postgresql://etl:{DB_PASSWORD}@127.0.0.1:1/thulium"
-_WRITTEN_TABLES = ("sync_runs", "sync_run_batches", "campaigns", "statuses")
 
 
 @pytest.fixture(scope="module")
@@ -51,25 +40,17 @@ def api(shared_api: StandIn) -> StandIn:
     return shared_api
 
 
-@pytest.fixture
-def clean(schema: Engine) -> Iterator[Engine]:
-    if any(rows_written(schema).values()):
-        with schema.begin() as conn:
-            conn.execute(text(f"TRUNCATE {', '.join(_WRITTEN_TABLES)}"))
-    yield schema
-
-
 def rows_written(engine: Engine) -> dict[str, int]:
     with engine.connect() as conn:
         return {
             table: conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
-            for table in _WRITTEN_TABLES
+            for table in DATA_TABLES
         }
 
 
 def assert_nothing_contacted(result: Result, api: StandIn, engine: Engine) -> None:
     assert api.total_requests == 0, result.err
-    assert rows_written(engine) == dict.fromkeys(_WRITTEN_TABLES, 0)
+    assert rows_written(engine) == dict.fromkeys(DATA_TABLES, 0)
 
 
 def one_error_event(result: Result) -> dict[str, Any]:
@@ -99,19 +80,19 @@ def env_without(api: StandIn, db_url: URL, name: str) -> dict[str, str]:
 )
 @pytest.mark.parametrize("command", ["sync", "check"])
 def test_a_missing_variable_is_named_and_nothing_is_contacted(
-    api: StandIn, db_url: URL, clean: Engine, name: str, command: str
+    api: StandIn, db_url: URL, migrated: Engine, name: str, command: str
 ) -> None:
     result = run_cli(command, env=env_without(api, db_url, name))
 
     event = one_error_event(result)
     assert name in event["message"]
     assert "not set" in event["message"]
-    assert_nothing_contacted(result, api, clean)
+    assert_nothing_contacted(result, api, migrated)
 
 
 @pytest.mark.parametrize("name", ["THULIUM_BASE_URL", "THULIUM_USER", "THULIUM_CAMPAIGNS"])
 def test_a_blank_variable_counts_as_missing(
-    api: StandIn, db_url: URL, clean: Engine, name: str
+    api: StandIn, db_url: URL, migrated: Engine, name: str
 ) -> None:
     env = make_env(api, db_url, IDS, **{name: "  "})
 
@@ -119,12 +100,12 @@ def test_a_blank_variable_counts_as_missing(
 
     event = one_error_event(result)
     assert name in event["message"] and "not set" in event["message"]
-    assert_nothing_contacted(result, api, clean)
+    assert_nothing_contacted(result, api, migrated)
 
 
 @pytest.mark.parametrize("command", ["migrate", "runs"])
 def test_database_commands_need_only_database_url(
-    api: StandIn, db_url: URL, clean: Engine, command: str
+    api: StandIn, db_url: URL, migrated: Engine, command: str
 ) -> None:
     env = {"DATABASE_URL": make_env(api, db_url, IDS)["DATABASE_URL"], "THULIUM_LOG_FORMAT": "json"}
     assert run_cli(command, env=env).code == 0
@@ -156,7 +137,7 @@ BAD_IDS = ["0001", "000001", "00-01", "0000ł", "0000\u0661", "00001;00002"]
 
 @pytest.mark.parametrize("bad", BAD_IDS)
 def test_a_malformed_campaign_id_in_the_environment_is_named(
-    api: StandIn, db_url: URL, clean: Engine, bad: str
+    api: StandIn, db_url: URL, migrated: Engine, bad: str
 ) -> None:
     env = make_env(api, db_url, ["00003", bad])
 
@@ -165,13 +146,13 @@ def test_a_malformed_campaign_id_in_the_environment_is_named(
     message = one_error_event(result)["message"]
     assert "THULIUM_CAMPAIGNS" in message
     assert repr(bad) in message
-    assert_nothing_contacted(result, api, clean)
+    assert_nothing_contacted(result, api, migrated)
 
 
 @pytest.mark.parametrize("bad", BAD_IDS)
 @pytest.mark.parametrize("command", ["sync", "check"])
 def test_a_malformed_campaign_id_given_with_the_flag_is_named(
-    api: StandIn, db_url: URL, clean: Engine, bad: str, command: str
+    api: StandIn, db_url: URL, migrated: Engine, bad: str, command: str
 ) -> None:
     env = make_env(api, db_url, IDS)
 
@@ -180,19 +161,21 @@ def test_a_malformed_campaign_id_given_with_the_flag_is_named(
     message = one_error_event(result)["message"]
     assert "--campaign" in message
     assert repr(bad) in message
-    assert_nothing_contacted(result, api, clean)
+    assert_nothing_contacted(result, api, migrated)
 
 
-def test_a_blank_campaign_flag_is_a_usage_error(api: StandIn, db_url: URL, clean: Engine) -> None:
+def test_a_blank_campaign_flag_is_a_usage_error(
+    api: StandIn, db_url: URL, migrated: Engine
+) -> None:
     result = run_cli("sync", "--campaign", " ", env=make_env(api, db_url, IDS))
 
     message = one_error_event(result)["message"]
     assert "--campaign" in message and "no campaign ids" in message
-    assert_nothing_contacted(result, api, clean)
+    assert_nothing_contacted(result, api, migrated)
 
 
 def test_commas_spaces_and_newlines_all_separate_campaign_ids(
-    api: StandIn, db_url: URL, clean: Engine
+    api: StandIn, db_url: URL, migrated: Engine
 ) -> None:
     served = seed_campaigns(api, ["00001", "00002", "00003"], n=3)
     env = make_env(api, db_url, [], THULIUM_CAMPAIGNS="00001, 00002\n00003\n")
@@ -202,13 +185,13 @@ def test_commas_spaces_and_newlines_all_separate_campaign_ids(
     assert result.code == 0, result.err
     for campaign_id, statuses in served.items():
         assert api.requests_for(campaign_id) == 1
-        assert as_api(stored_statuses(clean, campaign_id)) == canonical(statuses)
+        assert as_api(stored_statuses(migrated, campaign_id)) == canonical(statuses)
     assert api.total_requests == 3
-    assert rows_written(clean)["campaigns"] == 3
+    assert rows_written(migrated)["campaigns"] == 3
 
 
 def test_the_campaign_flag_accepts_commas_and_repeats_and_overrides_the_variable(
-    api: StandIn, db_url: URL, clean: Engine
+    api: StandIn, db_url: URL, migrated: Engine
 ) -> None:
     served = seed_campaigns(api, ["00001", "00002", "00003", "00009"], n=2)
     env = make_env(api, db_url, ["00009"])
@@ -218,8 +201,8 @@ def test_the_campaign_flag_accepts_commas_and_repeats_and_overrides_the_variable
     assert result.code == 0, result.err
     assert api.requests_for("00009") == 0
     for campaign_id in ("00001", "00002", "00003"):
-        assert as_api(stored_statuses(clean, campaign_id)) == canonical(served[campaign_id])
-    assert stored_statuses(clean, "00009") == {}
+        assert as_api(stored_statuses(migrated, campaign_id)) == canonical(served[campaign_id])
+    assert stored_statuses(migrated, "00009") == {}
 
 
 # -- the password file --------------------------------------------------------------------
@@ -240,7 +223,7 @@ def test_the_campaign_flag_accepts_commas_and_repeats_and_overrides_the_variable
 def test_an_unusable_password_file_is_named(
     api: StandIn,
     db_url: URL,
-    clean: Engine,
+    migrated: Engine,
     tmp_path: Path,
     content: bytes | str | None,
     reason: str,
@@ -258,11 +241,11 @@ def test_an_unusable_password_file_is_named(
     message = one_error_event(result)["message"]
     assert "THULIUM_PASSWORD_FILE" in message
     assert reason in message
-    assert_nothing_contacted(result, api, clean)
+    assert_nothing_contacted(result, api, migrated)
 
 
 def test_password_and_password_file_together_are_refused(
-    api: StandIn, db_url: URL, clean: Engine, tmp_path: Path
+    api: StandIn, db_url: URL, migrated: Engine, tmp_path: Path
 ) -> None:
     secret = tmp_path / "password"
     secret.write_text(PASSWORD + "\n")
@@ -276,11 +259,11 @@ def test_password_and_password_file_together_are_refused(
     message = one_error_event(result)["message"]
     assert "THULIUM_PASSWORD" in message and "THULIUM_PASSWORD_FILE" in message
     assert PASSWORD not in result.err
-    assert_nothing_contacted(result, api, clean)
+    assert_nothing_contacted(result, api, migrated)
 
 
 def test_database_url_and_its_file_together_are_refused(
-    api: StandIn, db_url: URL, clean: Engine, tmp_path: Path
+    api: StandIn, db_url: URL, migrated: Engine, tmp_path: Path
 ) -> None:
     env = make_env(api, db_url, IDS)
     url_file = tmp_path / "database-url"
@@ -291,12 +274,12 @@ def test_database_url_and_its_file_together_are_refused(
 
     assert "DATABASE_URL_FILE" in one_error_event(result)["message"]
     assert DB_PASSWORD not in result.err
-    assert_nothing_contacted(result, api, clean)
+    assert_nothing_contacted(result, api, migrated)
 
 
 @pytest.mark.parametrize("ending", ["\n", "\r\n", ""])
 def test_the_password_is_read_from_its_file_without_the_line_ending(
-    api: StandIn, db_url: URL, clean: Engine, tmp_path: Path, ending: str
+    api: StandIn, db_url: URL, migrated: Engine, tmp_path: Path, ending: str
 ) -> None:
     served = seed_campaigns(api, IDS, n=2)
     secret = tmp_path / "password"
@@ -308,7 +291,7 @@ def test_the_password_is_read_from_its_file_without_the_line_ending(
 
     assert result.code == 0, result.err
     for campaign_id in IDS:
-        assert as_api(stored_statuses(clean, campaign_id)) == canonical(served[campaign_id])
+        assert as_api(stored_statuses(migrated, campaign_id)) == canonical(served[campaign_id])
     assert PASSWORD not in result.err + result.out
 
 
@@ -336,16 +319,16 @@ def test_the_password_is_read_from_its_file_without_the_line_ending(
     ],
 )
 def test_a_malformed_base_url_is_named(
-    api: StandIn, db_url: URL, clean: Engine, value: str
+    api: StandIn, db_url: URL, migrated: Engine, value: str
 ) -> None:
     result = run_cli("sync", env=make_env(api, db_url, IDS, THULIUM_BASE_URL=value))
 
     assert "THULIUM_BASE_URL" in one_error_event(result)["message"]
-    assert_nothing_contacted(result, api, clean)
+    assert_nothing_contacted(result, api, migrated)
 
 
 def test_credentials_in_the_base_url_are_refused_without_echoing_them(
-    api: StandIn, db_url: URL, clean: Engine
+    api: StandIn, db_url: URL, migrated: Engine
 ) -> None:
     host_and_path = api.url.split("://", 1)[1]
     value = f"http://{USER}:hunter2-in-url@{host_and_path}"
@@ -355,7 +338,7 @@ def test_credentials_in_the_base_url_are_refused_without_echoing_them(
     message = one_error_event(result)["message"]
     assert "THULIUM_BASE_URL" in message and "credentials" in message
     assert "hunter2-in-url" not in result.err
-    assert_nothing_contacted(result, api, clean)
+    assert_nothing_contacted(result, api, migrated)
 
 
 @pytest.mark.parametrize(
@@ -371,7 +354,7 @@ def test_credentials_in_the_base_url_are_refused_without_echoing_them(
 )
 @pytest.mark.parametrize("command", ["migrate", "sync", "check", "runs"])
 def test_a_malformed_database_url_is_named_without_its_password(
-    api: StandIn, db_url: URL, clean: Engine, value: str, command: str
+    api: StandIn, db_url: URL, migrated: Engine, value: str, command: str
 ) -> None:
     password = f"tapir-{uuid.uuid4().hex}"  # never registered as a secret by an earlier test
     env = make_env(api, db_url, IDS, DATABASE_URL=value.format(pw=password))
@@ -419,30 +402,32 @@ def test_a_malformed_database_url_is_named_without_its_password(
     ],
 )
 def test_a_malformed_setting_is_named(
-    api: StandIn, db_url: URL, clean: Engine, name: str, value: str
+    api: StandIn, db_url: URL, migrated: Engine, name: str, value: str
 ) -> None:
     result = run_cli("sync", env=make_env(api, db_url, IDS, **{name: value}))
 
     message = one_error_event(result)["message"]
     assert name in message
     assert value[:40] in message
-    assert_nothing_contacted(result, api, clean)
+    assert_nothing_contacted(result, api, migrated)
 
 
 @pytest.mark.parametrize(
     ("flag", "value"), [("--concurrency", "100000000000000000000"), ("--timeout", "1e300")]
 )
 def test_an_absurd_flag_value_is_a_configuration_error(
-    api: StandIn, db_url: URL, clean: Engine, flag: str, value: str
+    api: StandIn, db_url: URL, migrated: Engine, flag: str, value: str
 ) -> None:
     result = run_cli("sync", flag, value, env=make_env(api, db_url, IDS))
 
     assert result.code == 2
     assert value in result.err and "Traceback" not in result.err
-    assert_nothing_contacted(result, api, clean)
+    assert_nothing_contacted(result, api, migrated)
 
 
-def test_an_unknown_database_url_option_is_named(api: StandIn, db_url: URL, clean: Engine) -> None:
+def test_an_unknown_database_url_option_is_named(
+    api: StandIn, db_url: URL, migrated: Engine
+) -> None:
     env = make_env(api, db_url, IDS)
     env["DATABASE_URL"] += "?sslmode=prefer&foo=bar"
 
@@ -450,12 +435,12 @@ def test_an_unknown_database_url_option_is_named(api: StandIn, db_url: URL, clea
 
     message = one_error_event(result)["message"]
     assert "DATABASE_URL" in message and "foo" in message and "sslmode" in message
-    assert_nothing_contacted(result, api, clean)
+    assert_nothing_contacted(result, api, migrated)
 
 
 @pytest.mark.parametrize("name", ["THULIUM_PASSWORD", "THULIUM_USER"])
 def test_credentials_that_are_not_utf8_are_named_without_their_value(
-    api: StandIn, db_url: URL, clean: Engine, name: str
+    api: StandIn, db_url: URL, migrated: Engine, name: str
 ) -> None:
     # What os.environ holds for a value with bytes that are not UTF-8 (surrogateescape).
     value = "tajne-\udcff\udcfe-haslo"
@@ -465,24 +450,24 @@ def test_credentials_that_are_not_utf8_are_named_without_their_value(
     message = one_error_event(result)["message"]
     assert name in message and "UTF-8" in message
     assert "tajne" not in result.err and "haslo" not in result.err
-    assert_nothing_contacted(result, api, clean)
+    assert_nothing_contacted(result, api, migrated)
 
 
 def test_a_negative_timeout_flag_is_a_configuration_error(
-    api: StandIn, db_url: URL, clean: Engine
+    api: StandIn, db_url: URL, migrated: Engine
 ) -> None:
     result = run_cli("sync", "--timeout", "-1", env=make_env(api, db_url, IDS))
 
     message = one_error_event(result)["message"]
     assert "TIMEOUT" in message and "-1" in message
-    assert_nothing_contacted(result, api, clean)
+    assert_nothing_contacted(result, api, migrated)
 
 
 @pytest.mark.parametrize(
     ("variable", "value"), [("THULIUM_LOG_FORMAT", "xml"), ("THULIUM_LOG_LEVEL", "verbose")]
 )
 def test_an_unknown_log_setting_is_one_plain_text_line(
-    api: StandIn, db_url: URL, clean: Engine, variable: str, value: str
+    api: StandIn, db_url: URL, migrated: Engine, variable: str, value: str
 ) -> None:
     result = run_cli("sync", env=make_env(api, db_url, IDS, **{variable: value}))
 
@@ -494,11 +479,11 @@ def test_an_unknown_log_setting_is_one_plain_text_line(
     assert " ERROR " in lines[0]
     assert variable in lines[0]
     assert (value.upper() if variable.endswith("LEVEL") else value) in lines[0]
-    assert_nothing_contacted(result, api, clean)
+    assert_nothing_contacted(result, api, migrated)
 
 
 def test_a_text_format_configuration_error_is_one_line(
-    api: StandIn, db_url: URL, clean: Engine
+    api: StandIn, db_url: URL, migrated: Engine
 ) -> None:
     env = env_without(api, db_url, "THULIUM_USER")
     env["THULIUM_LOG_FORMAT"] = "text"
@@ -509,7 +494,7 @@ def test_a_text_format_configuration_error_is_one_line(
     lines = result.err.splitlines()
     assert len(lines) == 1, result.err
     assert " ERROR " in lines[0] and "THULIUM_USER" in lines[0]
-    assert_nothing_contacted(result, api, clean)
+    assert_nothing_contacted(result, api, migrated)
 
 
 # -- usage errors ----------------------------------------------------------------------------
@@ -532,7 +517,7 @@ def test_a_text_format_configuration_error_is_one_line(
     ],
 )
 def test_a_usage_error_exits_2_naming_the_argument(
-    api: StandIn, db_url: URL, clean: Engine, argv: list[str], named: str
+    api: StandIn, db_url: URL, migrated: Engine, argv: list[str], named: str
 ) -> None:
     result = run_cli(*argv, env=make_env(api, db_url, IDS))
 
@@ -540,4 +525,4 @@ def test_a_usage_error_exits_2_naming_the_argument(
     errors = [line for line in result.err.splitlines() if "error:" in line]
     assert len(errors) == 1, result.err
     assert named in errors[0]
-    assert_nothing_contacted(result, api, clean)
+    assert_nothing_contacted(result, api, migrated)

@@ -13,8 +13,9 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
 from etl.standin import StandIn
-from tests.conftest import DB_PASSWORD, PASSWORD, USER, seed_campaigns
-from tests.deploy import (
+from tests.helpers.cli import DB_PASSWORD, PASSWORD, USER
+from tests.helpers.data import seed_campaigns
+from tests.helpers.deploy import (
     DEPLOY,
     cron_field_ok,
     env_file,

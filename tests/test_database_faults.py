@@ -12,18 +12,10 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
 from etl.standin import StandIn, sample_statuses
-from tests.conftest import (
-    as_api,
-    canonical,
-    libpq,
-    make_env,
-    run_cli,
-    seed_campaigns,
-    spawn_cli,
-    stored_statuses,
-)
-from tests.snapshots import assert_totals_add_up, wait_until
-from tests.test_api_faults import last_run
+from tests.helpers.cli import make_env, run_cli, spawn_cli
+from tests.helpers.data import as_api, canonical, last_run, seed_campaigns, stored_statuses
+from tests.helpers.databases import libpq
+from tests.helpers.snapshots import assert_totals_add_up, wait_until
 
 IDS = ["00001", "00002", "00003"]
 

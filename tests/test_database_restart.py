@@ -18,14 +18,11 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL, make_url
 
+from etl import migrate
 from etl.standin import StandIn
-from tests.conftest import (
-    fresh_database,
-    make_env,
-    run_cli,
-    spawn_cli,
-)
-from tests.snapshots import (
+from tests.helpers.cli import make_env, run_cli, spawn_cli
+from tests.helpers.databases import fresh_database
+from tests.helpers.snapshots import (
     assert_at,
     assert_totals_add_up,
     assert_whole,
@@ -77,9 +74,11 @@ def own() -> Iterator[OwnServer]:
 
 @pytest.fixture
 def database(own: OwnServer) -> Iterator[tuple[URL, Engine]]:
+    """A database of the test's own on the module's server, migrated, dropped after the test."""
     with fresh_database(own.url, label="restart") as url:
         engine = create_engine(url)
         try:
+            migrate.upgrade(engine)
             yield url, engine
         finally:
             engine.dispose()
@@ -91,7 +90,6 @@ def _second_sync_under_way(
     """Sync snapshot 1, then start syncing snapshot 2 and wait until it is part-way through."""
     serve(api, IDS, 1)
     env = make_env(api, url, IDS, THULIUM_CONCURRENCY="2", THULIUM_BATCH_ROWS="10", **settings)
-    assert run_cli("migrate", env=env).code == 0
     assert run_cli("sync", env=env).code == 0
     serve(api, IDS, 2)
     api.latency = 0.05

@@ -9,7 +9,8 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
 from etl.standin import StandIn
-from tests.conftest import make_env, run_cli, seed_campaigns
+from tests.helpers.cli import make_env, run_cli
+from tests.helpers.data import seed_campaigns
 
 IDS = ["00001"]
 

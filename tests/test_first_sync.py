@@ -6,34 +6,25 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
 from etl.standin import StandIn
-from tests.conftest import (
-    as_api,
-    canonical,
-    make_env,
-    reset_schema,
-    run_cli,
-    seed_campaigns,
-    stored_statuses,
-)
+from tests.helpers.cli import make_env, run_cli
+from tests.helpers.data import as_api, canonical, seed_campaigns, stored_statuses
 
 IDS = ["00001", "00002", "0000A", "zz9Z0"]
 
 
-def test_first_sync_lands_exactly_the_api_data(api: StandIn, db_url: URL, engine: Engine) -> None:
-    reset_schema(engine)
+def test_first_sync_lands_exactly_the_api_data(api: StandIn, db_url: URL, migrated: Engine) -> None:
     served = seed_campaigns(api, IDS, n=7)
     env = make_env(api, db_url, IDS)
-    assert run_cli("migrate", env=env).code == 0
 
     result = run_cli("sync", env=env)
 
     assert result.code == 0, result.err
     for campaign_id in IDS:
-        rows = stored_statuses(engine, campaign_id)
+        rows = stored_statuses(migrated, campaign_id)
         assert as_api(rows) == canonical(served[campaign_id])
         assert all(r["deleted_at"] is None for r in rows.values())
         assert all(r["first_seen_at"] == r["updated_at"] for r in rows.values())
-    with engine.connect() as conn:
+    with migrated.connect() as conn:
         campaigns = conn.execute(
             text("SELECT campaign_id, last_synced_at, last_attempt_outcome FROM campaigns")
         ).all()
@@ -50,9 +41,8 @@ def test_first_sync_lands_exactly_the_api_data(api: StandIn, db_url: URL, engine
 
 
 def test_integer_status_ids_are_stored_as_their_decimal_text(
-    api: StandIn, db_url: URL, engine: Engine
+    api: StandIn, db_url: URL, migrated: Engine
 ) -> None:
-    reset_schema(engine)
     api.set_statuses(
         "00007",
         [
@@ -61,10 +51,9 @@ def test_integer_status_ids_are_stored_as_their_decimal_text(
         ],
     )
     env = make_env(api, db_url, ["00007"])
-    run_cli("migrate", env=env)
 
     assert run_cli("sync", env=env).code == 0
 
-    rows = stored_statuses(engine, "00007")
+    rows = stored_statuses(migrated, "00007")
     assert sorted(rows) == ["012", "12"]
     assert rows["012"]["dictionary_status_id"] == 5

@@ -13,7 +13,7 @@ from types import ModuleType
 import pytest
 
 from etl import cli, config
-from tests.conftest import run_cli
+from tests.helpers.cli import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -16,22 +16,15 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
 from etl.standin import Fault, StandIn, sample_statuses
-from tests.conftest import as_api, canonical, make_env, run_cli, stored_statuses
-from tests.test_api_faults import (
+from tests.helpers.cli import make_env, run_cli
+from tests.helpers.data import as_api, canonical, last_run, stored_statuses
+from tests.helpers.scenario import (
     STANDIN_REQUEST_ID,
     Scenario,
     assert_all_synced,
     assert_victim_failed,
-    last_run,
     new_ids,
-    prepare,
 )
-
-
-@pytest.fixture
-def scenario(schema: Engine, api: StandIn, db_url: URL, engine: Engine) -> Scenario:
-    return prepare(api, db_url, engine, prefix="H", THULIUM_TIMEOUT="0.3")
-
 
 # -- data stored under the wrong campaign --------------------------------------------------------
 
@@ -39,7 +32,7 @@ def scenario(schema: Engine, api: StandIn, db_url: URL, engine: Engine) -> Scena
 @pytest.mark.parametrize("delay", [0.0, 0.2], ids=["final-at-once", "final-later"])
 @pytest.mark.parametrize("concurrency", ["1", "8"])
 def test_interim_answers_never_put_one_campaigns_statuses_under_another(
-    schema: Engine, api: StandIn, db_url: URL, engine: Engine, concurrency: str, delay: float
+    migrated: Engine, api: StandIn, db_url: URL, concurrency: str, delay: float
 ) -> None:
     ids = new_ids("I", 12)
     served = {}
@@ -53,8 +46,8 @@ def test_interim_answers_never_put_one_campaigns_statuses_under_another(
 
     assert result.code == 0, result.err
     for campaign_id in ids:
-        assert as_api(stored_statuses(engine, campaign_id)) == canonical(served[campaign_id])
-    _, outcomes = last_run(engine)
+        assert as_api(stored_statuses(migrated, campaign_id)) == canonical(served[campaign_id])
+    _, outcomes = last_run(migrated)
     for seed, campaign_id in enumerate(ids):
         assert outcomes[campaign_id]["attempts"] == (2 if seed % 2 == 0 else 1), campaign_id
 
@@ -201,7 +194,7 @@ def test_api_text_postgres_cannot_store_is_recorded_cleaned(
 
 
 def test_a_password_with_polish_letters_and_a_euro_sign_is_sent_as_utf8(
-    schema: Engine, db_url: URL, engine: Engine
+    migrated: Engine, db_url: URL
 ) -> None:
     password = "zażółć-gęślą-jaźń-€"
     with StandIn(user="etl-test", password=password) as api:
@@ -214,11 +207,11 @@ def test_a_password_with_polish_letters_and_a_euro_sign_is_sent_as_utf8(
 
     assert result.code == 0, result.err
     for campaign_id in ids:
-        assert as_api(stored_statuses(engine, campaign_id)) == canonical(served[campaign_id])
+        assert as_api(stored_statuses(migrated, campaign_id)) == canonical(served[campaign_id])
 
 
 def test_a_wrong_non_latin1_password_fails_without_revealing_any_of_it(
-    schema: Engine, api: StandIn, db_url: URL, engine: Engine
+    migrated: Engine, api: StandIn, db_url: URL
 ) -> None:
     wrong = "hasło-€-źdźbło"
     ids = new_ids("Q", 2)
@@ -228,7 +221,7 @@ def test_a_wrong_non_latin1_password_fails_without_revealing_any_of_it(
     result = run_cli("sync", env=make_env(api, db_url, ids, THULIUM_PASSWORD=wrong))
 
     assert result.code == 1, result.err
-    run, outcomes = last_run(engine)
+    run, outcomes = last_run(migrated)
     assert run["outcome"] == "failed" and "401" in run["error"]
     stored = run["error"] + "".join(row["error"] for row in outcomes.values())
     for text in (result.err, result.out, stored):

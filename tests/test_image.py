@@ -11,22 +11,14 @@ import tomllib
 from fnmatch import fnmatch
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import URL
+from sqlalchemy import Engine, text
 
 from etl.migrate import head_revision
 from etl.standin import StandIn
-from tests.conftest import (
-    DB_PASSWORD,
-    PASSWORD,
-    as_api,
-    canonical,
-    make_env,
-    seed_campaigns,
-    stored_statuses,
-)
-from tests.deploy import ROOT, dockerfile_env, dockerfile_stages
-from tests.wheels import (
+from tests.helpers.cli import DB_PASSWORD, PASSWORD, make_env
+from tests.helpers.data import as_api, canonical, seed_campaigns, stored_statuses
+from tests.helpers.deploy import ROOT, dockerfile_env, dockerfile_stages
+from tests.helpers.wheels import (
     as_user,
     install_into_venv,
     over_tcp,
@@ -104,14 +96,17 @@ def test_the_build_context_holds_the_package_and_not_the_tests_or_the_stand_in()
 
 
 def test_the_wheel_installed_as_the_image_does_migrates_and_syncs_as_user_10001(
-    wheel: Path, api: StandIn, db_url: URL
+    wheel: Path, api: StandIn, empty_database: Engine
 ) -> None:
     uid, gid = (int(n) for n in FINAL.last("USER").split(":"))
     user = as_user(uid, gid)
     served = seed_campaigns(api, IDS)
     entrypoint = json.loads(FINAL.last("ENTRYPOINT"))
 
-    with readable_directory(prefix="thulium-etl-image-") as image, over_tcp(db_url) as tcp_url:
+    with (
+        readable_directory(prefix="thulium-etl-image-") as image,
+        over_tcp(empty_database.url) as tcp_url,
+    ):
         venv = image / "venv"
         install_into_venv(wheel, venv, python_for(user))
         site = next(venv.glob("lib/python3*/site-packages"))
@@ -126,7 +121,7 @@ def test_the_wheel_installed_as_the_image_does_migrates_and_syncs_as_user_10001(
         secrets = image / "secrets"
         secrets.mkdir(mode=0o755)
         url = tcp_url.set(password=DB_PASSWORD).render_as_string(hide_password=False)
-        env = make_env(api, db_url, IDS)
+        env = make_env(api, empty_database.url, IDS)
         del env["THULIUM_PASSWORD"], env["DATABASE_URL"]
         env |= {
             "THULIUM_PASSWORD_FILE": str(write_secret(secrets, "password", PASSWORD, uid, gid)),
@@ -168,14 +163,12 @@ def test_the_wheel_installed_as_the_image_does_migrates_and_syncs_as_user_10001(
     for done in (migrated, synced):
         assert PASSWORD not in done.stdout + done.stderr
         assert all(json.loads(line) for line in done.stderr.splitlines() if line.strip())
-    engine = create_engine(db_url)
-    try:
-        with engine.connect() as conn:
-            revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
-            runs = conn.execute(text("SELECT outcome, campaigns_ok, version FROM sync_runs")).all()
-        assert revision == head_revision()
-        assert [tuple(r) for r in runs] == [("succeeded", len(IDS), VERSION)]
-        for campaign_id in IDS:
-            assert as_api(stored_statuses(engine, campaign_id)) == canonical(served[campaign_id])
-    finally:
-        engine.dispose()
+    with empty_database.connect() as conn:
+        revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+        runs = conn.execute(text("SELECT outcome, campaigns_ok, version FROM sync_runs")).all()
+    assert revision == head_revision()
+    assert [tuple(r) for r in runs] == [("succeeded", len(IDS), VERSION)]
+    for campaign_id in IDS:
+        assert as_api(stored_statuses(empty_database, campaign_id)) == canonical(
+            served[campaign_id]
+        )

@@ -16,15 +16,10 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
 from etl.standin import StandIn
-from tests.conftest import (
-    libpq,
-    make_env,
-    reset_schema,
-    run_cli,
-    spawn_cli,
-    stored_statuses,
-)
-from tests.snapshots import (
+from tests.helpers.cli import make_env, run_cli, spawn_cli
+from tests.helpers.data import stored_statuses
+from tests.helpers.databases import libpq
+from tests.helpers.snapshots import (
     assert_at,
     assert_totals_add_up,
     assert_whole,
@@ -37,19 +32,17 @@ IDS = [f"{n:05d}" for n in range(1, 41)]
 
 
 def test_sigkill_at_random_moments_never_half_writes_and_the_next_run_recovers(
-    api: StandIn, db_url: URL, engine: Engine
+    api: StandIn, db_url: URL, migrated: Engine
 ) -> None:
-    reset_schema(engine)
     api.latency = 0.03  # a run: ~0.4 s of imports, then ~0.3 s of fetching and writing
     env = make_env(api, db_url, IDS, THULIUM_CONCURRENCY="4", THULIUM_BATCH_ROWS="20")
-    assert run_cli("migrate", env=env).code == 0
     rng = random.Random(1234)
     kills, deadline = 0, time.monotonic() + 20
     version = 0
     while kills < 12 and time.monotonic() < deadline:
         version += 1
         serve(api, IDS, version)
-        before = committed(engine)
+        before = committed(migrated)
         proc = spawn_cli("sync", env=env)
         if kills % 2:  # anywhere, startup included
             time.sleep(rng.uniform(0.0, 0.9))
@@ -57,7 +50,7 @@ def test_sigkill_at_random_moments_never_half_writes_and_the_next_run_recovers(
             target = before + rng.randint(0, len(IDS) - 5)
             wait_until(
                 lambda target=target, proc=proc: (  # type: ignore[misc]
-                    committed(engine) >= target or proc.poll() is not None
+                    committed(migrated) >= target or proc.poll() is not None
                 ),
                 timeout=20,
             )
@@ -65,13 +58,13 @@ def test_sigkill_at_random_moments_never_half_writes_and_the_next_run_recovers(
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=30)
         kills += 1
-        assert_whole(engine, IDS, range(1, version + 1))
+        assert_whole(migrated, IDS, range(1, version + 1))
 
     result = run_cli("sync", env=env)
 
     assert result.code == 0, result.err
-    assert_at(engine, IDS, version)
-    with engine.connect() as conn:
+    assert_at(migrated, IDS, version)
+    with migrated.connect() as conn:
         runs = conn.execute(text("SELECT outcome, error FROM sync_runs")).all()
     outcomes = [outcome for outcome, _ in runs]
     assert "running" not in outcomes
@@ -79,19 +72,17 @@ def test_sigkill_at_random_moments_never_half_writes_and_the_next_run_recovers(
     assert all(outcome in ("succeeded", "abandoned") for outcome in outcomes)
     assert all("died" in (error or "") for outcome, error in runs if outcome == "abandoned")
     assert outcomes.count("abandoned") >= 3, "the kills should land mid-run most of the time"
-    assert_totals_add_up(engine)
+    assert_totals_add_up(migrated)
 
 
 def test_sigterm_stops_within_seconds_records_interrupted_and_exits_143(
-    api: StandIn, db_url: URL, engine: Engine
+    api: StandIn, db_url: URL, migrated: Engine
 ) -> None:
-    reset_schema(engine)
     serve(api, IDS, 1)
     api.latency = 0.1  # 40 campaigns at concurrency 2: about 2 s of fetching
     env = make_env(api, db_url, IDS, THULIUM_CONCURRENCY="2")
-    assert run_cli("migrate", env=env).code == 0
     proc = spawn_cli("sync", env=env)
-    wait_until(lambda: committed(engine) >= 3, timeout=20)
+    wait_until(lambda: committed(migrated) >= 3, timeout=20)
 
     sent = time.monotonic()
     proc.send_signal(signal.SIGTERM)
@@ -100,7 +91,7 @@ def test_sigterm_stops_within_seconds_records_interrupted_and_exits_143(
 
     assert proc.returncode == 143, err
     assert stopped_after < 5
-    with engine.connect() as conn:
+    with migrated.connect() as conn:
         run = conn.execute(text("SELECT * FROM sync_runs")).mappings().one()
         outcomes = dict(
             conn.execute(
@@ -111,22 +102,20 @@ def test_sigterm_stops_within_seconds_records_interrupted_and_exits_143(
     assert outcomes.get("succeeded", 0) >= 3 and outcomes.get("skipped", 0) >= 1
     assert sum(outcomes.values()) == len(IDS)
     assert run["campaigns_ok"] == outcomes["succeeded"]
-    assert_totals_add_up(engine)
-    assert_whole(engine, IDS, range(1, 2))
+    assert_totals_add_up(migrated)
+    assert_whole(migrated, IDS, range(1, 2))
     api.latency = 0
     assert run_cli("sync", env=env).code == 0
-    assert_whole(engine, IDS, range(1, 2))
-    assert all(stored_statuses(engine, c) for c in IDS)
+    assert_whole(migrated, IDS, range(1, 2))
+    assert all(stored_statuses(migrated, c) for c in IDS)
 
 
 def test_sigterm_does_not_wait_for_a_slow_request(
-    api: StandIn, db_url: URL, engine: Engine
+    api: StandIn, db_url: URL, migrated: Engine
 ) -> None:
-    reset_schema(engine)
     serve(api, IDS, 1)
     api.latency = 20  # every request hangs far longer than the grace period
     env = make_env(api, db_url, IDS[:2], THULIUM_TIMEOUT="60")
-    assert run_cli("migrate", env=env).code == 0
     proc = spawn_cli("sync", env=env)
     wait_until(lambda: api.total_requests >= 2, timeout=20)
 
@@ -136,7 +125,7 @@ def test_sigterm_does_not_wait_for_a_slow_request(
 
     assert proc.returncode == 143
     assert time.monotonic() - sent < 5
-    with engine.connect() as conn:
+    with migrated.connect() as conn:
         assert conn.execute(text("SELECT outcome FROM sync_runs")).scalar_one() == "interrupted"
         assert conn.execute(text("SELECT count(*) FROM statuses")).scalar_one() == 0
 
@@ -152,17 +141,15 @@ def _terminate_job_connections(db_url: URL) -> int:
 
 
 def test_lost_database_connections_mid_run_are_survived(
-    api: StandIn, db_url: URL, engine: Engine
+    api: StandIn, db_url: URL, migrated: Engine
 ) -> None:
-    reset_schema(engine)
     serve(api, IDS, 1)
     env = make_env(api, db_url, IDS, THULIUM_CONCURRENCY="2", THULIUM_DB_RETRY_WAIT="0.2")
-    assert run_cli("migrate", env=env).code == 0
     assert run_cli("sync", env=env).code == 0
     serve(api, IDS, 2)
     api.latency = 0.05
     proc = spawn_cli("sync", env=env)
-    wait_until(lambda: committed(engine) >= len(IDS) + 3, timeout=20)
+    wait_until(lambda: committed(migrated) >= len(IDS) + 3, timeout=20)
 
     terminated = _terminate_job_connections(db_url)
     time.sleep(0.3)
@@ -172,13 +159,13 @@ def test_lost_database_connections_mid_run_are_survived(
     assert terminated >= 2  # the lock's connection and the writer's
     assert proc.returncode in (0, 1), err
     assert "database connection lost" in err or "lost the lock" in err
-    assert_whole(engine, IDS, range(1, 3))
-    with engine.connect() as conn:
+    assert_whole(migrated, IDS, range(1, 3))
+    with migrated.connect() as conn:
         last = conn.execute(
             text("SELECT outcome FROM sync_runs ORDER BY run_id DESC LIMIT 1")
         ).scalar_one()
     assert last in ("succeeded", "partial")
-    assert_totals_add_up(engine)
+    assert_totals_add_up(migrated)
     api.latency = 0
     assert run_cli("sync", env=env).code == 0
-    assert_at(engine, IDS, 2)
+    assert_at(migrated, IDS, 2)

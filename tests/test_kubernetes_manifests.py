@@ -14,8 +14,9 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
 from etl.standin import StandIn
-from tests.conftest import DB_PASSWORD, PASSWORD, make_env, run_cli, seed_campaigns
-from tests.deploy import (
+from tests.helpers.cli import DB_PASSWORD, PASSWORD, make_env, run_cli
+from tests.helpers.data import seed_campaigns
+from tests.helpers.deploy import (
     KUBERNETES,
     PodTemplate,
     benchmark_megabytes,

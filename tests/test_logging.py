@@ -19,15 +19,8 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
 from etl.standin import Fault, StandIn
-from tests.conftest import (
-    as_api,
-    canonical,
-    make_env,
-    run_cli,
-    seed_campaigns,
-    spawn_cli,
-    stored_statuses,
-)
+from tests.helpers.cli import make_env, run_cli, spawn_cli
+from tests.helpers.data import as_api, canonical, seed_campaigns, stored_statuses
 
 OK, FLAKY, GONE = "00001", "00002", "00404"
 IDS = [OK, FLAKY, GONE]

@@ -10,21 +10,15 @@ from typing import Any
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
 import etl.schema
 from etl.migrate import alembic_config, head_revision
 from etl.schema import REVISION
 from etl.standin import StandIn
-from tests.conftest import (
-    fresh_database,
-    make_env,
-    run_cli,
-    seed_campaigns,
-    spawn_cli,
-    stored_statuses,
-)
+from tests.helpers.cli import make_env, run_cli, spawn_cli
+from tests.helpers.data import seed_campaigns, stored_statuses
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HEAD = "0005"
@@ -100,166 +94,140 @@ def test_head_is_the_latest_revision() -> None:
     assert REVISION == HEAD  # what the job checks before a sync, without loading Alembic
 
 
-def test_migrate_twice_is_a_no_op(pg_server: URL, api: StandIn) -> None:
-    with fresh_database(pg_server, label="migrate_twice") as url:
-        engine = create_engine(url)
-        try:
-            env = make_env(api, url, ["00001"])
-            first = run_cli("migrate", env=env)
-            assert first.code == 0, first.err
-            assert _tables(engine) == TABLES
-            assert _revision(engine) == [HEAD]
-            schema = _schema_dump(engine)
+def test_migrate_twice_is_a_no_op(empty_database: Engine, api: StandIn) -> None:
+    env = make_env(api, empty_database.url, ["00001"])
+    first = run_cli("migrate", env=env)
+    assert first.code == 0, first.err
+    assert _tables(empty_database) == TABLES
+    assert _revision(empty_database) == [HEAD]
+    schema = _schema_dump(empty_database)
 
-            second = run_cli("migrate", env=env)
+    second = run_cli("migrate", env=env)
 
-            assert second.code == 0, second.err
-            assert _revision(engine) == [HEAD]
-            assert _schema_dump(engine) == schema
-            infos = _messages(second.events(), "info")
-            assert any("nothing to do" in m and HEAD in m for m in infos), second.err
-            assert not any("upgraded" in m for m in infos)
-            assert _messages(second.events(), "error") == []
-        finally:
-            engine.dispose()
+    assert second.code == 0, second.err
+    assert _revision(empty_database) == [HEAD]
+    assert _schema_dump(empty_database) == schema
+    infos = _messages(second.events(), "info")
+    assert any("nothing to do" in m and HEAD in m for m in infos), second.err
+    assert not any("upgraded" in m for m in infos)
+    assert _messages(second.events(), "error") == []
 
 
-def test_sync_before_migrate_exits_3_and_creates_nothing(pg_server: URL, api: StandIn) -> None:
+def test_sync_before_migrate_exits_3_and_creates_nothing(
+    empty_database: Engine, api: StandIn
+) -> None:
     seed_campaigns(api, ["00001"])
-    with fresh_database(pg_server, label="sync_unmigrated") as url:
-        engine = create_engine(url)
-        try:
-            result = run_cli("sync", env=make_env(api, url, ["00001"]))
 
-            assert result.code == 3
-            errors = _messages(result.events(), "error")
-            assert len(errors) == 1 and "thulium-etl migrate" in errors[0], result.err
-            assert _tables(engine) == []
-            assert api.requests_for("00001") == 0
-        finally:
-            engine.dispose()
+    result = run_cli("sync", env=make_env(api, empty_database.url, ["00001"]))
+
+    assert result.code == 3
+    errors = _messages(result.events(), "error")
+    assert len(errors) == 1 and "thulium-etl migrate" in errors[0], result.err
+    assert _tables(empty_database) == []
+    assert api.requests_for("00001") == 0
 
 
-def test_sync_on_an_older_revision_exits_3(pg_server: URL, api: StandIn) -> None:
+def test_sync_on_an_older_revision_exits_3(empty_database: Engine, api: StandIn) -> None:
     seed_campaigns(api, ["00001"])
-    with fresh_database(pg_server, label="sync_old_revision") as url:
-        engine = create_engine(url)
-        try:
-            _upgrade_to(engine, "0001")
-            schema = _schema_dump(engine)
+    _upgrade_to(empty_database, "0001")
+    schema = _schema_dump(empty_database)
 
-            result = run_cli("sync", env=make_env(api, url, ["00001"]))
+    result = run_cli("sync", env=make_env(api, empty_database.url, ["00001"]))
 
-            assert result.code == 3
-            errors = _messages(result.events(), "error")
-            assert len(errors) == 1, result.err
-            assert "0001" in errors[0] and "thulium-etl migrate" in errors[0]
-            assert _revision(engine) == ["0001"]
-            assert _schema_dump(engine) == schema
-            with engine.connect() as conn:
-                assert conn.execute(text("SELECT count(*) FROM statuses")).scalar_one() == 0
-                assert conn.execute(text("SELECT count(*) FROM campaigns")).scalar_one() == 0
-            assert api.requests_for("00001") == 0
-        finally:
-            engine.dispose()
+    assert result.code == 3
+    errors = _messages(result.events(), "error")
+    assert len(errors) == 1, result.err
+    assert "0001" in errors[0] and "thulium-etl migrate" in errors[0]
+    assert _revision(empty_database) == ["0001"]
+    assert _schema_dump(empty_database) == schema
+    with empty_database.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM statuses")).scalar_one() == 0
+        assert conn.execute(text("SELECT count(*) FROM campaigns")).scalar_one() == 0
+    assert api.requests_for("00001") == 0
 
 
-def test_later_revisions_apply_on_top_of_existing_data(pg_server: URL, api: StandIn) -> None:
-    with fresh_database(pg_server, label="upgrade_with_data") as url:
-        engine = create_engine(url)
-        try:
-            _upgrade_to(engine, "0001")
-            with engine.begin() as conn:
-                conn.execute(
-                    text(
-                        "INSERT INTO campaigns (campaign_id, first_seen_at, last_synced_at) VALUES "
-                        "('00001', '2026-01-01T00:00:00Z', '2026-02-03T04:05:06Z'), "
-                        "('00002', '2026-01-01T00:00:00Z', NULL)"
-                    )
-                )
-                conn.execute(
-                    text(
-                        "INSERT INTO statuses (campaign_id, status_id, system_status, "
-                        "dictionary_status_id, name, first_seen_at, updated_at, deleted_at) "
-                        "VALUES ('00001', '1', 'CALL', NULL, 'Dzwonić', '2026-01-01Z', "
-                        "'2026-01-02Z', NULL), ('00001', '2', 'NO_CALL', 5, 'Nie dzwonić', "
-                        "'2026-01-01Z', '2026-01-02Z', '2026-01-03Z')"
-                    )
-                )
-            statuses_before = stored_statuses(engine, "00001")
-
-            result = run_cli("migrate", env=make_env(api, url, ["00001"]))
-
-            assert result.code == 0, result.err
-            assert any(
-                "upgraded" in m and "0001" in m and HEAD in m
-                for m in _messages(result.events(), "info")
-            ), result.err
-            assert _revision(engine) == [HEAD]
-            assert stored_statuses(engine, "00001") == statuses_before
-            with engine.connect() as conn:
-                campaigns = {
-                    row["campaign_id"]: dict(row)
-                    for row in conn.execute(text("SELECT * FROM campaigns")).mappings()
-                }
-                assert conn.execute(text("SELECT count(*) FROM sync_runs")).scalar_one() == 0
-            synced = campaigns["00001"]
-            assert synced["last_attempt_outcome"] == "succeeded"
-            assert synced["last_attempt_at"] == synced["last_synced_at"]
-            assert synced["last_synced_at"].isoformat() == "2026-02-03T04:05:06+00:00"
-            assert synced["last_error"] is None
-            never = campaigns["00002"]
-            assert (
-                never["last_synced_at"],
-                never["last_attempt_at"],
-                never["last_attempt_outcome"],
-            ) == (None, None, None)
-        finally:
-            engine.dispose()
-
-
-def test_models_match_the_migrations(pg_server: URL) -> None:
-    with fresh_database(pg_server, label="models_match") as url:
-        engine = create_engine(url)
-        try:
-            _upgrade_to(engine, "head")
-            with engine.connect() as conn:
-                plain = compare_metadata(MigrationContext.configure(conn), etl.schema.metadata)
-                strict = compare_metadata(
-                    MigrationContext.configure(
-                        conn, opts={"compare_type": True, "compare_server_default": True}
-                    ),
-                    etl.schema.metadata,
-                )
-            assert plain == []
-            assert strict == []
-        finally:
-            engine.dispose()
-
-
-def test_plain_alembic_upgrade_head_from_the_repo_root(pg_server: URL) -> None:
-    with fresh_database(pg_server, label="alembic_cli") as url:
-        engine = create_engine(url)
-        try:
-            done = subprocess.run(
-                [sys.executable, "-m", "alembic", "upgrade", "head"],
-                cwd=REPO_ROOT,
-                env={"DATABASE_URL": url.render_as_string(hide_password=False)},
-                capture_output=True,
-                text=True,
-                timeout=120,
+def test_later_revisions_apply_on_top_of_existing_data(
+    empty_database: Engine, api: StandIn
+) -> None:
+    _upgrade_to(empty_database, "0001")
+    with empty_database.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO campaigns (campaign_id, first_seen_at, last_synced_at) VALUES "
+                "('00001', '2026-01-01T00:00:00Z', '2026-02-03T04:05:06Z'), "
+                "('00002', '2026-01-01T00:00:00Z', NULL)"
             )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO statuses (campaign_id, status_id, system_status, "
+                "dictionary_status_id, name, first_seen_at, updated_at, deleted_at) "
+                "VALUES ('00001', '1', 'CALL', NULL, 'Dzwonić', '2026-01-01Z', "
+                "'2026-01-02Z', NULL), ('00001', '2', 'NO_CALL', 5, 'Nie dzwonić', "
+                "'2026-01-01Z', '2026-01-02Z', '2026-01-03Z')"
+            )
+        )
+    statuses_before = stored_statuses(empty_database, "00001")
 
-            assert done.returncode == 0, done.stderr
-            assert _revision(engine) == [HEAD]
-            assert _tables(engine) == TABLES
-            with engine.connect() as conn:
-                documented = conn.execute(
-                    text("SELECT count(*) FROM system_statuses WHERE documented")
-                ).scalar_one()
-            assert documented == 8
-        finally:
-            engine.dispose()
+    result = run_cli("migrate", env=make_env(api, empty_database.url, ["00001"]))
+
+    assert result.code == 0, result.err
+    assert any(
+        "upgraded" in m and "0001" in m and HEAD in m for m in _messages(result.events(), "info")
+    ), result.err
+    assert _revision(empty_database) == [HEAD]
+    assert stored_statuses(empty_database, "00001") == statuses_before
+    with empty_database.connect() as conn:
+        campaigns = {
+            row["campaign_id"]: dict(row)
+            for row in conn.execute(text("SELECT * FROM campaigns")).mappings()
+        }
+        assert conn.execute(text("SELECT count(*) FROM sync_runs")).scalar_one() == 0
+    synced = campaigns["00001"]
+    assert synced["last_attempt_outcome"] == "succeeded"
+    assert synced["last_attempt_at"] == synced["last_synced_at"]
+    assert synced["last_synced_at"].isoformat() == "2026-02-03T04:05:06+00:00"
+    assert synced["last_error"] is None
+    never = campaigns["00002"]
+    assert (
+        never["last_synced_at"],
+        never["last_attempt_at"],
+        never["last_attempt_outcome"],
+    ) == (None, None, None)
+
+
+def test_models_match_the_migrations(empty_database: Engine) -> None:
+    _upgrade_to(empty_database, "head")
+    with empty_database.connect() as conn:
+        plain = compare_metadata(MigrationContext.configure(conn), etl.schema.metadata)
+        strict = compare_metadata(
+            MigrationContext.configure(
+                conn, opts={"compare_type": True, "compare_server_default": True}
+            ),
+            etl.schema.metadata,
+        )
+    assert plain == []
+    assert strict == []
+
+
+def test_plain_alembic_upgrade_head_from_the_repo_root(empty_database: Engine) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "alembic", "upgrade", "head"],
+        cwd=REPO_ROOT,
+        env={"DATABASE_URL": empty_database.url.render_as_string(hide_password=False)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert _revision(empty_database) == [HEAD]
+    assert _tables(empty_database) == TABLES
+    with empty_database.connect() as conn:
+        documented = conn.execute(
+            text("SELECT count(*) FROM system_statuses WHERE documented")
+        ).scalar_one()
+    assert documented == 8
 
 
 def test_migrate_with_an_unreachable_database_exits_3(api: StandIn) -> None:
@@ -283,7 +251,9 @@ def test_migrate_with_an_unreachable_database_exits_3(api: StandIn) -> None:
     assert result.out == ""
 
 
-def test_revision_0004_keeps_every_recorded_campaign_outcome_both_ways(pg_server: URL) -> None:
+def test_revision_0004_keeps_every_recorded_campaign_outcome_both_ways(
+    empty_database: Engine,
+) -> None:
     """Per-campaign rows become batch rows behind a view of the same name, and back."""
     rows = [
         (1, "00001", "succeeded", 3, 1, 0, 1, 0.25, 200, None, None),
@@ -295,47 +265,42 @@ def test_revision_0004_keeps_every_recorded_campaign_outcome_both_ways(pg_server
         "attempts, duration_seconds, http_status, request_id, error"
     )
     query = text(f"SELECT {columns} FROM sync_run_campaigns ORDER BY run_id, campaign_id")
-    with fresh_database(pg_server, label="compact_history") as url:
-        engine = create_engine(url)
-        try:
-            _upgrade_to(engine, "0003")
-            with engine.begin() as conn:
-                conn.execute(
-                    text(
-                        "INSERT INTO sync_runs (run_id, outcome, version, host, pid) "
-                        "OVERRIDING SYSTEM VALUE VALUES (1, 'partial', 't', 'h', 1), "
-                        "(2, 'failed', 't', 'h', 1)"
+    _upgrade_to(empty_database, "0003")
+    with empty_database.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO sync_runs (run_id, outcome, version, host, pid) "
+                "OVERRIDING SYSTEM VALUE VALUES (1, 'partial', 't', 'h', 1), "
+                "(2, 'failed', 't', 'h', 1)"
+            )
+        )
+        for row in rows:
+            conn.execute(
+                text(
+                    f"INSERT INTO sync_run_campaigns ({columns}) VALUES (:r)".replace(
+                        ":r", ", ".join(f":c{i}" for i in range(len(row)))
                     )
-                )
-                for row in rows:
-                    conn.execute(
-                        text(
-                            f"INSERT INTO sync_run_campaigns ({columns}) VALUES (:r)".replace(
-                                ":r", ", ".join(f":c{i}" for i in range(len(row)))
-                            )
-                        ),
-                        {f"c{i}": value for i, value in enumerate(row)},
-                    )
+                ),
+                {f"c{i}": value for i, value in enumerate(row)},
+            )
 
-            _upgrade_to(engine, "0004")
+    _upgrade_to(empty_database, "0004")
 
-            with engine.connect() as conn:
-                assert [tuple(r) for r in conn.execute(query)] == rows
-                batches = conn.execute(text("SELECT count(*) FROM sync_run_batches")).scalar()
-                assert batches == 2  # one per run
-            with engine.begin() as conn:
-                command.downgrade(alembic_config(conn), "0003")
-            with engine.connect() as conn:
-                assert [tuple(r) for r in conn.execute(query)] == rows
-                kind = conn.execute(
-                    text(
-                        "SELECT table_type FROM information_schema.tables "
-                        "WHERE table_name = 'sync_run_campaigns'"
-                    )
-                ).scalar()
-                assert kind == "BASE TABLE"
-        finally:
-            engine.dispose()
+    with empty_database.connect() as conn:
+        assert [tuple(r) for r in conn.execute(query)] == rows
+        batches = conn.execute(text("SELECT count(*) FROM sync_run_batches")).scalar()
+        assert batches == 2  # one per run
+    with empty_database.begin() as conn:
+        command.downgrade(alembic_config(conn), "0003")
+    with empty_database.connect() as conn:
+        assert [tuple(r) for r in conn.execute(query)] == rows
+        kind = conn.execute(
+            text(
+                "SELECT table_type FROM information_schema.tables "
+                "WHERE table_name = 'sync_run_campaigns'"
+            )
+        ).scalar()
+        assert kind == "BASE TABLE"
 
 
 def test_the_known_revisions_are_the_shipped_ones_in_order() -> None:
@@ -347,100 +312,85 @@ def test_the_known_revisions_are_the_shipped_ones_in_order() -> None:
 
 
 def test_migrate_and_sync_refuse_a_database_a_newer_version_migrated(
-    pg_server: URL, api: StandIn
+    empty_database: Engine, api: StandIn
 ) -> None:
     seed_campaigns(api, ["00001"])
-    with fresh_database(pg_server, label="newer_revision") as url:
-        engine = create_engine(url)
-        try:
-            env = make_env(api, url, ["00001"])
-            assert run_cli("migrate", env=env).code == 0
-            with engine.begin() as conn:
-                conn.execute(text("UPDATE alembic_version SET version_num = '0099'"))
-            schema = _schema_dump(engine)
+    env = make_env(api, empty_database.url, ["00001"])
+    assert run_cli("migrate", env=env).code == 0
+    with empty_database.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0099'"))
+    schema = _schema_dump(empty_database)
 
-            migrated = run_cli("migrate", env=env)
-            synced = run_cli("sync", env=env)
+    migrated = run_cli("migrate", env=env)
+    synced = run_cli("sync", env=env)
 
-            for result in (migrated, synced):
-                assert result.code == 3, result.err
-                errors = _messages(result.events(), "error")
-                assert len(errors) == 1, result.err
-                assert "0099" in errors[0] and "newer thulium-etl" in errors[0]
-                assert "run `thulium-etl migrate`" not in errors[0]
-                assert "Traceback" not in result.err
-            assert _revision(engine) == ["0099"]
-            assert _schema_dump(engine) == schema
-            assert api.requests_for("00001") == 0
-        finally:
-            engine.dispose()
+    for result in (migrated, synced):
+        assert result.code == 3, result.err
+        errors = _messages(result.events(), "error")
+        assert len(errors) == 1, result.err
+        assert "0099" in errors[0] and "newer thulium-etl" in errors[0]
+        assert "run `thulium-etl migrate`" not in errors[0]
+        assert "Traceback" not in result.err
+    assert _revision(empty_database) == ["0099"]
+    assert _schema_dump(empty_database) == schema
+    assert api.requests_for("00001") == 0
 
 
 def test_two_migrates_at_once_both_succeed_one_after_the_other(
-    pg_server: URL, api: StandIn
+    empty_database: Engine, api: StandIn
 ) -> None:
-    with fresh_database(pg_server, label="migrate_race") as url:
-        engine = create_engine(url)
-        try:
-            env = make_env(api, url, ["00001"])
-            procs = [spawn_cli("migrate", env=env) for _ in range(3)]
-            errs = [proc.communicate(timeout=120)[1] for proc in procs]
+    env = make_env(api, empty_database.url, ["00001"])
+    procs = [spawn_cli("migrate", env=env) for _ in range(3)]
+    errs = [proc.communicate(timeout=120)[1] for proc in procs]
 
-            assert [proc.returncode for proc in procs] == [0, 0, 0], errs
-            assert _revision(engine) == [HEAD]
-            assert _tables(engine) == TABLES
-            upgraded = [err for err in errs if "upgraded from empty" in err]
-            assert len(upgraded) == 1, errs  # the others waited, then had nothing to do
-        finally:
-            engine.dispose()
+    assert [proc.returncode for proc in procs] == [0, 0, 0], errs
+    assert _revision(empty_database) == [HEAD]
+    assert _tables(empty_database) == TABLES
+    upgraded = [err for err in errs if "upgraded from empty" in err]
+    assert len(upgraded) == 1, errs  # the others waited, then had nothing to do
 
 
-def test_revision_0005_recounts_the_totals_of_runs_already_abandoned(pg_server: URL) -> None:
-    with fresh_database(pg_server, label="recount_abandoned") as url:
-        engine = create_engine(url)
-        try:
-            _upgrade_to(engine, "0004")
-            with engine.begin() as conn:
-                conn.execute(
-                    text(
-                        "INSERT INTO sync_runs (run_id, outcome, campaigns_total, version, host, "
-                        "pid) OVERRIDING SYSTEM VALUE VALUES (1, 'abandoned', 3, '0.1.0', 'h', 1), "
-                        "(2, 'succeeded', 1, '0.1.0', 'h', 2)"
-                    )
-                )
-                conn.execute(
-                    text(
-                        "UPDATE sync_runs SET campaigns_ok = 1, rows_inserted = 7 WHERE run_id = 2"
-                    )
-                )
-                conn.execute(
-                    text(
-                        "INSERT INTO sync_run_batches (run_id, batch, campaign_id, outcome, "
-                        "rows_inserted, rows_updated, rows_deleted, attempts, duration_seconds, "
-                        "http_status, request_id, error) VALUES "
-                        "(1, 1, '{00001,00002}', '{succeeded,failed}', '{4,0}', '{1,0}', '{0,0}', "
-                        "'{1,5}', '{0.1,2.0}', '{200,503}', '{NULL,r}', '{NULL,boom}'), "
-                        "(2, 1, '{00001}', '{succeeded}', '{7}', '{0}', '{0}', '{1}', '{0.1}', "
-                        "'{200}', '{NULL}', '{NULL}')"
-                    )
-                )
+def test_revision_0005_recounts_the_totals_of_runs_already_abandoned(
+    empty_database: Engine,
+) -> None:
+    _upgrade_to(empty_database, "0004")
+    with empty_database.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO sync_runs (run_id, outcome, campaigns_total, version, host, "
+                "pid) OVERRIDING SYSTEM VALUE VALUES (1, 'abandoned', 3, '0.1.0', 'h', 1), "
+                "(2, 'succeeded', 1, '0.1.0', 'h', 2)"
+            )
+        )
+        conn.execute(
+            text("UPDATE sync_runs SET campaigns_ok = 1, rows_inserted = 7 WHERE run_id = 2")
+        )
+        conn.execute(
+            text(
+                "INSERT INTO sync_run_batches (run_id, batch, campaign_id, outcome, "
+                "rows_inserted, rows_updated, rows_deleted, attempts, duration_seconds, "
+                "http_status, request_id, error) VALUES "
+                "(1, 1, '{00001,00002}', '{succeeded,failed}', '{4,0}', '{1,0}', '{0,0}', "
+                "'{1,5}', '{0.1,2.0}', '{200,503}', '{NULL,r}', '{NULL,boom}'), "
+                "(2, 1, '{00001}', '{succeeded}', '{7}', '{0}', '{0}', '{1}', '{0.1}', "
+                "'{200}', '{NULL}', '{NULL}')"
+            )
+        )
 
-            _upgrade_to(engine, "0005")
+    _upgrade_to(empty_database, "0005")
 
-            with engine.connect() as conn:
-                runs = {
-                    row["run_id"]: dict(row)
-                    for row in conn.execute(text("SELECT * FROM sync_runs")).mappings()
-                }
-            dead = runs[1]
-            assert (
-                dead["campaigns_total"],
-                dead["campaigns_ok"],
-                dead["campaigns_failed"],
-                dead["campaigns_skipped"],
-            ) == (3, 1, 1, 0)  # the third was never recorded
-            assert (dead["rows_inserted"], dead["rows_updated"], dead["rows_deleted"]) == (4, 1, 0)
-            assert (runs[2]["campaigns_ok"], runs[2]["rows_inserted"]) == (1, 7)
-            assert dead["campaign_ids"] is None
-        finally:
-            engine.dispose()
+    with empty_database.connect() as conn:
+        runs = {
+            row["run_id"]: dict(row)
+            for row in conn.execute(text("SELECT * FROM sync_runs")).mappings()
+        }
+    dead = runs[1]
+    assert (
+        dead["campaigns_total"],
+        dead["campaigns_ok"],
+        dead["campaigns_failed"],
+        dead["campaigns_skipped"],
+    ) == (3, 1, 1, 0)  # the third was never recorded
+    assert (dead["rows_inserted"], dead["rows_updated"], dead["rows_deleted"]) == (4, 1, 0)
+    assert (runs[2]["campaigns_ok"], runs[2]["rows_inserted"]) == (1, 7)
+    assert dead["campaign_ids"] is None

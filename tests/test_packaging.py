@@ -8,12 +8,10 @@ import sys
 import zipfile
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import URL
+from sqlalchemy import Engine, text
 
 from etl.migrate import head_revision
-from tests.conftest import fresh_database
-from tests.wheels import install_into_target
+from tests.helpers.wheels import install_into_target
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,43 +47,38 @@ def test_the_stand_in_is_still_importable_from_the_source_tree(tmp_path: Path) -
 
 
 def test_migrate_from_an_installed_wheel_in_another_directory(
-    wheel: Path, pg_server: URL, tmp_path: Path
+    wheel: Path, empty_database: Engine, tmp_path: Path
 ) -> None:
     target = tmp_path / "site"
     install_into_target(wheel, target)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    with fresh_database(pg_server, label="wheel") as url:
-        env = {
-            "PYTHONPATH": str(target),
-            "PATH": "/usr/bin:/bin",
-            "THULIUM_LOG_FORMAT": "text",
-            "DATABASE_URL": url.render_as_string(hide_password=False),
-        }
-        probe = subprocess.run(
-            [sys.executable, "-c", "import etl; print(etl.__file__)"],
-            cwd=elsewhere,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        assert probe.stdout.startswith(str(target))  # the wheel, not the source tree
+    env = {
+        "PYTHONPATH": str(target),
+        "PATH": "/usr/bin:/bin",
+        "THULIUM_LOG_FORMAT": "text",
+        "DATABASE_URL": empty_database.url.render_as_string(hide_password=False),
+    }
+    probe = subprocess.run(
+        [sys.executable, "-c", "import etl; print(etl.__file__)"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert probe.stdout.startswith(str(target))  # the wheel, not the source tree
 
-        done = subprocess.run(
-            [sys.executable, "-m", "etl", "migrate"],
-            cwd=elsewhere,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
+    done = subprocess.run(
+        [sys.executable, "-m", "etl", "migrate"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
 
-        assert done.returncode == 0, done.stderr
-        assert f"upgraded from empty to {head_revision()}" in done.stderr
-        engine = create_engine(url)
-        try:
-            with engine.connect() as conn:
-                revision = conn.execute(text("SELECT version_num FROM alembic_version"))
-                assert revision.scalar_one() == head_revision()
-        finally:
-            engine.dispose()
+    assert done.returncode == 0, done.stderr
+    assert f"upgraded from empty to {head_revision()}" in done.stderr
+    with empty_database.connect() as conn:
+        revision = conn.execute(text("SELECT version_num FROM alembic_version"))
+        assert revision.scalar_one() == head_revision()

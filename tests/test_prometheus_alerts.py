@@ -8,7 +8,7 @@ import subprocess
 
 import yaml
 
-from tests.deploy import DEPLOY, require
+from tests.helpers.deploy import DEPLOY, require
 
 PROMETHEUS = DEPLOY / "prometheus"
 ALERTS = PROMETHEUS / "alerts.yaml"

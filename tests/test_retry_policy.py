@@ -18,8 +18,8 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
 from etl.standin import Fault, StandIn
-from tests.conftest import PASSWORD, USER, spawn_cli
-from tests.test_api_faults import (
+from tests.helpers.cli import PASSWORD, USER, spawn_cli
+from tests.helpers.scenario import (
     STANDIN_REQUEST_ID,
     assert_all_synced,
     assert_victim_failed,
@@ -34,9 +34,9 @@ def arrivals(api: StandIn, campaign_id: str) -> list[float]:
 
 @pytest.mark.parametrize("code", [429, 503])
 def test_retry_after_in_seconds_is_waited_for(
-    schema: Engine, api: StandIn, db_url: URL, engine: Engine, code: int
+    migrated: Engine, api: StandIn, db_url: URL, code: int
 ) -> None:
-    s = prepare(api, db_url, engine, prefix="R", THULIUM_RETRY_MAX_WAIT="5")
+    s = prepare(api, db_url, migrated, prefix="R", THULIUM_RETRY_MAX_WAIT="5")
     api.add_faults(s.victim, Fault.retry_after("1", code=code))
 
     result = s.sync()
@@ -47,9 +47,9 @@ def test_retry_after_in_seconds_is_waited_for(
 
 
 def test_retry_after_as_an_http_date_is_waited_for(
-    schema: Engine, api: StandIn, db_url: URL, engine: Engine
+    migrated: Engine, api: StandIn, db_url: URL
 ) -> None:
-    s = prepare(api, db_url, engine, prefix="R", THULIUM_RETRY_MAX_WAIT="5")
+    s = prepare(api, db_url, migrated, prefix="R", THULIUM_RETRY_MAX_WAIT="5")
     # HTTP dates have whole seconds: two seconds ahead means a wait of more than one.
     when = format_datetime(datetime.now(UTC) + timedelta(seconds=2), usegmt=True)
     api.add_faults(s.victim, Fault.retry_after(when))
@@ -62,9 +62,9 @@ def test_retry_after_as_an_http_date_is_waited_for(
 
 
 def test_a_retry_after_beyond_the_maximum_wait_is_capped(
-    schema: Engine, api: StandIn, db_url: URL, engine: Engine
+    migrated: Engine, api: StandIn, db_url: URL
 ) -> None:
-    s = prepare(api, db_url, engine, prefix="R")  # THULIUM_RETRY_MAX_WAIT=0.05
+    s = prepare(api, db_url, migrated, prefix="R")  # THULIUM_RETRY_MAX_WAIT=0.05
     api.add_faults(s.victim, Fault.retry_after("3600"))
 
     # A subprocess, so that an uncapped wait fails the test instead of hanging it for an hour.
@@ -86,9 +86,9 @@ def test_a_retry_after_beyond_the_maximum_wait_is_capped(
 
 
 def test_requests_carry_accept_user_agent_and_basic_auth(
-    schema: Engine, api: StandIn, db_url: URL, engine: Engine
+    migrated: Engine, api: StandIn, db_url: URL
 ) -> None:
-    s = prepare(api, db_url, engine, prefix="R")
+    s = prepare(api, db_url, migrated, prefix="R")
     api.add_faults(s.victim, Fault.status(503))  # the retried request too
 
     result = s.sync()
@@ -103,12 +103,12 @@ def test_requests_carry_accept_user_agent_and_basic_auth(
 
 
 def test_the_retry_budget_ends_retries_long_before_the_attempts_run_out(
-    schema: Engine, api: StandIn, db_url: URL, engine: Engine
+    migrated: Engine, api: StandIn, db_url: URL
 ) -> None:
     s = prepare(
         api,
         db_url,
-        engine,
+        migrated,
         prefix="R",
         THULIUM_RETRY_BUDGET="0.2",
         THULIUM_RETRY_ATTEMPTS="50",
@@ -132,10 +132,10 @@ def test_the_retry_budget_ends_retries_long_before_the_attempts_run_out(
 
 
 def test_a_429_holds_back_every_worker_until_retry_after_has_passed(
-    schema: Engine, api: StandIn, db_url: URL, engine: Engine
+    migrated: Engine, api: StandIn, db_url: URL
 ) -> None:
     s = prepare(
-        api, db_url, engine, prefix="R", n=4, THULIUM_CONCURRENCY="2", THULIUM_RETRY_MAX_WAIT="5"
+        api, db_url, migrated, prefix="R", n=4, THULIUM_CONCURRENCY="2", THULIUM_RETRY_MAX_WAIT="5"
     )
     throttled, slow, *later = s.ids
     api.add_faults(throttled, Fault.retry_after("1"))

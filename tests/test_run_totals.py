@@ -13,8 +13,8 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
 from etl.standin import StandIn
-from tests.conftest import make_env, run_cli, spawn_cli
-from tests.snapshots import assert_totals_add_up, committed, serve, wait_until
+from tests.helpers.cli import make_env, run_cli, spawn_cli
+from tests.helpers.snapshots import assert_totals_add_up, committed, serve, wait_until
 
 IDS = [f"{n:05d}" for n in range(1, 31)]
 

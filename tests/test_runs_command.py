@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
-from etl import migrate
 from etl.standin import StandIn
-from tests.conftest import make_env, reset_schema, run_cli, seed_campaigns, spawn_cli
+from tests.helpers.cli import make_env, run_cli, spawn_cli
+from tests.helpers.data import seed_campaigns
 
 OK1, OK2, GONE = "00001", "00002", "00404"
 IDS = [OK1, OK2, GONE]
@@ -172,14 +172,8 @@ def test_an_empty_history_says_so(api: StandIn, db_url: URL, migrated: Engine) -
     assert json.loads(as_json.out) == []
 
 
-def test_runs_on_an_unmigrated_database_exits_3(
-    api: StandIn, db_url: URL, engine: Engine, schema: Engine
-) -> None:
-    reset_schema(engine)
-    try:
-        result = run_cli("runs", env=make_env(api, db_url, IDS))
-    finally:
-        migrate.upgrade(engine)
+def test_runs_on_an_unmigrated_database_exits_3(api: StandIn, empty_database: Engine) -> None:
+    result = run_cli("runs", env=make_env(api, empty_database.url, IDS))
 
     assert result.code == 3
     assert "migrate" in result.err

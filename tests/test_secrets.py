@@ -20,16 +20,8 @@ from sqlalchemy.engine import URL
 
 from etl import logs
 from etl.standin import Fault, StandIn
-from tests.conftest import (
-    DB_PASSWORD,
-    PASSWORD,
-    USER,
-    Result,
-    make_env,
-    run_cli,
-    seed_campaigns,
-    spawn_cli,
-)
+from tests.helpers.cli import DB_PASSWORD, PASSWORD, USER, Result, make_env, run_cli, spawn_cli
+from tests.helpers.data import seed_campaigns
 
 WRONG_PASSWORD = "wr0ng-Pa55-ibis"
 UNREACHABLE_DB = f"postgresql://etl:{DB_PASSWORD}@127.0.0.1:1/thulium"

@@ -12,7 +12,9 @@ from sqlalchemy.engine import URL
 from etl.lock import lock_key
 from etl.shards import Shard, select, shard_of
 from etl.standin import StandIn
-from tests.conftest import libpq, make_env, run_cli, seed_campaigns, spawn_cli
+from tests.helpers.cli import make_env, run_cli, spawn_cli
+from tests.helpers.data import seed_campaigns
+from tests.helpers.databases import libpq
 
 IDS = [f"{n:05d}" for n in range(1, 61)]
 

@@ -12,16 +12,8 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
 from etl.standin import StandIn
-from tests.conftest import (
-    PASSWORD,
-    USER,
-    as_api,
-    canonical,
-    make_env,
-    run_cli,
-    seed_campaigns,
-    stored_statuses,
-)
+from tests.helpers.cli import PASSWORD, USER, make_env, run_cli
+from tests.helpers.data import as_api, canonical, seed_campaigns, stored_statuses
 
 IDS = ["00001", "00002"]
 

@@ -9,7 +9,8 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
 from etl.standin import StandIn
-from tests.conftest import as_api, canonical, make_env, reset_schema, run_cli, stored_statuses
+from tests.helpers.cli import make_env, run_cli
+from tests.helpers.data import as_api, canonical, stored_statuses
 
 # shared/THULIUM_API.md: value → (Polish description from the docs, English).
 DOCUMENTED = {
@@ -39,9 +40,8 @@ def _warnings_about(events: list[dict[str, Any]], code: str) -> list[dict[str, A
 
 
 def test_unknown_system_status_is_stored_and_reported_once(
-    api: StandIn, db_url: URL, engine: Engine
+    api: StandIn, db_url: URL, migrated: Engine
 ) -> None:
-    reset_schema(engine)
     served: list[dict[str, object]] = [
         {"status_id": "1", "system_status": "CALL", "dictionary_status_id": None, "name": "Znany"},
         {"status_id": "2", "system_status": UNKNOWN, "dictionary_status_id": 7, "name": "Nowość"},
@@ -50,15 +50,16 @@ def test_unknown_system_status_is_stored_and_reported_once(
     api.set_statuses("00001", served)
     api.set_statuses("00002", [{**served[1], "status_id": "20"}])  # same code, other campaign
     env = make_env(api, db_url, ["00001", "00002"])
-    assert run_cli("migrate", env=env).code == 0
-    assert sorted(_system_statuses(engine)) == sorted(DOCUMENTED)  # nothing extra before a sync
+    assert sorted(_system_statuses(migrated)) == sorted(DOCUMENTED)  # nothing extra before a sync
 
     first = run_cli("sync", env=env)
 
     assert first.code == 0, first.err
-    assert as_api(stored_statuses(engine, "00001")) == canonical(served)
-    assert as_api(stored_statuses(engine, "00002")) == canonical([{**served[1], "status_id": "20"}])
-    lookup = _system_statuses(engine)
+    assert as_api(stored_statuses(migrated, "00001")) == canonical(served)
+    assert as_api(stored_statuses(migrated, "00002")) == canonical(
+        [{**served[1], "status_id": "20"}]
+    )
+    lookup = _system_statuses(migrated)
     assert sorted(lookup) == sorted([*DOCUMENTED, UNKNOWN])
     for code, (polish, english) in DOCUMENTED.items():
         row = lookup[code]
@@ -70,7 +71,7 @@ def test_unknown_system_status_is_stored_and_reported_once(
     new = lookup[UNKNOWN]
     assert new["documented"] is False and new["first_seen_at"] is not None
     assert len(_warnings_about(first.events(), UNKNOWN)) == 1
-    with engine.connect() as conn:
+    with migrated.connect() as conn:
         run = conn.execute(
             text("SELECT outcome, rows_inserted FROM sync_runs ORDER BY run_id DESC LIMIT 1")
         ).one()
@@ -81,5 +82,5 @@ def test_unknown_system_status_is_stored_and_reported_once(
 
     assert second.code == 0, second.err
     assert _warnings_about(second.events(), UNKNOWN) == []
-    assert _system_statuses(engine) == lookup  # first_seen_at of the new code kept
-    assert stored_statuses(engine, "00001")["4"]["system_status"] == UNKNOWN
+    assert _system_statuses(migrated) == lookup  # first_seen_at of the new code kept
+    assert stored_statuses(migrated, "00001")["4"]["system_status"] == UNKNOWN

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import URL
 
-from tests.deploy import ROOT, dockerfile_stages, require
+from tests.helpers.deploy import ROOT, dockerfile_stages, require
 
 PIP = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from sqlalchemy import Engine, text
 
 from etl.standin import StandIn, sample_statuses
-from tests.conftest import Statuses, as_api, canonical, stored_statuses
+from tests.helpers.data import Statuses, as_api, canonical, stored_statuses
 
 
 def version(campaign_id: str, number: int) -> Statuses:

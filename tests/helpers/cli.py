@@ -1,0 +1,84 @@
+"""The real CLI, run in this process or as a process of its own, and the environment of a job
+pointed at the stand-in and a test database."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import URL
+
+from etl.cli import main
+from etl.standin import StandIn
+
+PASSWORD = "s3cr3t-Pa55-zebra"  # distinctive: tests grep every output for it
+DB_PASSWORD = "db-Pa55-okapi"
+USER = "etl-test"
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def make_env(api: StandIn, db_url: URL, campaigns: list[str], **extra: str) -> dict[str, str]:
+    """The environment of a job pointed at the stand-in and the test database, fast retries."""
+    if not db_url.password:  # trust auth ignores it; it is there to prove it is never printed
+        db_url = db_url.set(password=DB_PASSWORD)
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "DATABASE_URL": db_url.render_as_string(hide_password=False),
+        "THULIUM_BASE_URL": api.url,
+        "THULIUM_USER": USER,
+        "THULIUM_PASSWORD": PASSWORD,
+        "THULIUM_CAMPAIGNS": ",".join(campaigns),
+        "THULIUM_TIMEOUT": "2",
+        "THULIUM_RETRY_ATTEMPTS": "3",
+        "THULIUM_RETRY_WAIT": "0.01",
+        "THULIUM_RETRY_MAX_WAIT": "0.05",
+        "THULIUM_DB_RETRY_WAIT": "0.05",
+        "THULIUM_LOG_FORMAT": "json",
+    }
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def events(self) -> list[dict[str, Any]]:
+        """The JSON log lines of the run."""
+        return [json.loads(line) for line in self.err.splitlines() if line.startswith("{")]
+
+
+def run_cli(*argv: str, env: Mapping[str, str]) -> Result:
+    """Run the real CLI in this process, capturing stdout and the log stream."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(argv), environ=env)
+        finally:
+            for handler in logging.getLogger().handlers:
+                handler.flush()
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+def spawn_cli(*argv: str, env: Mapping[str, str], **popen: Any) -> subprocess.Popen[str]:
+    """Start the CLI as its own process (for signals, kills and concurrent runs)."""
+    streams = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **popen}
+    return subprocess.Popen(
+        [sys.executable, "-m", "etl", *argv],
+        env={**env, "PYTHONPATH": str(ROOT)},
+        text=True,
+        **streams,
+    )
