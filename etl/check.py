@@ -7,17 +7,18 @@ fetching; nothing is written.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from etl import migrate
+from etl import discovery, migrate
 from etl.client import ThuliumClient
 from etl.config import CheckCommand
 from etl.database import database_errors, describe
-from etl.errors import DatabaseError
+from etl.errors import DatabaseError, DiscoveryError
 from etl.fetch import Fetched, Fetcher
+from etl.records import CampaignStat
 from etl.retry import RetryGate
 from etl.schema import REVISION
 from etl.stop import Stop
@@ -42,14 +43,30 @@ def check_database(engine: Engine) -> Verdict:
 
 
 def check_campaigns(settings: CheckCommand, *, quick: bool, stop: Stop) -> Iterator[Verdict]:
-    """A verdict per campaign (the first only if ``quick``), as each answer arrives."""
-    ids = settings.campaigns.ids[:1] if quick else settings.campaigns.ids
+    """With ``THULIUM_CAMPAIGNS=active`` a verdict on discovery first, then one per campaign
+    (the first only if ``quick``), as each answer arrives."""
+    selection = settings.campaigns.selection
     gate = RetryGate(budget=settings.retry.budget, max_rps=settings.fetch.max_rps, stop=stop)
+    with ThuliumClient(settings.api, settings.retry, gate) as client:
+        active: tuple[CampaignStat, ...] = ()
+        if selection.active:
+            try:
+                active = discovery.discover(client)
+            except DiscoveryError as exc:
+                yield Verdict(False, "discovery", str(exc))
+                return
+            found = ", ".join(stat.campaign_id for stat in active[:10])
+            more = " …" if len(active) > 10 else ""
+            yield Verdict(True, "discovery", f"{len(active)} active campaign(s): {found}{more}")
+        ids = discovery.campaigns(selection, active, None)
+        yield from _fetched(client, ids[:1] if quick else ids, settings=settings, stop=stop)
+
+
+def _fetched(
+    client: ThuliumClient, ids: Sequence[str], *, settings: CheckCommand, stop: Stop
+) -> Iterator[Verdict]:
     heard: set[str] = set()
-    with (
-        ThuliumClient(settings.api, settings.retry, gate) as client,
-        Fetcher(client, ids, concurrency=settings.fetch.concurrency, stop=stop) as results,
-    ):
+    with Fetcher(client, ids, concurrency=settings.fetch.concurrency, stop=stop) as results:
         for result in results:
             heard.add(result.campaign_id)
             if isinstance(result, Fetched):

@@ -29,6 +29,7 @@ from etl.errors import (
     EXIT_CAMPAIGN_FAILED,
     EXIT_CONFIG,
     EXIT_DATABASE,
+    EXIT_DISCOVERY,
     EXIT_INTERNAL,
     EXIT_OK,
     EXIT_TERMINATED,
@@ -56,6 +57,8 @@ exit codes:
   2   configuration or usage error; nothing was contacted
   3   the database is unreachable, refuses writes, or its schema is not at this
       version's revision
+  69  THULIUM_CAMPAIGNS=active and the active campaigns could not be listed; nothing
+      was synced
   70  internal error (a bug in thulium-etl: please report it with the log)
   74  the output could not be written (a full disk, a closed pipe)
   75  another sync holds the lock; this run did nothing (try again later)
@@ -188,7 +191,8 @@ def cmd_check(args: argparse.Namespace, settings: config.CheckCommand) -> int:
         for verdict in check_campaigns(settings, quick=args.quick, stop=stop):
             _emit_verdict(verdict)
             if not verdict.ok:
-                code = code or EXIT_CAMPAIGN_FAILED
+                failed = EXIT_DISCOVERY if verdict.what == "discovery" else EXIT_CAMPAIGN_FAILED
+                code = code or failed
         if stop.is_set():
             return EXIT_TERMINATED
     return code

@@ -12,12 +12,14 @@ import email.utils
 import re
 import time
 from dataclasses import dataclass
+from typing import TypedDict
 
 import requests
 
 from etl import __version__
 from etl.config import ApiSettings, RetryPolicy
 from etl.errors import ApiError, AuthError, BodyTooLarge, DeadlineExceeded
+from etl.outcomes import RequestCounts
 from etl.records import snippet, thulium_error
 from etl.retry import RetryGate, api_retrying
 from etl.transport import Answer, Transport
@@ -35,6 +37,7 @@ class _TransientError(ApiError):
         message: str,
         *,
         campaign_id: str,
+        subject: str,
         attempts: int,
         status: int | None = None,
         request_id: str | None = None,
@@ -43,11 +46,29 @@ class _TransientError(ApiError):
         super().__init__(
             message,
             campaign_id=campaign_id,
+            subject=subject,
             status=status,
             request_id=request_id,
             attempts=attempts,
         )
         self.retry_after = retry_after
+
+
+class _Who(TypedDict):
+    campaign_id: str
+    subject: str
+
+
+@dataclass(frozen=True)
+class _Target:
+    """What one fetch is for: its URL, and who its errors are about."""
+
+    url: str
+    campaign_id: str  # "" for the list of active campaigns
+    subject: str
+
+    def who(self) -> _Who:
+        return {"campaign_id": self.campaign_id, "subject": self.subject}
 
 
 @dataclass(frozen=True)
@@ -92,10 +113,18 @@ def _describe(answer: Answer, messages: list[str]) -> str:
 class ThuliumClient:
     """Fetches campaign statuses; safe to share between worker threads."""
 
-    def __init__(self, api: ApiSettings, policy: RetryPolicy, gate: RetryGate) -> None:
+    def __init__(
+        self,
+        api: ApiSettings,
+        policy: RetryPolicy,
+        gate: RetryGate,
+        *,
+        counts: RequestCounts | None = None,
+    ) -> None:
         self._api = api
         self._policy = policy
         self._gate = gate
+        self.counts = counts or RequestCounts()
         self._transport = Transport(
             user=api.user,
             password=api.password,
@@ -125,6 +154,16 @@ class ThuliumClient:
         Raises :class:`AuthError` on 401, :class:`ApiError` on any other failure (with the
         number of attempts made) and :class:`~etl.errors.InterruptedRun` if the run stops.
         """
+        url = self.statuses_url(campaign_id)
+        return self._fetch(_Target(url, campaign_id, f"campaign {campaign_id}"))
+
+    def fetch_stats(self) -> Reply:
+        """GET ``/outbounds/stats`` (the active campaigns), retried like a campaign's
+        statuses; its errors are about ``the active campaigns``."""
+        url = f"{self._api.base_url}/outbounds/stats"
+        return self._fetch(_Target(url, "", "the active campaigns (GET /outbounds/stats)"))
+
+    def _fetch(self, target: _Target) -> Reply:
         attempts = 0
         try:
             for attempt in api_retrying(
@@ -132,7 +171,7 @@ class ThuliumClient:
             ):
                 with attempt:
                     attempts = attempt.retry_state.attempt_number
-                    return self._get(campaign_id, attempt=attempts)
+                    return self._get(target, attempt=attempts)
         except _TransientError as exc:
             message = exc.message
             if attempts > 1:
@@ -141,32 +180,45 @@ class ThuliumClient:
                 message += "; no more retries: the run's THULIUM_RETRY_BUDGET is spent"
             raise ApiError(
                 message,
-                campaign_id=campaign_id,
+                **target.who(),
                 status=exc.status,
                 request_id=exc.request_id,
                 attempts=attempts,
             ) from None
+        finally:
+            self.counts.retried(max(0, attempts - 1))
         raise AssertionError("tenacity returned without an outcome")  # pragma: no cover
 
-    def _get(self, campaign_id: str, *, attempt: int) -> Reply:
+    def _get(self, target: _Target, *, attempt: int) -> Reply:
         self._gate.wait_turn()
+        answer = self._request(target, attempt=attempt)
+        return self._understood(target, answer, attempt=attempt)
+
+    def _request(self, target: _Target, *, attempt: int) -> Answer:
+        """One GET, counted; getting no usable answer at all is one of our errors."""
         try:
-            answer = self._transport.get(self.statuses_url(campaign_id))
+            answer = self._transport.get(target.url)
         except BodyTooLarge as exc:
-            raise ApiError(
-                str(exc), campaign_id=campaign_id, status=200, attempts=attempt
-            ) from None
+            self.counts.answered(200)
+            raise ApiError(str(exc), **target.who(), status=200, attempts=attempt) from None
         except DeadlineExceeded as exc:
-            raise _TransientError(str(exc), campaign_id=campaign_id, attempts=attempt) from None
+            self.counts.answered(None)
+            raise _TransientError(str(exc), **target.who(), attempts=attempt) from None
         except requests.exceptions.SSLError as exc:
-            raise ApiError(f"TLS error: {exc}", campaign_id=campaign_id, attempts=attempt) from None
+            self.counts.answered(None)
+            raise ApiError(f"TLS error: {exc}", **target.who(), attempts=attempt) from None
         except requests.RequestException as exc:
+            self.counts.answered(None)
             raise _TransientError(
                 f"{type(exc).__name__}: {_network_reason(exc)}",
-                campaign_id=campaign_id,
+                **target.who(),
                 attempts=attempt,
             ) from None
+        self.counts.answered(answer.status)
+        return answer
 
+    def _understood(self, target: _Target, answer: Answer, *, attempt: int) -> Reply:
+        """What an answer means: a 200's body, or the error it is."""
         status = answer.status
         if status == 200:
             return Reply(status, answer.body, attempt)
@@ -174,7 +226,7 @@ class ThuliumClient:
             raise _TransientError(
                 f"HTTP {status} {answer.reason}: an interim answer where the final one was "
                 "due; its connection is closed and the request made again on a new one",
-                campaign_id=campaign_id,
+                **target.who(),
                 status=status,
                 attempts=attempt,
             )
@@ -182,7 +234,7 @@ class ThuliumClient:
             raise ApiError(
                 f"HTTP {status} {answer.reason}: only a 200 answer is the complete list of "
                 "statuses, so nothing was changed",
-                campaign_id=campaign_id,
+                **target.who(),
                 status=status,
                 request_id=answer.headers.get("X-Request-Id"),
                 attempts=attempt,
@@ -193,7 +245,7 @@ class ThuliumClient:
         if status in _TRANSIENT_STATUS:
             raise _TransientError(
                 message,
-                campaign_id=campaign_id,
+                **target.who(),
                 status=status,
                 request_id=request_id,
                 retry_after=parse_retry_after(answer.headers.get("Retry-After")),
@@ -202,7 +254,7 @@ class ThuliumClient:
         if status == 401:
             raise AuthError(
                 f"{message}: check THULIUM_USER and THULIUM_PASSWORD",
-                campaign_id=campaign_id,
+                **target.who(),
                 status=status,
                 request_id=request_id,
                 attempts=attempt,
@@ -212,7 +264,7 @@ class ThuliumClient:
             message += f": redirected to {location}; check THULIUM_BASE_URL"
         raise ApiError(
             message,
-            campaign_id=campaign_id,
+            **target.who(),
             status=status,
             request_id=request_id,
             attempts=attempt,

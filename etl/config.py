@@ -27,12 +27,12 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from etl.errors import ConfigError
+from etl.records import CAMPAIGN_ID
 from etl.shards import MAX_SHARDS, Shard
 
 Environ = Mapping[str, str]
 T = TypeVar("T")
 
-CAMPAIGN_ID = re.compile(r"[0-9A-Za-z]{5}")
 _LIST_SEPARATORS = re.compile(r"[\s,]+")
 _PSYCOPG_DRIVERS = {"postgres", "postgresql", "postgresql+psycopg"}
 _URL_PATH = re.compile(r"[A-Za-z0-9._~/-]*")  # a plain path: nothing a server could reinterpret
@@ -217,27 +217,43 @@ def _libpq_options() -> set[str]:
     return {option.keyword.decode() for option in pq.Conninfo.get_defaults()}
 
 
+ACTIVE = "active"  # in THULIUM_CAMPAIGNS: every campaign GET /outbounds/stats lists
+
+
+@dataclass(frozen=True)
+class CampaignSelection:
+    """The campaigns to work on: these ids, and (``active``) every one Thulium lists active."""
+
+    ids: tuple[str, ...]
+    active: bool = False
+
+
 @dataclass(frozen=True)
 class CampaignIds:
-    """Five-character ids separated by commas or whitespace; order kept, repeats dropped."""
+    """Five-character ids and/or the word ``active``, separated by commas or whitespace;
+    order kept, repeats dropped."""
 
-    def __call__(self, raw: str, source: str) -> tuple[str, ...]:
+    def __call__(self, raw: str, source: str) -> CampaignSelection:
         ids: dict[str, None] = {}
+        active = False
         for part in _LIST_SEPARATORS.split(raw):
             if not part:
                 continue
-            if not CAMPAIGN_ID.fullmatch(part):
+            if part.lower() == ACTIVE:
+                active = True
+            elif CAMPAIGN_ID.fullmatch(part):
+                ids[part] = None
+            else:
                 raise ConfigError(
                     f"{source}: campaign id {part[:40]!r} is invalid: it must be exactly five "
-                    "characters of 0-9, A-Z, a-z (e.g. 00001)"
+                    f"characters of 0-9, A-Z, a-z (e.g. 00001), or the word {ACTIVE}"
                 )
-            ids[part] = None
-        if not ids:
+        if not ids and not active:
             raise ConfigError(f"{source}: no campaign ids given")
-        return tuple(ids)
+        return CampaignSelection(tuple(ids), active)
 
     def describe(self) -> str:
-        return "e.g. 00001,00002"
+        return f"e.g. 00001,00002 or {ACTIVE} or {ACTIVE},00007"
 
 
 @dataclass(frozen=True)
@@ -552,10 +568,12 @@ class FetchSettings:
 class CampaignSettings:
     """Which campaigns a command works on."""
 
-    ids: tuple[str, ...] = setting(
+    selection: CampaignSelection = setting(
         "THULIUM_CAMPAIGNS",
         "campaign ids separated by commas and/or whitespace, e.g. 00001,00002; each exactly "
-        "five characters of 0-9, A-Z, a-z",
+        "five characters of 0-9, A-Z, a-z. The word active adds every campaign Thulium lists "
+        "as active (GET /outbounds/stats), found anew at each run; ids listed beside it are "
+        "always synced",
         parse=CampaignIds(),
         flag="--campaign",
         repeatable=True,
@@ -634,6 +652,62 @@ class WriteSettings:
     )
 
 
+@dataclass(frozen=True)
+class HttpUrl:
+    """An ``http(s)://host[:port][/path]`` URL, such as a Pushgateway's."""
+
+    def __call__(self, raw: str, source: str) -> str:
+        try:
+            parts = urllib.parse.urlsplit(raw)
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError as exc:
+            raise ConfigError(f"{source}={raw!r} is not a valid URL: {exc}") from None
+        if parts.scheme not in {"http", "https"} or not parts.hostname or not port_ok:
+            raise ConfigError(f"{source}={raw!r} is not a valid http(s) URL")
+        if parts.query or parts.fragment:
+            raise ConfigError(f"{source}={raw!r} must not have a query string or fragment")
+        return raw.rstrip("/")
+
+    def describe(self) -> str:
+        return "http(s)://host[:port]"
+
+
+@dataclass(frozen=True)
+class WritablePath:
+    """A file path whose directory exists: the file is replaced at the end of every run."""
+
+    def __call__(self, raw: str, source: str) -> str:
+        path = Path(raw)
+        if path.is_dir() or not path.parent.is_dir():
+            raise ConfigError(f"{source}: {raw} is not a file in an existing directory")
+        return raw
+
+    def describe(self) -> str:
+        return "a file path"
+
+
+@group
+class MetricsSettings:
+    """Where a sync reports its metrics for Prometheus (neither by default)."""
+
+    file: str | None = setting(
+        "THULIUM_METRICS_FILE",
+        "write the run's metrics here at its end, in the node_exporter textfile format "
+        "(atomically: a *.prom file in the textfile collector's directory)",
+        parse=WritablePath(),
+        default=None,
+        shown_default="off",
+    )
+    pushgateway_url: str | None = setting(
+        "THULIUM_PUSHGATEWAY_URL",
+        "push the run's metrics to this Prometheus Pushgateway at its end, grouped by job "
+        "(thulium-etl) and shard",
+        parse=HttpUrl(),
+        default=None,
+        shown_default="off",
+    )
+
+
 # -- what each command reads -----------------------------------------------------------------
 
 
@@ -662,6 +736,7 @@ class SyncCommand:
     campaigns: CampaignSettings
     shards: ShardSettings
     write: WriteSettings
+    metrics: MetricsSettings
 
 
 # -- documentation rendered from the declarations ---------------------------------------------

@@ -1,8 +1,25 @@
 """The exceptions thulium-etl raises; each knows the exit code the CLI turns it into.
 
 Nothing below the CLI exits the process: code raises one of these, and the CLI maps
-``exit_code`` to the process status. Per-campaign errors (:class:`CampaignError`) are
-caught by the sync loop and recorded; the others stop the whole command.
+``exit_code`` to the process status. Per-campaign errors are caught by the fetch pipeline
+and recorded; the others stop the whole command::
+
+    EtlError                      exit 1 unless a subclass says otherwise
+    ├── ConfigError               2: a setting is missing or malformed; nothing contacted
+    ├── DatabaseError             3: unreachable, refuses writes, timed out past retries
+    │   ├── SchemaNotCurrentError    3: run `thulium-etl migrate` first
+    │   └── SchemaTooNewError        3: a newer thulium-etl migrated the database
+    ├── DiscoveryError            69: the active campaigns could not be listed
+    ├── OutputError               74: stdout could not be written
+    ├── LockHeldError             75: another sync holds the lock
+    ├── InterruptedRun            143: SIGTERM/SIGINT
+    └── CampaignError             one campaign failed; recorded, the run goes on
+        ├── ApiError                 Thulium answered with an error, or not at all
+        │   └── AuthError            401: the run stops starting campaigns
+        └── PayloadError             a 200 that is not the list of statuses
+
+    DeadlineExceeded, BodyTooLarge   raised by the HTTP transport; the client turns each
+                                     into an ApiError of the campaign it was fetching
 """
 
 from __future__ import annotations
@@ -11,6 +28,7 @@ EXIT_OK = 0
 EXIT_CAMPAIGN_FAILED = 1
 EXIT_CONFIG = 2
 EXIT_DATABASE = 3
+EXIT_DISCOVERY = 69  # EX_UNAVAILABLE: the active campaigns could not be listed
 EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug in thulium-etl
 EXIT_OUTPUT = 74  # EX_IOERR: the command's output could not be written
 EXIT_LOCKED = 75  # EX_TEMPFAIL: another run holds the lock, try again later
@@ -59,6 +77,13 @@ class LockHeldError(EtlError):
     exit_code = EXIT_LOCKED
 
 
+class DiscoveryError(EtlError):
+    """``THULIUM_CAMPAIGNS=active``, and ``GET /outbounds/stats`` failed or made no sense:
+    the run syncs nothing rather than a guess."""
+
+    exit_code = EXIT_DISCOVERY
+
+
 class CampaignError(EtlError):
     """Fetching or validating one campaign failed; the run goes on with the others."""
 
@@ -69,12 +94,14 @@ class CampaignError(EtlError):
         campaign_id: str,
         request_id: str | None = None,
         attempts: int = 0,
+        subject: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.campaign_id = campaign_id
         self.request_id = request_id
         self.attempts = attempts
+        self.subject = subject or f"campaign {campaign_id}"  # what the message is about
 
     @property
     def detail(self) -> str:
@@ -84,7 +111,7 @@ class CampaignError(EtlError):
         return self.message
 
     def __str__(self) -> str:
-        return f"campaign {self.campaign_id}: {self.detail}"
+        return f"{self.subject}: {self.detail}"
 
 
 class ApiError(CampaignError):
@@ -98,8 +125,15 @@ class ApiError(CampaignError):
         status: int | None = None,
         request_id: str | None = None,
         attempts: int = 0,
+        subject: str | None = None,
     ) -> None:
-        super().__init__(message, campaign_id=campaign_id, request_id=request_id, attempts=attempts)
+        super().__init__(
+            message,
+            campaign_id=campaign_id,
+            request_id=request_id,
+            attempts=attempts,
+            subject=subject,
+        )
         self.status = status
 
 

@@ -11,15 +11,17 @@ refuse the history row, nor leak a secret into it.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, text
+from sqlalchemy import Connection, func, insert, select, text, update
 
 from etl import __version__, logs
 from etl.outcomes import CampaignResult, RunOutcome, RunTotals
+from etl.records import CampaignStat
 from etl.schema import sync_run_campaigns, sync_runs
 from etl.shards import Shard
 
@@ -191,7 +193,8 @@ _CLOSE = text(
     ) AS t
     WHERE r.run_id = :run_id
     RETURNING r.campaigns_total, r.campaigns_ok, r.campaigns_failed, r.campaigns_skipped,
-        r.rows_inserted, r.rows_updated, r.rows_deleted
+        r.rows_inserted, r.rows_updated, r.rows_deleted,
+        extract(epoch FROM r.finished_at) AS finished
     """
 )
 
@@ -203,14 +206,18 @@ def finish_run(
     outcome: RunOutcome,
     error: str | None,
     unrecorded: str,
-) -> RunTotals:
+) -> tuple[RunTotals, float]:
     """Close a run: record its unrecorded campaigns as skipped (``unrecorded`` says why),
-    count its totals from its rows, and return them."""
+    count its totals from its rows; return them, and when it finished (Unix time, by the
+    database's clock, like every other timestamp of the history)."""
     connection.execute(_RECORD_UNRECORDED, {"run_id": run_id, "reason": _text(unrecorded)})
-    row = connection.execute(
-        _CLOSE, {"run_id": run_id, "outcome": outcome, "error": _text(error)}
-    ).one()
-    return RunTotals(**row._asdict())
+    row = (
+        connection.execute(_CLOSE, {"run_id": run_id, "outcome": outcome, "error": _text(error)})
+        .one()
+        ._mapping
+    )
+    totals = RunTotals(**{f.name: row[f.name] for f in dataclasses.fields(RunTotals)})
+    return totals, float(row["finished"])
 
 
 def recent_runs(connection: Connection, *, limit: int) -> list[dict[str, Any]]:
@@ -227,3 +234,69 @@ def run_campaigns(connection: Connection, run_id: int) -> list[dict[str, Any]]:
         .order_by(sync_run_campaigns.c.outcome, sync_run_campaigns.c.campaign_id)
     ).mappings()
     return [dict(row) for row in rows]
+
+
+def last_success(connection: Connection, *, shard: Shard | None) -> float | None:
+    """When the last succeeded run of ``shard`` (or of no shard) finished, as Unix time."""
+    finished = connection.execute(
+        select(func.max(sync_runs.c.finished_at)).where(
+            sync_runs.c.outcome == RunOutcome.SUCCEEDED,
+            sync_runs.c.shard.is_(None) if shard is None else sync_runs.c.shard == str(shard),
+        )
+    ).scalar_one()
+    return None if finished is None else float(finished.timestamp())
+
+
+def plan(connection: Connection, run_id: int, campaign_ids: Sequence[str]) -> None:
+    """Record what the run now sets out to sync (after discovery decided it)."""
+    connection.execute(
+        update(sync_runs)
+        .where(sync_runs.c.run_id == run_id)
+        .values(campaign_ids=list(campaign_ids), campaigns_total=len(campaign_ids))
+    )
+
+
+_SEEN_ACTIVE = text(
+    """
+    WITH listed AS (
+        INSERT INTO campaigns (campaign_id, last_seen_active_at)
+        SELECT unnest(CAST(:active AS text[])), now()
+        ON CONFLICT (campaign_id) DO UPDATE
+        SET last_seen_active_at = now(), inactive_since = NULL
+    )
+    UPDATE campaigns
+    SET inactive_since = now()
+    WHERE last_seen_active_at IS NOT NULL AND inactive_since IS NULL
+      AND campaign_id <> ALL(CAST(:active AS text[]))
+    """
+)
+_STATS = text(
+    """
+    INSERT INTO campaign_stats (run_id, campaign_id, records_count, completion_percent)
+    SELECT CAST(:run_id AS bigint), s.campaign_id, s.records_count, s.completion_percent
+    FROM unnest(CAST(:ids AS text[]), CAST(:counts AS bigint[]), CAST(:percents AS float8[]))
+        AS s (campaign_id, records_count, completion_percent)
+    """
+)
+
+
+def record_discovery(
+    connection: Connection,
+    run_id: int,
+    *,
+    active: Sequence[str],
+    stats: Sequence[CampaignStat],
+) -> None:
+    """What discovery saw: every ``active`` campaign was seen active now, and any other once
+    seen is inactive since now (if it was not already); ``stats`` (this run's campaigns) are
+    kept for charting progress."""
+    connection.execute(_SEEN_ACTIVE, {"active": list(active)})
+    connection.execute(
+        _STATS,
+        {
+            "run_id": run_id,
+            "ids": [s.campaign_id for s in stats],
+            "counts": [s.records_count for s in stats],
+            "percents": [s.completion_percent for s in stats],
+        },
+    )

@@ -5,6 +5,12 @@ handful of set-based statements: changed or revived rows are updated, new ones i
 vanished ones soft-deleted. Rows whose payload did not change are never touched, so a
 re-sync with no changes writes (and WAL-logs) nothing in ``statuses``. The caller owns the
 transaction: every snapshot of a batch is applied, or none.
+
+The history of statuses (``status_history``, one row per version) is written by the same
+statements: each one's ``RETURNING`` rows close the changed statuses' open versions and open
+the new ones, so ``statuses`` and its history can never disagree, and an unchanged re-sync
+writes nothing to either. (The statements of one WITH run in no set order; the constraint
+that allows one open version per status is checked at commit.)
 """
 
 from __future__ import annotations
@@ -48,11 +54,30 @@ _NEW_SYSTEM_STATUSES = text(
     RETURNING code
     """
 )
+# The history statements, attached to each merge statement's RETURNING rows (`rows`).
+_CLOSE_VERSIONS = """
+    closed AS (
+        UPDATE status_history AS h
+        SET valid_to = now(), closed_by_run = CAST(:run_id AS bigint)
+        FROM rows AS r
+        WHERE h.campaign_id = r.campaign_id AND h.status_id = r.status_id
+          AND h.valid_to IS NULL
+    )"""
+_OPEN_VERSIONS = f"""
+    opened AS (
+        INSERT INTO status_history ({_COLUMNS}, valid_from, opened_by_run)
+        SELECT r.campaign_id, r.status_id, r.system_status, r.dictionary_status_id, r.name,
+               now(), CAST(:run_id AS bigint)
+        FROM rows AS r
+    )"""
+_COUNT = "SELECT campaign_id, count(*) FROM rows GROUP BY campaign_id"
+
 # Changed payload, or a status that comes back after being deleted. The WHERE clause is
-# the prefilter: rows that match neither are not locked, rewritten or WAL-logged.
+# the prefilter: rows that match neither are not locked, rewritten or WAL-logged. A changed
+# status's open version closes and a new one opens; a revived one has none open to close.
 _UPDATE_CHANGED = text(
     f"""
-    WITH changed AS (
+    WITH rows AS (
         UPDATE statuses AS t
         SET system_status = s.system_status,
             dictionary_status_id = s.dictionary_status_id,
@@ -64,14 +89,14 @@ _UPDATE_CHANGED = text(
           AND ((t.system_status, t.dictionary_status_id, t.name)
                 IS DISTINCT FROM (s.system_status, s.dictionary_status_id, s.name)
                OR t.deleted_at IS NOT NULL)
-        RETURNING t.campaign_id
-    )
-    SELECT campaign_id, count(*) FROM changed GROUP BY campaign_id
+        RETURNING t.campaign_id, t.status_id, t.system_status, t.dictionary_status_id, t.name
+    ), {_CLOSE_VERSIONS}, {_OPEN_VERSIONS}
+    {_COUNT}
     """
 )
 _INSERT_NEW = text(
     f"""
-    WITH added AS (
+    WITH rows AS (
         INSERT INTO statuses ({_COLUMNS}, first_seen_at, updated_at)
         SELECT s.campaign_id, s.status_id, s.system_status, s.dictionary_status_id, s.name,
                now(), now()
@@ -81,14 +106,14 @@ _INSERT_NEW = text(
             WHERE t.campaign_id = s.campaign_id AND t.status_id = s.status_id
         )
         ON CONFLICT (campaign_id, status_id) DO NOTHING
-        RETURNING campaign_id
-    )
-    SELECT campaign_id, count(*) FROM added GROUP BY campaign_id
+        RETURNING {_COLUMNS}
+    ), {_OPEN_VERSIONS}
+    {_COUNT}
     """
 )
 _SOFT_DELETE = text(
     f"""
-    WITH gone AS (
+    WITH rows AS (
         UPDATE statuses AS t
         SET deleted_at = now()
         WHERE t.campaign_id = ANY(CAST(:ids AS text[])) AND t.deleted_at IS NULL
@@ -96,9 +121,9 @@ _SOFT_DELETE = text(
               SELECT 1 FROM {_STAGE} AS s
               WHERE s.campaign_id = t.campaign_id AND s.status_id = t.status_id
           )
-        RETURNING t.campaign_id
-    )
-    SELECT campaign_id, count(*) FROM gone GROUP BY campaign_id
+        RETURNING t.campaign_id, t.status_id
+    ), {_CLOSE_VERSIONS}
+    {_COUNT}
     """
 )
 
@@ -116,13 +141,18 @@ def _stage(connection: Connection, snapshots: Sequence[Snapshot]) -> None:
                 copy.write_row((campaign_id, *status))
 
 
-def _per_campaign(connection: Connection, statement: object, ids: list[str]) -> dict[str, int]:
-    result = connection.execute(statement, {"ids": ids})  # type: ignore[call-overload]
+def _per_campaign(
+    connection: Connection, statement: object, *, ids: list[str], run_id: int | None
+) -> dict[str, int]:
+    result = connection.execute(statement, {"ids": ids, "run_id": run_id})  # type: ignore[call-overload]
     return {campaign_id: count for campaign_id, count in result}
 
 
-def apply_snapshots(connection: Connection, snapshots: Sequence[Snapshot]) -> dict[str, Counts]:
-    """Merge complete snapshots into ``statuses`` inside the caller's transaction.
+def apply_snapshots(
+    connection: Connection, snapshots: Sequence[Snapshot], *, run_id: int | None
+) -> dict[str, Counts]:
+    """Merge complete snapshots into ``statuses`` and its history, in the caller's
+    transaction; ``run_id`` is the run the new and closed versions belong to.
 
     Each snapshot is the whole truth for its campaign: statuses it lacks are soft-deleted.
     Returns the rows inserted, updated (including revived) and deleted per campaign.
@@ -138,9 +168,9 @@ def apply_snapshots(connection: Connection, snapshots: Sequence[Snapshot]) -> di
             "with documented = false",
             code,
         )
-    updated = _per_campaign(connection, _UPDATE_CHANGED, ids)
-    inserted = _per_campaign(connection, _INSERT_NEW, ids)
-    deleted = _per_campaign(connection, _SOFT_DELETE, ids)
+    updated = _per_campaign(connection, _UPDATE_CHANGED, ids=ids, run_id=run_id)
+    inserted = _per_campaign(connection, _INSERT_NEW, ids=ids, run_id=run_id)
+    deleted = _per_campaign(connection, _SOFT_DELETE, ids=ids, run_id=run_id)
     return {
         campaign_id: Counts(
             inserted=inserted.get(campaign_id, 0),

@@ -114,18 +114,63 @@ class JsonFormatter(logging.Formatter):
         return clean(json.dumps(fields, ensure_ascii=False, default=str))
 
 
+class _Handler(logging.StreamHandler[TextIO]):
+    """The job's own handler: the one :func:`configure` replaces."""
+
+
+class _TerminalHandler(_Handler):
+    """Text logs on a terminal, under which a status line (:func:`status`) is kept."""
+
+    _ERASE = "\r\x1b[K"  # to the start of the line, and clear it
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        self._status = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._status:
+            self.stream.write(self._ERASE)
+        super().emit(record)
+        if self._status:
+            self.stream.write(self._status)
+            self.flush()
+
+    def show(self, text: str) -> None:
+        self.acquire()
+        try:
+            self._status = clean(text)
+            self.stream.write(self._ERASE + self._status)
+            self.flush()
+        except OSError:
+            pass  # a terminal that went away: the status is for the eyes only
+        finally:
+            self.release()
+
+
+_terminal: _TerminalHandler | None = None
+
+
+def status(text: str) -> None:
+    """Show ``text`` as the status line under the logs, when they are text on a terminal;
+    an empty text removes it. Anywhere else (a pipe, cron, JSON logs) this does nothing."""
+    if _terminal is not None:
+        _terminal.show(text)
+
+
 def configure(*, fmt: str | None, level: int = logging.INFO, stream: TextIO | None = None) -> None:
     """Send logs to stderr: JSON when asked, or by default when stderr is not a terminal."""
+    global _terminal
     stream = stream or sys.stderr
+    terminal = stream.isatty()
     if fmt is None:
-        fmt = "text" if stream.isatty() else "json"
-    handler = logging.StreamHandler(stream)
+        fmt = "text" if terminal else "json"
+    handler = _TerminalHandler(stream) if fmt == "text" and terminal else _Handler(stream)
+    _terminal = handler if isinstance(handler, _TerminalHandler) else None
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):
-        if getattr(old, "_thulium_etl", False):
+        if isinstance(old, _Handler):
             root.removeHandler(old)
-    handler._thulium_etl = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level)
     # A closed or full stderr must not add a traceback per log line to the failure.

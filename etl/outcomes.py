@@ -6,10 +6,13 @@ CHECK constraints from them, and they are stored as the plain words they are.
 
 from __future__ import annotations
 
+import collections
 import enum
+import threading
 from dataclasses import dataclass, field
 
 from etl.errors import ApiError, CampaignError
+from etl.shards import Shard
 
 
 class CampaignOutcome(enum.StrEnum):
@@ -40,13 +43,13 @@ class Counts:
 class RunTotals:
     """A run's totals, as counted from its per-campaign rows."""
 
-    campaigns_total: int
-    campaigns_ok: int
-    campaigns_failed: int
-    campaigns_skipped: int
-    rows_inserted: int
-    rows_updated: int
-    rows_deleted: int
+    campaigns_total: int = 0
+    campaigns_ok: int = 0
+    campaigns_failed: int = 0
+    campaigns_skipped: int = 0
+    rows_inserted: int = 0
+    rows_updated: int = 0
+    rows_deleted: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,3 +105,37 @@ class CampaignResult:
     @classmethod
     def skipped(cls, campaign_id: str, why: str) -> CampaignResult:
         return cls(campaign_id=campaign_id, outcome=CampaignOutcome.SKIPPED, error=why)
+
+
+class RequestCounts:
+    """What one client asked of the API: requests by HTTP status, and retries.
+
+    A request that got no answer at all (a network error, a timeout) counts as ``none``.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.by_status: collections.Counter[str] = collections.Counter()
+        self.retries = 0
+
+    def answered(self, status: int | None) -> None:
+        with self._lock:
+            self.by_status["none" if status is None else str(status)] += 1
+
+    def retried(self, times: int) -> None:
+        with self._lock:
+            self.retries += times
+
+
+@dataclass(kw_only=True)
+class RunReport:
+    """What one run reports, filled in as it goes."""
+
+    shard: Shard | None
+    started: float  # time.monotonic() when the run started
+    duration: float = 0.0  # seconds, start to end
+    finished_at: float = 0.0  # Unix time: the database's, once the run is recorded
+    outcome: RunOutcome = RunOutcome.FAILED
+    totals: RunTotals = field(default_factory=RunTotals)
+    http: RequestCounts = field(default_factory=RequestCounts)
+    last_success: float | None = None  # Unix time, from the run history

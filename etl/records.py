@@ -8,9 +8,11 @@ a body that passes can always be stored, and one that does not names what is wro
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections import Counter
-from collections.abc import Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple, TypeVar
 
 from etl.errors import PayloadError
 
@@ -19,6 +21,7 @@ _BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
 # and system_status are indexed (a btree entry holds at most about 2,700 bytes, and 100
 # characters are at most 400 bytes of UTF-8); a name is not indexed (TOAST stores it).
 MAX_ID_CHARS = 100
+CAMPAIGN_ID = re.compile(r"[0-9A-Za-z]{5}")  # five characters; leading zeros matter
 MAX_NAME_CHARS = 10_000
 _SNIPPET = 120
 
@@ -168,47 +171,123 @@ def thulium_error(body: bytes) -> tuple[str | None, list[str]]:
         return None, []
 
 
+def _json_array(body: bytes, *, of: str, campaign_id: str, subject: str | None) -> list[Any]:
+    """The answer as a JSON array, or a PayloadError saying what it is instead."""
+
+    def error(message: str, request_id: str | None = None) -> PayloadError:
+        return PayloadError(
+            message, campaign_id=campaign_id, subject=subject, request_id=request_id
+        )
+
+    try:
+        value = _decode_json(body)
+    except UnicodeDecodeError:
+        raise error(f"the answer is not UTF-8 text: {snippet(body)!r}") from None
+    except RecursionError:
+        raise error("the answer is nested too deeply") from None
+    except ValueError as exc:
+        raise error(f"the answer is not valid JSON ({exc}): {snippet(body)!r}") from None
+    if not isinstance(value, list):
+        request_id, messages = _error_details(value)
+        detail = f"; Thulium said: {'; '.join(messages)}" if messages else ""
+        raise error(f"the answer is {_kind(value)}, expected an array of {of}{detail}", request_id)
+    return value
+
+
+T = TypeVar("T")
+
+
+def _each(
+    items: Sequence[object],
+    parse: Callable[[object, int], T],
+    *,
+    key: Callable[[T], str],
+    key_name: str,
+    campaign_id: str,
+    subject: str | None,
+) -> tuple[T, ...]:
+    """Every item parsed, no two with the same ``key``; a PayloadError names the first bad one."""
+    parsed: list[T] = []
+    seen: set[str] = set()
+    try:
+        for index, item in enumerate(items):
+            record = parse(item, index)
+            if key(record) in seen:
+                raise ValueError(f"item {index}: {key_name} {key(record)!r} appears twice")
+            seen.add(key(record))
+            parsed.append(record)
+    except ValueError as exc:
+        raise PayloadError(str(exc), campaign_id=campaign_id, subject=subject) from None
+    return tuple(parsed)
+
+
 def parse_statuses(body: bytes, *, campaign_id: str) -> Snapshot:
     """Validate one answer of ``GET /outbounds/:id/statuses`` into a snapshot.
 
     Raises :class:`PayloadError` for anything but a JSON array of well-formed status objects
     with distinct ``status_id`` values.
     """
-    try:
-        value = _decode_json(body)
-    except UnicodeDecodeError:
-        raise PayloadError(
-            f"the answer is not UTF-8 text: {snippet(body)!r}", campaign_id=campaign_id
-        ) from None
-    except RecursionError:
-        raise PayloadError("the answer is nested too deeply", campaign_id=campaign_id) from None
-    except ValueError as exc:
-        raise PayloadError(
-            f"the answer is not valid JSON ({exc}): {snippet(body)!r}", campaign_id=campaign_id
-        ) from None
+    items = _json_array(body, of="statuses", campaign_id=campaign_id, subject=None)
+    statuses = _each(
+        items,
+        _status,
+        key=lambda s: s.status_id,
+        key_name="status_id",
+        campaign_id=campaign_id,
+        subject=None,
+    )
+    return Snapshot(campaign_id, statuses)
 
-    if not isinstance(value, list):
-        request_id, messages = _error_details(value)
-        detail = f"; Thulium said: {'; '.join(messages)}" if messages else ""
-        raise PayloadError(
-            f"the answer is {_kind(value)}, expected an array of statuses{detail}",
-            campaign_id=campaign_id,
-            request_id=request_id,
+
+class CampaignStat(NamedTuple):
+    """An active campaign as ``GET /outbounds/stats`` lists it."""
+
+    campaign_id: str
+    records_count: int
+    completion_percent: float
+
+
+STATS_SUBJECT = "the active campaigns (GET /outbounds/stats)"
+
+
+def _campaign_stat(item: object, index: int) -> CampaignStat:
+    where = f"item {index}"
+    if not isinstance(item, dict):
+        raise ValueError(f"{where} is {_kind(item)}, expected an object")
+    missing = [key for key in ("id", "records_count", "completion_percent") if key not in item]
+    if missing:
+        raise ValueError(f"{where} lacks the field(s) {', '.join(missing)}")
+    campaign_id = item["id"]
+    if not isinstance(campaign_id, str) or not CAMPAIGN_ID.fullmatch(campaign_id):
+        shown = repr(campaign_id[:40]) if isinstance(campaign_id, str) else _kind(campaign_id)
+        raise ValueError(f"{where}: id {shown} is not a campaign id (five of 0-9, A-Z, a-z)")
+    count = item["records_count"]
+    if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= _BIGINT_MAX:
+        raise ValueError(f"{where}: records_count must be a whole number >= 0, got {_kind(count)}")
+    percent = item["completion_percent"]
+    if (
+        isinstance(percent, bool)
+        or not isinstance(percent, int | float)
+        or not math.isfinite(percent)
+        or not 0 <= percent <= 100
+    ):
+        raise ValueError(
+            f"{where}: completion_percent must be a number from 0 to 100, got {_kind(percent)}"
         )
-    return Snapshot(campaign_id, _validate_items(value, campaign_id=campaign_id))
+    return CampaignStat(campaign_id, count, float(percent))
 
 
-def _validate_items(items: Sequence[object], *, campaign_id: str) -> tuple[Status, ...]:
-    """Check every item and that no ``status_id`` repeats (after canonicalisation)."""
-    statuses: list[Status] = []
-    seen: set[str] = set()
-    try:
-        for index, item in enumerate(items):
-            status = _status(item, index)
-            if status.status_id in seen:
-                raise ValueError(f"item {index}: status_id {status.status_id!r} appears twice")
-            seen.add(status.status_id)
-            statuses.append(status)
-    except ValueError as exc:
-        raise PayloadError(str(exc), campaign_id=campaign_id) from None
-    return tuple(statuses)
+def parse_stats(body: bytes) -> tuple[CampaignStat, ...]:
+    """Validate an answer of ``GET /outbounds/stats``: the active campaigns, each once.
+
+    ``completion_percent`` may be an integer; fields beyond the three used are ignored.
+    """
+    items = _json_array(body, of="campaigns", campaign_id="", subject=STATS_SUBJECT)
+    return _each(
+        items,
+        _campaign_stat,
+        key=lambda s: s.campaign_id,
+        key_name="id",
+        campaign_id="",
+        subject=STATS_SUBJECT,
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from etl.outcomes import CampaignOutcome, CampaignResult, RunOutcome
+from etl.outcomes import CampaignOutcome, CampaignResult, Counts, RunOutcome, RunTotals
 
 logger = logging.getLogger("etl.sync")
 
@@ -20,17 +20,36 @@ class Tally:
     ok: int = 0
     failed: int = 0
     skipped: int = 0
+    rows: Counts = field(default_factory=Counts)
     errors: list[str] = field(default_factory=list)
 
     def add(self, result: CampaignResult) -> None:
         if result.outcome is CampaignOutcome.SUCCEEDED:
             self.ok += 1
+            c = result.counts
+            self.rows = Counts(
+                self.rows.inserted + c.inserted,
+                self.rows.updated + c.updated,
+                self.rows.deleted + c.deleted,
+            )
         elif result.outcome is CampaignOutcome.FAILED:
             self.failed += 1
             if len(self.errors) < _MAX_ERRORS_IN_SUMMARY:
                 self.errors.append(f"{result.campaign_id}: {result.error}")
         else:
             self.skipped += 1
+
+    def totals(self) -> RunTotals:
+        """The totals so far: what a run that cannot count them from its rows reports."""
+        return RunTotals(
+            campaigns_total=self.total,
+            campaigns_ok=self.ok,
+            campaigns_failed=self.failed,
+            campaigns_skipped=self.skipped,
+            rows_inserted=self.rows.inserted,
+            rows_updated=self.rows.updated,
+            rows_deleted=self.rows.deleted,
+        )
 
     def outcome(self, *, interrupted: bool) -> RunOutcome:
         if interrupted:
@@ -40,6 +59,14 @@ class Tally:
         if self.ok == 0:
             return RunOutcome.FAILED
         return RunOutcome.PARTIAL
+
+    def progress(self, *, elapsed: float) -> str:
+        """``412/1000 campaigns, 3 failed, 35.2/s, ETA 17s``: the terminal's status line."""
+        done = self.ok + self.failed + self.skipped
+        rate = done / elapsed if elapsed > 0 else 0.0
+        eta = f"ETA {(self.total - done) / rate:.0f}s" if rate else "ETA ?"
+        failed = f", {self.failed} failed" if self.failed else ""
+        return f"{done}/{self.total} campaigns{failed}, {rate:.1f}/s, {eta}"
 
     def summary(self, *, auth_failed: bool) -> str | None:
         """The run's error summary: what went wrong, in a line (None if nothing did)."""

@@ -19,17 +19,21 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
+    Double,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Identity,
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     Table,
     Text,
     func,
     text,
 )
+from sqlalchemy.dialects.postgresql import ExcludeConstraint
 from sqlalchemy.types import TypeEngine
 
 from etl.outcomes import CampaignOutcome, RunOutcome
@@ -37,7 +41,7 @@ from etl.outcomes import CampaignOutcome, RunOutcome
 # The Alembic revisions this code knows (migrations/versions), oldest first; the tables below
 # match the last. A test keeps the list equal to the shipped revisions, so the job can check
 # the schema without loading Alembic.
-REVISIONS = ("0001", "0002", "0003", "0004", "0005")
+REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006")
 REVISION = REVISIONS[-1]
 
 metadata = MetaData(
@@ -90,6 +94,8 @@ campaigns = Table(
     _timestamp("last_attempt_at", nullable=True),
     Column("last_attempt_outcome", Text),
     Column("last_error", Text),
+    _timestamp("last_seen_active_at", nullable=True),
+    _timestamp("inactive_since", nullable=True),
     CheckConstraint(r"campaign_id ~ '^[0-9A-Za-z]{5}$'", name="campaign_id_format"),
     CheckConstraint(_one_of("last_attempt_outcome", CampaignOutcome), name="last_attempt_outcome"),
     comment="Outbound campaigns synced; last_synced_at is the last successful sync",
@@ -110,6 +116,41 @@ statuses = Table(
     Index("ix_statuses_system_status", "system_status"),
     comment="Record statuses of each campaign; deleted_at is set when Thulium stops listing one",
     postgresql_with={"fillfactor": 90},
+)
+
+# One row per version of a status (slowly changing dimension, type 2): a rename, a change of
+# system_status or dictionary_status_id, a deletion (closes the version) and a revival (opens
+# a new one) each show. Written by the loader in the statements that change `statuses`.
+status_history = Table(
+    "status_history",
+    metadata,
+    Column("campaign_id", Text, nullable=False),
+    Column("status_id", Text, nullable=False),
+    _timestamp("valid_from", nullable=False),
+    _timestamp("valid_to", nullable=True),
+    Column("system_status", Text, ForeignKey("system_statuses.code"), nullable=False),
+    Column("dictionary_status_id", BigInteger),
+    Column("name", Text, nullable=False),
+    Column("opened_by_run", BigInteger, ForeignKey("sync_runs.run_id")),
+    Column("closed_by_run", BigInteger, ForeignKey("sync_runs.run_id")),
+    PrimaryKeyConstraint("campaign_id", "status_id", "valid_from", name="pk_status_history"),
+    ForeignKeyConstraint(
+        ["campaign_id", "status_id"],
+        ["statuses.campaign_id", "statuses.status_id"],
+        name="fk_status_history_status_statuses",
+    ),
+    CheckConstraint("valid_to IS NULL OR valid_to >= valid_from", name="valid_period"),
+    # At most one open version per status, checked at commit: the loader closes the old
+    # version and opens the new one in one statement, in no set order.
+    ExcludeConstraint(
+        ("campaign_id", "="),
+        ("status_id", "="),
+        using="btree",
+        where=text("valid_to IS NULL"),
+        name="ex_status_history_one_open_version",
+        deferrable=True,
+        initially="DEFERRED",
+    ),
 )
 
 sync_runs = Table(
@@ -144,6 +185,22 @@ sync_runs = Table(
         postgresql_where=text(f"outcome = '{RunOutcome.RUNNING}'"),
     ),
     comment="One row per sync run; outcome 'running' only while its process holds the lock",
+)
+
+# What each run that discovered the active campaigns saw of them: progress over time.
+campaign_stats = Table(
+    "campaign_stats",
+    metadata,
+    Column(
+        "run_id", BigInteger, ForeignKey("sync_runs.run_id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("campaign_id", Text, ForeignKey("campaigns.campaign_id"), primary_key=True),
+    _timestamp("observed_at", nullable=False, default_now=True),
+    Column("records_count", BigInteger, nullable=False),
+    Column("completion_percent", Double, nullable=False),
+    CheckConstraint("records_count >= 0", name="records_count"),
+    CheckConstraint("completion_percent BETWEEN 0 AND 100", name="completion_percent"),
+    Index("ix_campaign_stats_campaign_id", "campaign_id", "observed_at"),
 )
 
 # Campaign outcomes, one row of parallel arrays per write transaction (revision 0004): a

@@ -10,21 +10,22 @@ recorded skipped, and the run's totals are counted from what it recorded.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from etl import history, logs, migrate, shards
+from etl import discovery, history, logs, migrate, shards
 from etl.batches import batches
 from etl.client import ThuliumClient
 from etl.config import SyncCommand
-from etl.database import database_errors
-from etl.errors import InterruptedRun
+from etl.database import database_errors, reason
+from etl.errors import InterruptedRun, LockHeldError
 from etl.fetch import Fetcher
 from etl.lock import RunLock
-from etl.outcomes import CampaignResult, RunOutcome, RunTotals
+from etl.outcomes import CampaignResult, RunOutcome, RunReport, RunTotals
 from etl.report import Tally, log_result
 from etl.retry import RetryGate
 from etl.shards import Shard
@@ -59,12 +60,15 @@ class _Run:
         run_id: int,
         lock: RunLock,
         stop: Stop,
+        report: RunReport,
     ) -> None:
         self.settings = settings
+        self.report = report
         self.campaign_ids = campaign_ids
         self.stop = stop
         self.writer = Writer(engine, run_id=run_id, lock=lock, stop=stop, settings=settings.write)
         self.tally = Tally(total=len(campaign_ids))
+        self.started = time.monotonic()
         self.handled: set[str] = set()
         self.auth_failed = False
 
@@ -73,16 +77,28 @@ class _Run:
         gate = RetryGate(
             budget=settings.retry.budget, max_rps=settings.fetch.max_rps, stop=self.stop
         )
-        with (
-            ThuliumClient(settings.api, settings.retry, gate) as client,
-            Fetcher(
+        with ThuliumClient(settings.api, settings.retry, gate, counts=self.report.http) as client:
+            self._discover(client)
+            with Fetcher(
                 client, self.campaign_ids, concurrency=settings.fetch.concurrency, stop=self.stop
-            ) as results,
-        ):
-            for batch in batches(results, max_rows=settings.write.batch_rows, stop=self.stop):
-                self._recorded(self.writer.write(batch))
-            self.auth_failed = results.auth_failed
+            ) as results:
+                for batch in batches(results, max_rows=settings.write.batch_rows, stop=self.stop):
+                    self._recorded(self.writer.write(batch))
+                self.auth_failed = results.auth_failed
         self._recorded(self.writer.record(self._never_attempted()))
+
+    def _discover(self, client: ThuliumClient) -> None:
+        """With ``THULIUM_CAMPAIGNS=active``: the campaigns this run syncs, from Thulium."""
+        selection = self.settings.campaigns.selection
+        if not selection.active:
+            return
+        active = discovery.discover(client)
+        self.campaign_ids = discovery.campaigns(selection, active, self.settings.shards.shard)
+        self.tally.total = len(self.campaign_ids)
+        self.writer.record_discovery(active=active, planned=self.campaign_ids)
+        logger.info(
+            "discovery: %d active campaign(s); this run syncs %d", len(active), self.tally.total
+        )
 
     def _never_attempted(self) -> list[CampaignResult]:
         if self.stop.is_set():
@@ -102,18 +118,35 @@ class _Run:
             self.handled.add(result.campaign_id)
             self.tally.add(result)
             log_result(result)
+        self.report.totals = self.tally.totals()  # until the run counts them from its rows
+        logs.status(self.tally.progress(elapsed=time.monotonic() - self.started))
 
 
 def run_sync(engine: Engine, settings: SyncCommand, *, stop: Stop | None = None) -> RunResult:
-    """Sync the configured campaigns (this run's shard of them) once.
+    """Sync the configured campaigns (this run's shard of them) once, and report it.
 
     Raises :class:`~etl.errors.DatabaseError` if the database is unreachable or not
     migrated and :class:`~etl.errors.LockHeldError` if another sync is running; records
-    per-campaign failures and returns the run's outcome.
+    per-campaign failures and returns the run's outcome. Every run that got past the lock
+    (or failed before it) reports its metrics, if configured.
     """
-    stop = stop or Stop()
+    report = RunReport(shard=settings.shards.shard, started=time.monotonic())
+    try:
+        result = _sync(engine, settings, stop or Stop(), report)
+    except LockHeldError:
+        raise  # another run is doing the work, and reports it
+    except BaseException as exc:
+        stopped = isinstance(exc, InterruptedRun | KeyboardInterrupt)
+        report.outcome = RunOutcome.INTERRUPTED if stopped else RunOutcome.FAILED
+        _export_metrics(engine, settings, report)
+        raise
+    _export_metrics(engine, settings, report)
+    return result
+
+
+def _sync(engine: Engine, settings: SyncCommand, stop: Stop, report: RunReport) -> RunResult:
     shard = settings.shards.shard
-    campaign_ids = shards.select(settings.campaigns.ids, shard)
+    campaign_ids = shards.select(settings.campaigns.selection.ids, shard)
     with database_errors(engine, doing="checking the schema"), engine.connect() as conn:
         migrate.require_current(conn)
     lock = RunLock(engine, shard=shard)
@@ -123,7 +156,9 @@ def run_sync(engine: Engine, settings: SyncCommand, *, stop: Stop | None = None)
         with database_errors(engine, doing="starting the run"), engine.begin() as conn:
             abandoned = history.abandon_stale_runs(conn, shard=shard, reason=_DIED)
             run_id = history.start_run(conn, campaign_ids=campaign_ids, shard=shard)
-        run = _Run(engine, settings, campaign_ids, run_id=run_id, lock=lock, stop=stop)
+        run = _Run(
+            engine, settings, campaign_ids, run_id=run_id, lock=lock, stop=stop, report=report
+        )
         with logs.context(run_id=run_id, shard=str(shard) if shard else None):
             _announce(run_id, abandoned, campaign_ids, shard, settings)
             try:
@@ -131,12 +166,15 @@ def run_sync(engine: Engine, settings: SyncCommand, *, stop: Stop | None = None)
             except BaseException as exc:
                 _finish_after_crash(engine, run_id, exc)
                 raise
+            finally:
+                logs.status("")
         outcome = run.tally.outcome(interrupted=stop.is_set())
         error = run.tally.summary(auth_failed=run.auth_failed)
         with database_errors(engine, doing="recording the run's outcome"), engine.begin() as conn:
-            totals = history.finish_run(
+            totals, finished_at = history.finish_run(
                 conn, run_id, outcome=outcome, error=error, unrecorded="not attempted"
             )
+        report.outcome, report.totals, report.finished_at = outcome, totals, finished_at
         return RunResult(
             run_id=run_id,
             outcome=outcome,
@@ -146,6 +184,22 @@ def run_sync(engine: Engine, settings: SyncCommand, *, stop: Stop | None = None)
         )
     finally:
         lock.release()
+
+
+def _export_metrics(engine: Engine, settings: SyncCommand, report: RunReport) -> None:
+    """Report the run to Prometheus, if configured (imported only then)."""
+    if not (settings.metrics.file or settings.metrics.pushgateway_url):
+        return
+    from etl import metrics
+
+    report.duration = time.monotonic() - report.started
+    report.finished_at = report.finished_at or time.time()  # not recorded: it crashed
+    try:
+        with engine.connect() as conn:
+            report.last_success = history.last_success(conn, shard=report.shard)
+    except DBAPIError as exc:
+        logger.warning("metrics: the last success is unknown, the database failed: %s", reason(exc))
+    metrics.export(settings.metrics, report)
 
 
 def _announce(

@@ -26,6 +26,7 @@ from etl.errors import CampaignError, DatabaseError, InterruptedRun
 from etl.fetch import Fetched
 from etl.lock import RunLock
 from etl.outcomes import CampaignResult
+from etl.records import CampaignStat
 from etl.retry import database_retrying
 from etl.stop import Stop
 
@@ -74,6 +75,22 @@ class Writer:
             results += self.write(alone)
         return results + self.record(batch.others)
 
+    def record_discovery(self, *, active: Sequence[CampaignStat], planned: Sequence[str]) -> None:
+        """What discovery found, and the campaigns the run now sets out to sync."""
+        mine = set(planned)
+
+        def record() -> None:
+            with self._engine.begin() as conn:
+                history.record_discovery(
+                    conn,
+                    self._run_id,
+                    active=[stat.campaign_id for stat in active],
+                    stats=[stat for stat in active if stat.campaign_id in mine],
+                )
+                history.plan(conn, self._run_id, planned)
+
+        self._retrying(record, doing="recording the active campaigns")
+
     def record(self, results: Sequence[CampaignResult]) -> list[CampaignResult]:
         """Record campaigns that bring no data: failed or skipped ones."""
         if not results:
@@ -94,7 +111,9 @@ class Writer:
         self._lock.ensure()
         started = time.monotonic()
         with self._engine.begin() as conn, self._stop.cancelling(_canceller(conn)):
-            counts = load.apply_snapshots(conn, [item.snapshot for item in fetched])
+            counts = load.apply_snapshots(
+                conn, [item.snapshot for item in fetched], run_id=self._run_id
+            )
             results = [
                 CampaignResult.succeeded(
                     item.campaign_id,

@@ -26,6 +26,7 @@ from etl import migrate
 from etl.standin import StandIn
 from tests.helpers.cli import PASSWORD, USER
 from tests.helpers.databases import DATA_TABLES, fresh_database, postgres_server
+from tests.helpers.prometheus import Pushgateway, pushgateway
 from tests.helpers.scenario import Scenario, prepare
 
 
@@ -124,3 +125,10 @@ def sharded_manifests() -> list[dict[str, Any]]:
     from tests.helpers.deploy import KUBERNETES, kustomize
 
     return kustomize(KUBERNETES / "sharded")
+
+
+@pytest.fixture
+def gateway() -> Iterator[Pushgateway]:
+    """A real Prometheus Pushgateway on loopback, empty, for this test alone."""
+    with pushgateway() as started:
+        yield started

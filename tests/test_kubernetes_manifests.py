@@ -29,6 +29,7 @@ from tests.helpers.deploy import (
     quantity_bytes,
     the,
 )
+from tests.helpers.prometheus import Pushgateway
 
 Manifests = list[dict[str, Any]]
 
@@ -237,7 +238,12 @@ def test_the_sharded_variant_is_an_indexed_job_with_one_shard_per_completion(
 
 
 def test_the_sharded_jobs_pods_with_the_manifests_settings_sync_every_campaign_once(
-    api: StandIn, db_url: URL, migrated: Engine, tmp_path: Path, sharded_manifests: Manifests
+    api: StandIn,
+    db_url: URL,
+    migrated: Engine,
+    tmp_path: Path,
+    sharded_manifests: Manifests,
+    gateway: Pushgateway,
 ) -> None:
     ids = [f"{n:05d}" for n in range(1, 31)]
     seed_campaigns(api, ids)
@@ -257,6 +263,7 @@ def test_the_sharded_jobs_pods_with_the_manifests_settings_sync_every_campaign_o
         "THULIUM_CAMPAIGNS": test_env["THULIUM_CAMPAIGNS"],
         "THULIUM_PASSWORD_FILE": str(tmp_path / "password"),
         "DATABASE_URL_FILE": str(tmp_path / "database-url"),
+        "THULIUM_PUSHGATEWAY_URL": gateway.url,
     }
 
     codes = [
@@ -272,3 +279,5 @@ def test_the_sharded_jobs_pods_with_the_manifests_settings_sync_every_campaign_o
         ).scalars()
         assert Counter(synced) == Counter(ids)  # each campaign exactly once
     assert shards == [f"{i}/{job['completions']}" for i in range(job["completions"])]
+    pushed = {dict(labels).get("shard") for labels in gateway.groups()}
+    assert pushed == set(shards)  # each pod's metrics in a group of its own shard

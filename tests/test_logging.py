@@ -7,10 +7,7 @@ text when stderr is a TTY, JSON when it is a pipe or file (a scheduler, a contai
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +16,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
 from etl.standin import Fault, StandIn
-from tests.helpers.cli import make_env, run_cli, spawn_cli
+from tests.helpers.cli import make_env, run_cli, run_in_terminal, screen, spawn_cli
 from tests.helpers.data import as_api, canonical, seed_campaigns, stored_statuses
 
 OK, FLAKY, GONE = "00001", "00002", "00404"
@@ -184,36 +181,13 @@ def test_text_is_the_default_when_stderr_is_a_terminal(
     served = serve(api)
     env = make_env(api, db_url, IDS)
     del env["THULIUM_LOG_FORMAT"]
-    leader, follower = os.openpty()
-    try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "etl", "sync"],
-            env={**env, "PYTHONPATH": str(ROOT)},
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=follower,
-        )
-        os.close(follower)
-        follower = -1
-        chunks = []
-        while True:
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        proc.communicate(timeout=60)
-    finally:
-        os.close(leader)
-        if follower != -1:
-            os.close(follower)
 
-    assert proc.returncode == 1
+    code, written = run_in_terminal("sync", env=env)
+
+    assert code == 1
     assert_synced(migrated, served)
-    err = b"".join(chunks).decode("utf-8").replace("\r\n", "\n")
-    lines = assert_text_lines(err)
+    lines = screen(written)  # what the terminal shows once the progress line is gone
+    assert_text_lines("\n".join(lines))
     assert f"run {only_run_id(migrated)} partial" in lines[-1]
 
 

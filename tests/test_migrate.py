@@ -21,10 +21,12 @@ from tests.helpers.cli import make_env, run_cli, spawn_cli
 from tests.helpers.data import seed_campaigns, stored_statuses
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-HEAD = "0005"
+HEAD = "0006"
 TABLES = [
     "alembic_version",
+    "campaign_stats",
     "campaigns",
+    "status_history",
     "statuses",
     "sync_run_batches",
     "sync_run_campaigns",

@@ -1,4 +1,4 @@
-"""Stand-in Thulium HTTP server: serves ``GET /api/outbounds/<id>/statuses``.
+"""Stand-in Thulium HTTP server: ``GET /api/outbounds/<id>/statuses`` and ``/outbounds/stats``.
 
 Test equipment only: it lets tests, the demo and benchmarks exercise the real
 HTTP client path (Basic auth, keep-alive, timeouts, broken answers) without the
@@ -32,7 +32,7 @@ from types import TracebackType
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["SYSTEM_STATUSES", "Fault", "StandIn", "sample_statuses"]
+__all__ = ["STATS", "SYSTEM_STATUSES", "Fault", "StandIn", "sample_statuses"]
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +68,10 @@ INVALID_JSON_BODY = (
 )
 
 _ROUTE = re.compile(r"^/api/outbounds/([^/]+)/statuses/?$")
+_STATS_ROUTE = re.compile(r"^/api/outbounds/stats/?$")
+#: The key of ``GET /outbounds/stats`` wherever a campaign id is taken (faults, counts): the
+#: active campaigns' endpoint misbehaves on demand like any campaign's statuses.
+STATS = "stats"
 _JSON = "application/json"
 _NO_BODY_CODES = frozenset({204, 304})
 _RST_LINGER = struct.pack("ii", 1, 0)
@@ -359,9 +363,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._drain_request_body()
         campaign: str | None = None
         if self.command == "GET":
-            match = _ROUTE.match(urlsplit(self.path).path)
+            path = urlsplit(self.path).path
+            match = _ROUTE.match(path)
             if match:
                 campaign = unquote(match.group(1))
+            elif _STATS_ROUTE.match(path):
+                campaign = STATS
         plan = standin._plan(campaign, self._header_dict())
         latency = standin.latency
         if latency > 0:
@@ -562,6 +569,7 @@ class StandIn:
         self._tls = tls  # serve HTTPS with this server context
         self._lock = threading.Lock()
         self._answers: dict[str, _Answer] = {}
+        self._sizes: dict[str, int] = {}  # statuses per campaign given by set_statuses
         self._queued: dict[str, deque[Fault]] = {}
         self._permanent: dict[str, Fault] = {}
         self._counts: dict[str, int] = {}
@@ -636,6 +644,17 @@ class StandIn:
         body = json.dumps(statuses, ensure_ascii=False).encode("utf-8")
         with self._lock:
             self._answers[campaign_id] = _Answer(200, body)
+            self._sizes[campaign_id] = len(statuses)
+
+    def set_stats(self, active: list[dict[str, object]] | None) -> None:
+        """The answer of ``GET /outbounds/stats`` (``[{"id", "records_count",
+        "completion_percent"}, …]``); None: every campaign given statuses is active, with
+        its number of statuses as records and 0% done."""
+        with self._lock:
+            if active is None:
+                self._answers.pop(STATS, None)
+            else:
+                self._answers[STATS] = _Answer(200, json.dumps(active).encode("utf-8"))
 
     def set_body(
         self,
@@ -655,6 +674,7 @@ class StandIn:
         """Campaign no longer exists: answers become 404."""
         with self._lock:
             self._answers.pop(campaign_id, None)
+            self._sizes.pop(campaign_id, None)
 
     def add_faults(self, campaign_id: str, *faults: Fault) -> None:
         """Queue faults; each request to the campaign consumes the next one."""
@@ -737,4 +757,15 @@ class StandIn:
                     queue = self._queued.get(campaign)
                     if queue:
                         fault = queue.popleft()
-            return _Plan(authorized, True, fault, self._answers.get(campaign))
+            answer = self._answers.get(campaign)
+            if campaign == STATS and answer is None:
+                answer = self._default_stats()
+            return _Plan(authorized, True, fault, answer)
+
+    def _default_stats(self) -> _Answer:
+        active = [
+            {"id": campaign_id, "records_count": size, "completion_percent": 0.0}
+            for campaign_id, size in self._sizes.items()
+            if campaign_id in self._answers
+        ]
+        return _Answer(200, json.dumps(active).encode("utf-8"))

@@ -82,3 +82,38 @@ def spawn_cli(*argv: str, env: Mapping[str, str], **popen: Any) -> subprocess.Po
         text=True,
         **streams,
     )
+
+
+def run_in_terminal(*argv: str, env: Mapping[str, str]) -> tuple[int, bytes]:
+    """Run the CLI with its stderr on a pseudo-terminal; its exit code and what it wrote."""
+    leader, follower = os.openpty()
+    try:
+        proc = spawn_cli(*argv, env=env, stdin=subprocess.DEVNULL, stderr=follower)
+        os.close(follower)
+        follower = -1
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        proc.communicate(timeout=60)
+    finally:
+        os.close(leader)
+        if follower != -1:
+            os.close(follower)
+    return proc.returncode, b"".join(chunks)
+
+
+ERASE_LINE = "\r\x1b[K"  # back to the start of the line, and clear it
+
+
+def screen(written: bytes) -> list[str]:
+    """The lines a terminal shows after ``written``: a line erased and written over shows
+    only what came after the erasure."""
+    text = written.decode("utf-8").replace("\r\n", "\n")
+    lines = [line.rsplit(ERASE_LINE, 1)[-1] for line in text.split("\n")]
+    return [line for line in lines if line]

@@ -22,7 +22,14 @@ from sqlalchemy.engine import URL, make_url
 from etl.standin.embedded import embedded_postgres
 
 #: The tables a sync writes: what ``migrated`` empties before each test.
-DATA_TABLES = ("sync_run_batches", "sync_runs", "statuses", "campaigns")
+DATA_TABLES = (
+    "campaign_stats",
+    "status_history",
+    "sync_run_batches",
+    "sync_runs",
+    "statuses",
+    "campaigns",
+)
 
 
 def _docker_answers() -> bool:

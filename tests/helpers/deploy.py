@@ -32,6 +32,7 @@ TOOLS = {
     "apt repository); `kubectl kustomize` renders deploy/kubernetes",
     "systemd-analyze": "apt-get install systemd",
     "promtool": "apt-get install prometheus (Debian's package ships promtool)",
+    "prometheus-pushgateway": "apt-get install prometheus-pushgateway",
     "setpriv": "apt-get install util-linux",
 }
 

@@ -1,0 +1,175 @@
+"""Every sync reports Prometheus metrics for a batch job: a node_exporter textfile and/or a
+real Pushgateway, read back here the way Prometheus would read them.
+
+A failed run never moves the last-success timestamp, and a report that cannot be written or
+pushed is logged and never changes the run's outcome or exit code.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlalchemy.engine import URL
+
+from etl import __version__
+from etl.standin import StandIn
+from tests.helpers.cli import make_env, run_cli
+from tests.helpers.data import seed_campaigns, stored_statuses
+from tests.helpers.prometheus import Pushgateway, promtool_accepts, series, value
+
+IDS = ["00001", "00002", "00404"]  # the stand-in serves two; 00404 is unknown to it (404)
+JOB = {"job": "thulium-etl"}
+OUTCOMES = ("succeeded", "partial", "failed", "interrupted")
+UNREACHABLE_DB = "postgresql://etl@127.0.0.1:1/thulium"
+
+
+def outcome_of(found: dict, **labels: str) -> str:  # type: ignore[type-arg]
+    """The outcome whose one-hot series is 1, checking the others are 0."""
+    ones = [
+        o
+        for o in OUTCOMES
+        if value(found, "thulium_etl_last_run_outcome", **labels, outcome=o) == 1
+    ]
+    zeros = [
+        o
+        for o in OUTCOMES
+        if value(found, "thulium_etl_last_run_outcome", **labels, outcome=o) == 0
+    ]
+    assert len(ones) == 1 and len(zeros) == len(OUTCOMES) - 1, found
+    return ones[0]
+
+
+def test_a_partial_run_writes_every_metric_to_the_textfile(
+    api: StandIn, db_url: URL, migrated: Engine, tmp_path: Path
+) -> None:
+    seed_campaigns(api, IDS[:2], n=5)
+    file = tmp_path / "thulium-etl.prom"
+    started = time.time()
+
+    result = run_cli("sync", env=make_env(api, db_url, IDS, THULIUM_METRICS_FILE=str(file)))
+
+    assert result.code == 1, result.err
+    promtool_accepts(file)
+    found = series(file.read_text())
+    assert all(dict(labels)["job"] == "thulium-etl" for _, labels in found), found
+    assert outcome_of(found, **JOB) == "partial"
+    for outcome, count in (("succeeded", 2), ("failed", 1), ("skipped", 0)):
+        assert value(found, "thulium_etl_campaigns_total", **JOB, outcome=outcome) == count
+    for change, count in (("inserted", 10), ("updated", 0), ("deleted", 0)):
+        assert value(found, "thulium_etl_rows_total", **JOB, change=change) == count
+    assert value(found, "thulium_etl_http_requests_total", **JOB, code="200") == 2
+    assert value(found, "thulium_etl_http_requests_total", **JOB, code="404") == 1
+    assert value(found, "thulium_etl_http_retries_total", **JOB) == 0
+    assert value(found, "thulium_etl_build_info", **JOB, version=__version__) == 1
+    finished = value(found, "thulium_etl_last_run_timestamp_seconds", **JOB)
+    assert finished is not None and started <= finished <= time.time()
+    duration = value(found, "thulium_etl_run_duration_seconds", **JOB)
+    assert duration is not None and 0 < duration <= finished - started
+    assert value(found, "thulium_etl_last_success_timestamp_seconds", **JOB) is None  # none yet
+
+
+def test_a_failed_run_never_moves_the_last_success_in_the_textfile(
+    api: StandIn, db_url: URL, migrated: Engine, tmp_path: Path
+) -> None:
+    seed_campaigns(api, IDS[:2])
+    file = tmp_path / "thulium-etl.prom"
+    env = make_env(api, db_url, IDS[:2], THULIUM_METRICS_FILE=str(file))
+    assert run_cli("sync", env=env).code == 0
+    first = series(file.read_text())
+    success = value(first, "thulium_etl_last_success_timestamp_seconds", **JOB)
+    assert success == value(first, "thulium_etl_last_run_timestamp_seconds", **JOB)
+
+    wrong = {"THULIUM_PASSWORD": "not-the-password", "THULIUM_CONCURRENCY": "1"}
+    refused = run_cli("sync", env={**env, **wrong})
+    after_refused = series(file.read_text())
+    unreachable = run_cli("sync", env={**env, "DATABASE_URL": UNREACHABLE_DB})
+    after_outage = series(file.read_text())
+
+    assert (refused.code, unreachable.code) == (1, 3)
+    for found in (after_refused, after_outage):
+        assert outcome_of(found, **JOB) == "failed"
+        assert value(found, "thulium_etl_last_success_timestamp_seconds", **JOB) == success
+        last_run = value(found, "thulium_etl_last_run_timestamp_seconds", **JOB)
+        assert last_run is not None and success is not None and last_run > success
+    assert value(after_refused, "thulium_etl_http_requests_total", **JOB, code="401") == 1
+
+
+def test_a_sharded_run_labels_every_series_with_its_shard(
+    api: StandIn, db_url: URL, migrated: Engine, tmp_path: Path
+) -> None:
+    seed_campaigns(api, IDS[:2])
+    file = tmp_path / "shard.prom"
+    env = make_env(api, db_url, IDS[:2], THULIUM_METRICS_FILE=str(file), THULIUM_SHARD="1/2")
+
+    assert run_cli("sync", env=env).code == 0
+
+    found = series(file.read_text())
+    assert found and all(dict(labels).get("shard") == "1/2" for _, labels in found), found
+    assert outcome_of(found, **JOB, shard="1/2") == "succeeded"
+
+
+def test_metrics_that_cannot_be_written_or_pushed_never_change_the_outcome(
+    api: StandIn, db_url: URL, migrated: Engine
+) -> None:
+    served = seed_campaigns(api, IDS[:2])
+    env = make_env(
+        api,
+        db_url,
+        IDS[:2],
+        THULIUM_METRICS_FILE="/proc/self/thulium-etl.prom",  # a directory nothing can write to
+        THULIUM_PUSHGATEWAY_URL="http://127.0.0.1:1",  # nothing listens
+    )
+
+    result = run_cli("sync", env=env)
+
+    assert result.code == 0, result.err
+    assert all(stored_statuses(migrated, c) for c in served)
+    warnings = [e["message"] for e in result.events() if e["level"] == "warning"]
+    assert any("could not write the metrics to /proc/self/thulium-etl.prom" in w for w in warnings)
+    assert any("could not push the metrics to http://127.0.0.1:1" in w for w in warnings)
+
+
+def test_the_pushgateway_holds_what_a_succeeded_a_partial_and_a_failed_run_pushed(
+    api: StandIn, db_url: URL, migrated: Engine, gateway: Pushgateway
+) -> None:
+    seed_campaigns(api, IDS[:2])
+    env = make_env(api, db_url, IDS[:2], THULIUM_PUSHGATEWAY_URL=gateway.url)
+    group = frozenset(JOB.items())  # grouped by job alone: no instance label
+
+    assert run_cli("sync", env=env).code == 0
+    succeeded = gateway.groups()
+    assert list(succeeded) == [group]
+    assert outcome_of(succeeded[group], **JOB) == "succeeded"
+    success = value(succeeded[group], "thulium_etl_last_success_timestamp_seconds", **JOB)
+    assert success is not None
+
+    assert run_cli("sync", env={**env, "THULIUM_CAMPAIGNS": ",".join(IDS)}).code == 1
+    partial = gateway.groups()[group]
+    assert outcome_of(partial, **JOB) == "partial"
+    assert value(partial, "thulium_etl_campaigns_total", **JOB, outcome="failed") == 1
+    assert value(partial, "thulium_etl_http_requests_total", **JOB, code="404") == 1
+    assert value(partial, "thulium_etl_last_success_timestamp_seconds", **JOB) == success
+
+    assert run_cli("sync", env={**env, "DATABASE_URL": UNREACHABLE_DB}).code == 3
+    failed = gateway.groups()[group]
+    assert outcome_of(failed, **JOB) == "failed"
+    assert value(failed, "thulium_etl_last_success_timestamp_seconds", **JOB) == success
+    for outcome in ("succeeded", "failed", "skipped"):  # nothing attempted: not the last run's
+        assert value(failed, "thulium_etl_campaigns_total", **JOB, outcome=outcome) == 0
+
+
+def test_each_shard_pushes_to_a_group_of_its_own(
+    api: StandIn, db_url: URL, migrated: Engine, gateway: Pushgateway
+) -> None:
+    seed_campaigns(api, IDS[:2])
+    env = make_env(api, db_url, IDS[:2], THULIUM_PUSHGATEWAY_URL=gateway.url)
+
+    for shard in ("0/2", "1/2"):
+        assert run_cli("sync", env={**env, "THULIUM_SHARD": shard}).code == 0
+
+    groups = gateway.groups()
+    assert set(groups) == {frozenset({**JOB, "shard": s}.items()) for s in ("0/2", "1/2")}
+    for labels, found in groups.items():
+        assert outcome_of(found, **dict(labels)) == "succeeded"
