@@ -15,6 +15,7 @@ from etl.standin import StandIn, sample_statuses
 from tests.helpers.cli import make_env, run_cli, spawn_cli
 from tests.helpers.data import as_api, canonical, last_run, seed_campaigns, stored_statuses
 from tests.helpers.databases import libpq
+from tests.helpers.history import assert_history_matches
 from tests.helpers.snapshots import assert_totals_add_up, wait_until
 
 IDS = ["00001", "00002", "00003"]
@@ -50,6 +51,7 @@ def test_a_value_over_an_index_limit_fails_its_campaign_alone_without_a_retry(
         assert outcomes["00002"]["outcome"] == "failed"
         assert "index row" in outcomes["00002"]["error"]
         assert "connection lost" not in result.err
+        assert_history_matches(migrated)
     finally:
         with migrated.begin() as conn:
             conn.execute(text("DROP INDEX dba_statuses_name"))
@@ -105,6 +107,7 @@ def test_a_lock_held_by_another_session_times_out_and_ends_the_run_with_exit_3(
     assert run["outcome"] == "failed" and "lock" in run["error"]
     assert sorted(outcomes) == IDS and all(o["outcome"] == "skipped" for o in outcomes.values())
     assert_totals_add_up(migrated)
+    assert_history_matches(migrated)
 
 
 def test_sigterm_cancels_a_statement_waiting_for_a_lock(
@@ -129,6 +132,7 @@ def test_sigterm_cancels_a_statement_waiting_for_a_lock(
     assert run["outcome"] == "interrupted"
     assert sorted(outcomes) == IDS and all(o["outcome"] == "skipped" for o in outcomes.values())
     assert_totals_add_up(migrated)
+    assert_history_matches(migrated)
     with migrated.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM statuses")).scalar_one() == 0
 
@@ -178,5 +182,6 @@ def test_sigterm_while_waiting_to_retry_the_database_stops_the_run_at_once(
     assert run["outcome"] == "interrupted"
     assert sorted(outcomes) == IDS and all(o["outcome"] == "skipped" for o in outcomes.values())
     assert_totals_add_up(migrated)
+    assert_history_matches(migrated)
     with migrated.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM statuses")).scalar_one() == 0

@@ -12,6 +12,7 @@ from sqlalchemy.engine import URL
 from etl.standin import StandIn
 from tests.helpers.cli import make_env, run_cli
 from tests.helpers.data import as_api, canonical, seed_campaigns, stored_statuses
+from tests.helpers.history import assert_history_matches
 
 IDS = ["00001", "00002", "00003", "00004"]
 
@@ -57,6 +58,7 @@ def test_a_refused_campaign_fails_alone_and_the_batch_is_isolated(
         assert "dba_name_not_blank" in rows[2][2]
         assert run is not None and run[0] == "partial"
         assert any("writing them one by one" in e["message"] for e in result.events())
+        assert_history_matches(migrated)
     finally:
         with migrated.begin() as conn:
             conn.execute(text("ALTER TABLE statuses DROP CONSTRAINT dba_name_not_blank"))

@@ -18,6 +18,7 @@ from sqlalchemy.engine import URL
 from etl.standin import Fault, StandIn, sample_statuses
 from tests.helpers.cli import make_env, run_cli
 from tests.helpers.data import as_api, canonical, last_run, stored_statuses
+from tests.helpers.history import assert_history_matches
 from tests.helpers.scenario import (
     STANDIN_REQUEST_ID,
     Scenario,
@@ -50,6 +51,7 @@ def test_interim_answers_never_put_one_campaigns_statuses_under_another(
     _, outcomes = last_run(migrated)
     for seed, campaign_id in enumerate(ids):
         assert outcomes[campaign_id]["attempts"] == (2 if seed % 2 == 0 else 1), campaign_id
+    assert_history_matches(migrated)
 
 
 @pytest.mark.parametrize("code", [102, 103])

@@ -14,6 +14,7 @@ from sqlalchemy.engine import URL
 
 from etl.standin import StandIn
 from tests.helpers.cli import make_env, run_cli, spawn_cli
+from tests.helpers.history import assert_history_matches
 from tests.helpers.snapshots import assert_totals_add_up, committed, serve, wait_until
 
 IDS = [f"{n:05d}" for n in range(1, 31)]
@@ -35,6 +36,7 @@ def test_a_killed_run_is_found_abandoned_with_totals_from_what_it_committed(
 
     assert result.code == 0, result.err
     assert_totals_add_up(migrated)
+    assert_history_matches(migrated)
     with migrated.connect() as conn:
         dead = (
             conn.execute(text("SELECT * FROM sync_runs ORDER BY run_id LIMIT 1")).mappings().one()

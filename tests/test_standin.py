@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from etl.standin import Fault, StandIn, sample_statuses
+from etl.standin import STATS, Fault, StandIn, sample_statuses
 from etl.standin.server import INVALID_JSON_BODY, SYSTEM_STATUSES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -590,3 +590,42 @@ def test_cli_serves_generated_campaigns() -> None:
         finally:
             if proc.poll() is None:
                 proc.kill()
+
+
+# -- GET /outbounds/stats ---------------------------------------------------------
+
+
+def test_stats_lists_every_campaign_with_statuses_by_default(
+    standin: StandIn, session: requests.Session
+) -> None:
+    resp = session.get(f"{standin.url}/outbounds/stats")
+
+    assert resp.status_code == 200
+    assert resp.json() == [
+        {"id": "00001", "records_count": 5, "completion_percent": 0.0},
+        {"id": "00002", "records_count": 3, "completion_percent": 0.0},
+    ]
+    standin.remove("00002")
+    assert [c["id"] for c in session.get(f"{standin.url}/outbounds/stats").json()] == ["00001"]
+
+
+def test_stats_serves_what_set_stats_gives(standin: StandIn, session: requests.Session) -> None:
+    active = [{"id": "00007", "records_count": 1324, "completion_percent": 14}]
+    standin.set_stats(active)
+
+    assert session.get(f"{standin.url}/outbounds/stats").json() == active
+    standin.set_stats(None)
+    assert len(session.get(f"{standin.url}/outbounds/stats").json()) == 2
+
+
+def test_stats_takes_faults_and_counts_requests_like_a_campaign(
+    standin: StandIn, session: requests.Session
+) -> None:
+    standin.add_faults(STATS, Fault.status(503))
+
+    first = session.get(f"{standin.url}/outbounds/stats")
+    second = session.get(f"{standin.url}/outbounds/stats")
+
+    assert (first.status_code, second.status_code) == (503, 200)
+    assert standin.requests_for(STATS) == 2
+    assert session.get(f"{standin.url}/outbounds/stats", auth=("user", "wrong")).status_code == 401

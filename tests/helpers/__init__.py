@@ -9,6 +9,8 @@ nothing from it, nor from one another.
   libpq URLs, the tables a sync writes
 - ``scenario``: a fault on one campaign staged (campaigns synced, then served changed data
   while one misbehaves) and the checks that it failed alone or was ridden out
+- ``history``: the invariant between ``statuses`` and ``status_history``, checked after every
+  fault of the suite
 - ``prometheus``: a real Pushgateway, read back over its HTTP API, and the samples of a
   textfile; ``promtool check metrics``
 - ``snapshots``: numbered snapshots of campaigns, for the tests that interrupt a sync

@@ -31,6 +31,7 @@ from tests.helpers.data import (
     seed_campaigns,
     stored_statuses,
 )
+from tests.helpers.history import assert_history_matches
 
 #: The stand-in's request ids (``uuid4().hex``), sent in error bodies and ``X-Request-Id``.
 STANDIN_REQUEST_ID = re.compile(r"[0-9a-f]{32}")
@@ -149,6 +150,7 @@ def assert_victim_failed(
 ) -> dict[str, Any]:
     """The victim failed alone: untouched, recorded with ``error`` (regexes), others synced."""
     assert result.code == 1, result.err
+    assert_history_matches(s.engine)
     assert s.api.requests_for(s.victim) == requests
     s.assert_untouched(s.victim)
     for campaign_id in s.others:
@@ -195,6 +197,7 @@ def assert_victim_failed(
 def assert_all_synced(s: Scenario, result: Result, *, victim_requests: int) -> None:
     """Every campaign got the new data; the victim needed ``victim_requests`` attempts."""
     assert result.code == 0, result.err
+    assert_history_matches(s.engine)
     assert s.api.requests_for(s.victim) == victim_requests
     for campaign_id in s.ids:
         s.assert_has_new_data(campaign_id)

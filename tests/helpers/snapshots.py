@@ -13,6 +13,7 @@ from sqlalchemy import Engine, text
 
 from etl.standin import StandIn, sample_statuses
 from tests.helpers.data import Statuses, as_api, canonical, stored_statuses
+from tests.helpers.history import assert_history_matches
 
 
 def version(campaign_id: str, number: int) -> Statuses:
@@ -27,7 +28,9 @@ def serve(api: StandIn, ids: Sequence[str], number: int) -> None:
 
 
 def assert_whole(engine: Engine, ids: Sequence[str], numbers: range) -> None:
-    """Every campaign holds one whole snapshot of ``numbers``, or nothing yet."""
+    """Every campaign holds one whole snapshot of ``numbers``, or nothing yet, and its history
+    says the same."""
+    assert_history_matches(engine)
     for campaign_id in ids:
         stored = as_api(stored_statuses(engine, campaign_id))
         if not stored:
@@ -37,7 +40,8 @@ def assert_whole(engine: Engine, ids: Sequence[str], numbers: range) -> None:
 
 
 def assert_at(engine: Engine, ids: Sequence[str], number: int) -> None:
-    """Every campaign holds exactly snapshot ``number``."""
+    """Every campaign holds exactly snapshot ``number``, and its history says the same."""
+    assert_history_matches(engine)
     for campaign_id in ids:
         stored = as_api(stored_statuses(engine, campaign_id))
         assert stored == canonical(version(campaign_id, number)), campaign_id

@@ -1,0 +1,232 @@
+"""``THULIUM_CAMPAIGNS=active``: the campaigns to sync come from ``GET /outbounds/stats``.
+
+Discovery has the retries, validation and messages of a campaign's statuses; when it fails
+the run syncs nothing, is recorded failed and exits 69. Campaigns that stop being active
+keep their statuses and show as inactive since a time; what each discovery saw is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import URL
+
+from etl.standin import STATS, Fault, StandIn, sample_statuses
+from tests.helpers.cli import make_env, run_cli
+from tests.helpers.data import as_api, canonical, last_run, stored_statuses
+
+ACTIVE = ["00001", "00002", "00003"]
+
+
+def serve(api: StandIn, ids: list[str], *, percent: float | int = 12.5) -> dict[str, Any]:
+    served = {}
+    for seed, campaign_id in enumerate(ids):
+        served[campaign_id] = sample_statuses(campaign_id, 3 + seed, seed=seed)
+        api.set_statuses(campaign_id, served[campaign_id])
+    api.set_stats(
+        [
+            {"id": c, "records_count": 100 * (n + 1), "completion_percent": percent}
+            for n, c in enumerate(ids)
+        ]
+    )
+    return served
+
+
+def campaigns(engine: Engine) -> dict[str, dict[str, Any]]:
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT * FROM campaigns")).mappings()
+        return {row["campaign_id"]: dict(row) for row in rows}
+
+
+def test_active_syncs_every_campaign_thulium_lists_and_the_ids_given_beside_it(
+    api: StandIn, db_url: URL, migrated: Engine
+) -> None:
+    served = serve(api, ACTIVE)
+    api.set_statuses("0000X", sample_statuses("0000X", 2))  # not active, named explicitly
+    env = make_env(api, db_url, [], THULIUM_CAMPAIGNS="active, 0000X")
+
+    result = run_cli("sync", env=env)
+
+    assert result.code == 0, result.err
+    for campaign_id, statuses in served.items():
+        assert as_api(stored_statuses(migrated, campaign_id)) == canonical(statuses)
+    assert stored_statuses(migrated, "0000X")
+    run, outcomes = last_run(migrated)
+    assert sorted(outcomes) == sorted([*ACTIVE, "0000X"])
+    assert run["campaigns_total"] == 4 and sorted(run["campaign_ids"]) == sorted(outcomes)
+    assert api.requests_for(STATS) == 1
+    known = campaigns(migrated)
+    assert all(known[c]["last_seen_active_at"] is not None for c in ACTIVE)
+    assert known["0000X"]["last_seen_active_at"] is None  # never listed as active
+
+
+def test_a_campaign_no_longer_active_keeps_its_statuses_and_is_inactive_since_then(
+    api: StandIn, db_url: URL, migrated: Engine
+) -> None:
+    served = serve(api, ACTIVE)
+    env = make_env(api, db_url, [], THULIUM_CAMPAIGNS="active")
+    assert run_cli("sync", env=env).code == 0
+    seen = campaigns(migrated)["00003"]["last_seen_active_at"]
+    serve(api, ACTIVE[:2])  # 00003 finished: Thulium no longer lists it
+
+    assert run_cli("sync", env=env).code == 0
+
+    gone = campaigns(migrated)["00003"]
+    assert gone["last_seen_active_at"] == seen
+    assert gone["inactive_since"] is not None and gone["inactive_since"] > seen
+    stored = stored_statuses(migrated, "00003")  # as last seen, nothing deleted
+    assert as_api(stored) == canonical(served["00003"])
+    assert all(row["deleted_at"] is None for row in stored.values())
+    _, outcomes = last_run(migrated)
+    assert "00003" not in outcomes  # not synced any more
+    since = gone["inactive_since"]
+
+    assert run_cli("sync", env=env).code == 0
+    assert campaigns(migrated)["00003"]["inactive_since"] == since  # still since then
+
+    serve(api, ACTIVE)  # active again
+    assert run_cli("sync", env=env).code == 0
+    back = campaigns(migrated)["00003"]
+    assert back["inactive_since"] is None and back["last_seen_active_at"] > seen
+
+
+def test_every_discovery_keeps_what_it_saw_of_each_campaign(
+    api: StandIn, db_url: URL, migrated: Engine
+) -> None:
+    env = make_env(api, db_url, [], THULIUM_CAMPAIGNS="active")
+    serve(api, ACTIVE, percent=12.5)
+    assert run_cli("sync", env=env).code == 0
+    serve(api, ACTIVE, percent=40)  # completion_percent may be an integer
+    assert run_cli("sync", env=env).code == 0
+
+    with migrated.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT s.run_id, s.campaign_id, s.records_count, s.completion_percent, "
+                "s.observed_at, r.started_at FROM campaign_stats s JOIN sync_runs r USING "
+                "(run_id) ORDER BY s.run_id, s.campaign_id"
+            )
+        ).all()
+    assert [(r.campaign_id, r.records_count, r.completion_percent) for r in rows] == [
+        ("00001", 100, 12.5),
+        ("00002", 200, 12.5),
+        ("00003", 300, 12.5),
+        ("00001", 100, 40.0),
+        ("00002", 200, 40.0),
+        ("00003", 300, 40.0),
+    ]
+    assert len({r.run_id for r in rows}) == 2
+    assert all(r.observed_at >= r.started_at for r in rows)
+
+
+def test_a_transient_failure_of_discovery_is_retried(
+    api: StandIn, db_url: URL, migrated: Engine
+) -> None:
+    serve(api, ACTIVE)
+    api.add_faults(STATS, Fault.status(503), Fault.reset())
+
+    result = run_cli("sync", env=make_env(api, db_url, [], THULIUM_CAMPAIGNS="active"))
+
+    assert result.code == 0, result.err
+    assert api.requests_for(STATS) == 3
+    assert all(stored_statuses(migrated, c) for c in ACTIVE)
+
+
+def _item(**change: object) -> str:
+    item: dict[str, object] = {"id": "00001", "records_count": 1, "completion_percent": 1.5}
+    return json.dumps([{**item, **change}])
+
+
+BROKEN_DISCOVERY = {
+    "503-every-time": (Fault.status(503), r"HTTP 503"),
+    "401": (Fault.status(401), r"HTTP 401"),
+    "html-page": (Fault.html(200), r"not valid JSON"),
+    "docs-sample-json": (Fault.invalid_json(), r"not valid JSON"),
+    "object": (Fault.status(200, body='{"errors": []}'), r"expected an array of campaigns"),
+    "id-not-a-campaign-id": (Fault.status(200, body=_item(id=1)), r"item 0: id"),
+    "percent-over-100": (
+        Fault.status(200, body=_item(completion_percent=120)),
+        r"completion_percent",
+    ),
+    "count-a-boolean": (Fault.status(200, body=_item(records_count=True)), r"records_count"),
+    "id-twice": (
+        Fault.status(200, body=json.dumps(json.loads(_item()) * 2)),
+        r"id '00001' appears twice",
+    ),
+}
+
+
+@pytest.mark.parametrize(("fault", "error"), BROKEN_DISCOVERY.values(), ids=BROKEN_DISCOVERY.keys())
+def test_a_failed_discovery_fails_the_run_with_exit_69_and_syncs_nothing(
+    api: StandIn, db_url: URL, migrated: Engine, fault: Fault, error: str
+) -> None:
+    serve(api, ACTIVE)
+    api.set_permanent_fault(STATS, fault)
+    api.set_statuses("0000X", sample_statuses("0000X", 2))
+
+    result = run_cli("sync", env=make_env(api, db_url, [], THULIUM_CAMPAIGNS="active,0000X"))
+
+    assert result.code == 69, result.err
+    assert api.total_requests == api.requests_for(STATS)  # no campaign was fetched
+    with migrated.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM statuses")).scalar_one() == 0
+    run, outcomes = last_run(migrated)
+    assert run["outcome"] == "failed"
+    assert "active campaigns" in run["error"]
+    assert re.search(error, run["error"]), run["error"]
+    assert [row["outcome"] for row in outcomes.values()] == ["skipped"]  # 0000X, planned
+    errors = [e["message"] for e in result.events() if e["level"] == "error"]
+    assert errors and "THULIUM_CAMPAIGNS" in errors[-1]
+
+
+def test_shards_split_the_discovered_campaigns(api: StandIn, db_url: URL, migrated: Engine) -> None:
+    ids = [f"{n:05d}" for n in range(1, 13)]
+    serve(api, ids)
+    env = make_env(api, db_url, [], THULIUM_CAMPAIGNS="active")
+
+    for shard in ("0/3", "1/3", "2/3"):
+        assert run_cli("sync", env={**env, "THULIUM_SHARD": shard}).code == 0
+
+    with migrated.connect() as conn:
+        synced = (
+            conn.execute(
+                text("SELECT campaign_id FROM sync_run_campaigns WHERE outcome = 'succeeded'")
+            )
+            .scalars()
+            .all()
+        )
+        stats = conn.execute(text("SELECT campaign_id FROM campaign_stats")).scalars().all()
+    assert sorted(synced) == ids  # each campaign by exactly one shard
+    assert sorted(stats) == ids  # and its progress kept once
+
+
+def test_check_reports_what_discovery_found(api: StandIn, db_url: URL, migrated: Engine) -> None:
+    serve(api, ACTIVE)
+
+    result = run_cli("check", env=make_env(api, db_url, [], THULIUM_CAMPAIGNS="active"))
+
+    assert result.code == 0, result.out + result.err
+    lines = result.out.splitlines()
+    assert "PASS  discovery: 3 active campaign(s): 00001, 00002, 00003" in lines
+    assert all(f"PASS  campaign {c}: " in result.out for c in ACTIVE)
+    with migrated.connect() as conn:  # check writes nothing
+        assert conn.execute(text("SELECT count(*) FROM campaigns")).scalar_one() == 0
+
+
+def test_check_fails_with_exit_69_when_discovery_fails(
+    api: StandIn, db_url: URL, migrated: Engine
+) -> None:
+    serve(api, ACTIVE)
+    api.set_permanent_fault(STATS, Fault.status(503))
+
+    result = run_cli("check", env=make_env(api, db_url, [], THULIUM_CAMPAIGNS="active"))
+
+    assert result.code == 69
+    assert any(
+        line.startswith("FAIL  discovery: ") and "HTTP 503" in line
+        for line in result.out.splitlines()
+    )
