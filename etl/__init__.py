@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("thulium-etl")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0+unknown"
+# The one place the version is written: pyproject.toml reads it from here (setuptools'
+# dynamic version), and so does every run, without the cost of importlib.metadata.
+__version__ = "0.1.0"

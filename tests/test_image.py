@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import tomllib
 from fnmatch import fnmatch
 from pathlib import Path
 
 from sqlalchemy import Engine, text
 
+from etl import __version__
 from etl.migrate import head_revision
 from etl.standin import StandIn
 from tests.helpers.cli import DB_PASSWORD, PASSWORD, make_env
@@ -28,7 +28,7 @@ from tests.helpers.wheels import (
 )
 
 BUILDER, FINAL = dockerfile_stages(ROOT / "Dockerfile")
-VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+VERSION = __version__
 IDS = ["00001", "00002", "0000A"]
 
 
