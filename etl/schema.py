@@ -22,7 +22,6 @@ from sqlalchemy import (
     Double,
     Float,
     ForeignKey,
-    ForeignKeyConstraint,
     Identity,
     Index,
     Integer,
@@ -120,7 +119,8 @@ statuses = Table(
 
 # One row per version of a status (slowly changing dimension, type 2): a rename, a change of
 # system_status or dictionary_status_id, a deletion (closes the version) and a revival (opens
-# a new one) each show. Written by the loader in the statements that change `statuses`.
+# a new one) each show. Written by the loader in the statements that change `statuses`, from
+# the rows they write; no foreign keys (a check per version doubled a first sync's cost).
 status_history = Table(
     "status_history",
     metadata,
@@ -128,17 +128,12 @@ status_history = Table(
     Column("status_id", Text, nullable=False),
     _timestamp("valid_from", nullable=False),
     _timestamp("valid_to", nullable=True),
-    Column("system_status", Text, ForeignKey("system_statuses.code"), nullable=False),
+    Column("system_status", Text, nullable=False),
     Column("dictionary_status_id", BigInteger),
     Column("name", Text, nullable=False),
-    Column("opened_by_run", BigInteger, ForeignKey("sync_runs.run_id")),
-    Column("closed_by_run", BigInteger, ForeignKey("sync_runs.run_id")),
+    Column("opened_by_run", BigInteger),
+    Column("closed_by_run", BigInteger),
     PrimaryKeyConstraint("campaign_id", "status_id", "valid_from", name="pk_status_history"),
-    ForeignKeyConstraint(
-        ["campaign_id", "status_id"],
-        ["statuses.campaign_id", "statuses.status_id"],
-        name="fk_status_history_status_statuses",
-    ),
     CheckConstraint("valid_to IS NULL OR valid_to >= valid_from", name="valid_period"),
     # At most one open version per status, checked at commit: the loader closes the old
     # version and opens the new one in one statement, in no set order.

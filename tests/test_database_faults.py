@@ -128,12 +128,17 @@ def test_sigterm_cancels_a_statement_waiting_for_a_lock(
 
     assert proc.returncode == 143, err
     assert stopped_after < 5
-    run, outcomes = last_run(migrated)
+    assert_interrupted_before_writing_anything(migrated)
+
+
+def assert_interrupted_before_writing_anything(engine: Engine) -> None:
+    """The run is recorded interrupted, every campaign skipped, and no status written."""
+    run, outcomes = last_run(engine)
     assert run["outcome"] == "interrupted"
     assert sorted(outcomes) == IDS and all(o["outcome"] == "skipped" for o in outcomes.values())
-    assert_totals_add_up(migrated)
-    assert_history_matches(migrated)
-    with migrated.connect() as conn:
+    assert_totals_add_up(engine)
+    assert_history_matches(engine)
+    with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM statuses")).scalar_one() == 0
 
 
@@ -178,10 +183,4 @@ def test_sigterm_while_waiting_to_retry_the_database_stops_the_run_at_once(
     assert proc.returncode == 143, err
     assert stopped_after < 5
     assert "timed out" in waiting
-    run, outcomes = last_run(migrated)
-    assert run["outcome"] == "interrupted"
-    assert sorted(outcomes) == IDS and all(o["outcome"] == "skipped" for o in outcomes.values())
-    assert_totals_add_up(migrated)
-    assert_history_matches(migrated)
-    with migrated.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM statuses")).scalar_one() == 0
+    assert_interrupted_before_writing_anything(migrated)
