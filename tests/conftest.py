@@ -18,6 +18,7 @@ locks or crashes are the point.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from tests.helpers.cli import PASSWORD, USER
 from tests.helpers.databases import DATA_TABLES, fresh_database, postgres_server
 from tests.helpers.prometheus import Pushgateway, pushgateway
 from tests.helpers.reporting import Sample, sync_sample
+from tests.helpers.roles import login_role
 from tests.helpers.scenario import Scenario, prepare
 
 
@@ -95,6 +97,14 @@ def api() -> Iterator[StandIn]:
 def scenario(migrated: Engine, api: StandIn, db_url: URL) -> Scenario:
     """Three campaigns synced cleanly, then served changed data: break ``scenario.victim``."""
     return prepare(api, db_url, migrated, THULIUM_TIMEOUT="0.3")
+
+
+@pytest.fixture
+def reader_role(pg_server: URL, db_url: URL) -> Iterator[str]:
+    """A LOGIN role of this test's own, with no privileges: its name. Dropped after the test,
+    with what it was granted in the module's database."""
+    with login_role(pg_server, db_url, f"etl_reader_{uuid.uuid4().hex[:8]}") as name:
+        yield name
 
 
 @pytest.fixture(scope="module")
