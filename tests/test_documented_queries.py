@@ -1,5 +1,5 @@
 """``docs/queries.md``: every query runs on a synced database, and the main ones answer their
-question.
+question. The README's examples run too.
 
 The database is the reporting sample (``tests/helpers/reporting.py``): four nights of syncs
 with a rename, a change of system_status, a deletion and a revival, a campaign that fails
@@ -30,8 +30,9 @@ from tests.helpers.reporting import (
     with_variables,
 )
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "queries.md"
-QUERIES = sql_blocks(DOC.read_text(encoding="utf-8"))
+ROOT = Path(__file__).resolve().parent.parent
+QUERIES = sql_blocks((ROOT / "docs" / "queries.md").read_text(encoding="utf-8"))
+README_EXAMPLES = sql_blocks((ROOT / "README.md").read_text(encoding="utf-8"))
 VARIABLES = {"campaign", "as_of"}  # what the document's introduction explains
 
 NOW = "The statuses of a campaign now"
@@ -66,6 +67,14 @@ def test_every_query_runs_and_finds_rows_in_a_synced_database(
     assert psql_variables(QUERIES[heading]) <= VARIABLES
 
     assert _run(reporting_sample, heading) != []
+
+
+@pytest.mark.parametrize("heading", sorted(README_EXAMPLES))
+def test_the_readmes_examples_run_on_a_synced_database(
+    reporting_sample: Sample, heading: str
+) -> None:
+    with psycopg.connect(libpq(reporting_sample.url)) as conn:
+        conn.execute(README_EXAMPLES[heading])
 
 
 def test_the_statuses_as_of_a_time_show_the_old_name_before_a_rename(
