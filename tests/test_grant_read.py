@@ -219,6 +219,27 @@ def test_a_superuser_role_is_reported_as_able_to_write(
     assert len(warnings) == 1 and "superuser" in warnings[0], result.err
 
 
+def test_writing_through_a_role_it_is_a_member_of_is_reported(
+    pg_server: URL, migrated: Engine, db_url: URL, reader_role: str
+) -> None:
+    with login_role(pg_server, db_url, f"etl_writer_{uuid.uuid4().hex[:8]}") as writer:
+        with psycopg.connect(libpq(db_url), autocommit=True) as admin:
+            admin.execute(sql.SQL("GRANT INSERT ON statuses TO {}").format(sql.Identifier(writer)))
+            admin.execute(
+                sql.SQL("GRANT {} TO {}").format(
+                    sql.Identifier(writer), sql.Identifier(reader_role)
+                )
+            )
+
+        result = _grant_read(db_url, reader_role)
+
+        assert result.code == 0, result.err
+        assert _levels(result, "warning") == [
+            f"role {reader_role} can still INSERT on statuses: granted by another user, to "
+            "PUBLIC, or to a role it is a member of"
+        ]
+
+
 def test_grant_read_before_migrate_exits_3(empty_database: Engine, reader_role: str) -> None:
     result = _grant_read(empty_database.url, reader_role)
 
