@@ -1,10 +1,10 @@
 """The tables thulium-etl owns, as SQLAlchemy metadata: the one description of the schema.
 
 Alembic revisions create these tables (``migrations/versions``), and a test checks that a
-migrated database matches these objects exactly. The run history's simple queries are built
-from them; the loader's merge and the history's array statements are hand-written SQL (set
-based, one round trip per batch) over the same tables. All timestamps are ``timestamptz``
-in UTC.
+migrated database matches these objects exactly, comments included. The run history's simple
+queries are built from them; the loader's merge and the history's array statements are
+hand-written SQL (set based, one round trip per batch) over the same tables. All timestamps
+are ``timestamptz`` in UTC. The reporting views live in their migration only (revision 0007).
 """
 
 from __future__ import annotations
