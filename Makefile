@@ -37,7 +37,9 @@ demo: $(VENV)/.embedded-installed
 bench: $(VENV)/.bench-installed
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
-## make docs: render the README's configuration table from the settings declared in etl/config.py
+## make docs: render the README's configuration table (from etl/config.py) and docs/tables.md (from the
+## comments in a throw-away database migrated to head, on DATABASE_URL's server, else
+## ETL_TEST_DATABASE_URL's, else an embedded Postgres)
 docs: $(VENV)/.test-installed
 	$(BIN)/python docs/render.py
 

@@ -54,7 +54,8 @@ EXIT_CODES = """\
 exit codes:
   0   success (every campaign synced / every check passed)
   1   at least one campaign failed or was skipped; the others were saved
-  2   configuration or usage error; nothing was contacted
+  2   configuration or usage error; nothing was contacted (grant-read: ROLE does
+      not exist; nothing was changed)
   3   the database is unreachable, refuses writes, or its schema is not at this
       version's revision
   69  THULIUM_CAMPAIGNS=active and the active campaigns could not be listed; nothing
@@ -254,6 +255,30 @@ def cmd_runs(args: argparse.Namespace, settings: config.DatabaseCommand) -> int:
     return EXIT_OK
 
 
+def cmd_grant_read(args: argparse.Namespace, settings: config.DatabaseCommand) -> int:
+    from etl import grants, migrate
+    from etl.database import database_errors, describe
+
+    role = grants.role_name(args.role)
+    with (
+        _engine(settings.database) as engine,
+        database_errors(engine, doing=f"granting read access to role {role}"),
+        engine.begin() as conn,
+    ):
+        migrate.require_current(conn)
+        grant = grants.grant_read(conn, role)
+    logger.info(
+        "role %s may read the %d tables and views of schema %s of %s (SELECT only)",
+        role,
+        len(grant.readable),
+        grant.schema,
+        describe(settings.database.url),
+    )
+    for warning in grant.warnings():
+        logger.warning("%s", warning)
+    return EXIT_OK
+
+
 def _jsonable(row: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in row.items()}
 
@@ -318,6 +343,18 @@ COMMANDS: dict[str, Command] = {
         "show recent sync runs, or one run's campaigns",
         "Show the run history recorded in sync_runs (newest first), or with --run ID the "
         "outcome of each campaign of that run.",
+    ),
+    "grant-read": Command(
+        config.DatabaseCommand,
+        cmd_grant_read,
+        "let a role (a BI tool's) read the reporting views and tables, and nothing else",
+        "Grant an existing PostgreSQL role USAGE on the schema and SELECT on every reporting "
+        "view and table (not alembic_version), and revoke any other privilege it has on them "
+        "and CREATE on the schema, in one transaction: running it again changes nothing. Run "
+        "it as the user that runs migrate, and again after a migrate that adds views. Warns "
+        "about what a grant cannot take away (superuser; privileges granted to PUBLIC or to a "
+        "role it is a member of). Exits 2 if ROLE does not exist, 3 if the schema is not at "
+        "this version's revision.",
     ),
 }
 
@@ -388,6 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     runs.add_argument("--json", action="store_true", help="print JSON instead of a table")
     check.add_argument("--quick", action="store_true", help="fetch the first campaign only")
+    commands.choices["grant-read"].add_argument(
+        "role", metavar="ROLE", help="an existing role, e.g. metabase (CREATE ROLE … LOGIN)"
+    )
     return parser
 
 

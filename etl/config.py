@@ -713,7 +713,7 @@ class MetricsSettings:
 
 @group
 class DatabaseCommand:
-    """``migrate`` and ``runs``: the database only."""
+    """``migrate``, ``runs`` and ``grant-read``: the database only."""
 
     database: DatabaseSettings
 

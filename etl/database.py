@@ -45,6 +45,7 @@ _HINTS = {
     "55P03": "another session holds a lock the job needs (THULIUM_DB_LOCK_TIMEOUT)",
     "57014": "a statement ran past THULIUM_DB_STATEMENT_TIMEOUT",
     "53100": "the database server's disk is full",
+    "42501": "is DATABASE_URL's user the owner of the tables, the user that runs migrate?",
 }
 
 

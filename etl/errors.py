@@ -6,6 +6,7 @@ and recorded; the others stop the whole command::
 
     EtlError                      exit 1 unless a subclass says otherwise
     ├── ConfigError               2: a setting is missing or malformed; nothing contacted
+    ├── NoSuchRoleError           2: grant-read names a role that does not exist
     ├── DatabaseError             3: unreachable, refuses writes, timed out past retries
     │   ├── SchemaNotCurrentError    3: run `thulium-etl migrate` first
     │   └── SchemaTooNewError        3: a newer thulium-etl migrated the database
@@ -43,6 +44,13 @@ class EtlError(Exception):
 
 class ConfigError(EtlError):
     """A setting is missing or malformed; raised before anything is contacted."""
+
+    exit_code = EXIT_CONFIG
+
+
+class NoSuchRoleError(EtlError):
+    """``grant-read ROLE`` names a role the database does not have: a usage error, found by
+    asking the database; nothing was changed."""
 
     exit_code = EXIT_CONFIG
 

@@ -8,12 +8,17 @@ A clean database comes one of two ways:
 - ``empty_database``: a database of the test's own, never migrated, dropped after it. For
   the tests of ``migrate`` itself and of commands run before it.
 
+Tests of the reporting layer read ``reporting_sample`` instead: the module's database after
+four nights of syncs (``tests/helpers/reporting.py``), synced once per module and never
+changed by its tests.
+
 Tests run the real CLI, in-process through ``etl.cli.main`` or as a subprocess when signals,
 locks or crashes are the point.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +32,8 @@ from etl.standin import StandIn
 from tests.helpers.cli import PASSWORD, USER
 from tests.helpers.databases import DATA_TABLES, fresh_database, postgres_server
 from tests.helpers.prometheus import Pushgateway, pushgateway
+from tests.helpers.reporting import Sample, sync_sample
+from tests.helpers.roles import login_role
 from tests.helpers.scenario import Scenario, prepare
 
 
@@ -90,6 +97,22 @@ def api() -> Iterator[StandIn]:
 def scenario(migrated: Engine, api: StandIn, db_url: URL) -> Scenario:
     """Three campaigns synced cleanly, then served changed data: break ``scenario.victim``."""
     return prepare(api, db_url, migrated, THULIUM_TIMEOUT="0.3")
+
+
+@pytest.fixture
+def reader_role(pg_server: URL, db_url: URL) -> Iterator[str]:
+    """A LOGIN role of this test's own, with no privileges: its name. Dropped after the test,
+    with what it was granted in the module's database."""
+    with login_role(pg_server, db_url, f"etl_reader_{uuid.uuid4().hex[:8]}") as name:
+        yield name
+
+
+@pytest.fixture(scope="module")
+def reporting_sample(_module_database_at_head: Engine, db_url: URL) -> Sample:
+    """The module's database after the reporting sample's four nights of syncs
+    (``tests/helpers/reporting.py``), synced once per module: its tests only read it."""
+    with StandIn(user=USER, password=PASSWORD) as server:
+        return sync_sample(server, db_url, _module_database_at_head)
 
 
 # --- the deployment kit: the wheel, the rendered manifests, the program's settings -----------

@@ -2,6 +2,8 @@
 
 The settings are declared once, in ``etl/config.py``: the README's configuration table and
 the environment section of every command's ``--help`` are rendered from that declaration.
+The tables and views are described once, by their comments in the migrations:
+``docs/tables.md`` is rendered from a migrated database.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from sqlalchemy import Engine
 
 from etl import cli, config
 from tests.helpers.cli import run_cli
@@ -30,6 +33,16 @@ def test_the_readme_configuration_table_is_rendered_from_the_declarations() -> N
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
 
     assert _renderer().rendered_readme(readme) == readme, "README.md is stale: run `make docs`"
+
+
+def test_docs_tables_md_is_rendered_from_the_comments_of_a_migrated_database(
+    migrated: Engine,
+) -> None:
+    with migrated.connect() as conn:
+        rendered = _renderer().tables_markdown(conn)
+
+    written = (ROOT / "docs" / "tables.md").read_text(encoding="utf-8")
+    assert rendered == written, "docs/tables.md is stale: run `make docs`"
 
 
 @pytest.mark.parametrize("command", sorted(cli.COMMANDS))

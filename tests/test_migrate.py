@@ -21,18 +21,23 @@ from tests.helpers.cli import make_env, run_cli, spawn_cli
 from tests.helpers.data import seed_campaigns, stored_statuses
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-HEAD = "0006"
+HEAD = "0007"
 TABLES = [
     "alembic_version",
+    "campaign_freshness",
+    "campaign_progress_daily",
     "campaign_stats",
     "campaigns",
+    "current_statuses",
+    "status_changes",
     "status_history",
+    "status_mix",
     "statuses",
     "sync_run_batches",
     "sync_run_campaigns",
     "sync_runs",
     "system_statuses",
-]  # sync_run_campaigns is a view
+]  # tables and views (information_schema.tables lists both)
 
 
 def _tables(engine: Engine) -> list[str]:
@@ -396,3 +401,46 @@ def test_revision_0005_recounts_the_totals_of_runs_already_abandoned(
     assert (dead["rows_inserted"], dead["rows_updated"], dead["rows_deleted"]) == (4, 1, 0)
     assert (runs[2]["campaigns_ok"], runs[2]["rows_inserted"]) == (1, 7)
     assert dead["campaign_ids"] is None
+
+
+def _comments(engine: Engine) -> dict[str, str | None]:
+    """``relation`` and ``relation.column`` → its comment, for every table and view."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT c.relname, NULL, obj_description(c.oid, 'pg_class') FROM pg_class AS c "
+                "WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'v') "
+                "UNION ALL "
+                "SELECT c.relname, a.attname, col_description(c.oid, a.attnum) "
+                "FROM pg_class AS c JOIN pg_attribute AS a ON a.attrelid = c.oid "
+                "WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'v') "
+                "AND a.attnum > 0 AND NOT a.attisdropped"
+            )
+        ).all()
+    return {
+        relation + (f".{column}" if column else ""): comment for relation, column, comment in rows
+    }
+
+
+def test_every_table_view_and_column_has_a_comment(empty_database: Engine) -> None:
+    _upgrade_to(empty_database, "head")
+
+    comments = _comments(empty_database)
+
+    assert {name.split(".")[0] for name in comments} == set(TABLES)
+    assert [name for name, comment in comments.items() if not comment] == []
+
+
+def test_revision_0007_downgrade_drops_the_views_and_puts_back_the_comments(
+    empty_database: Engine,
+) -> None:
+    _upgrade_to(empty_database, "0006")
+    schema, comments = _schema_dump(empty_database), _comments(empty_database)
+    _upgrade_to(empty_database, "0007")
+
+    with empty_database.begin() as conn:
+        command.downgrade(alembic_config(conn), "0006")
+
+    assert _revision(empty_database) == ["0006"]
+    assert _schema_dump(empty_database) == schema
+    assert _comments(empty_database) == comments

@@ -13,6 +13,8 @@ nothing from it, nor from one another.
   fault of the suite
 - ``prometheus``: a real Pushgateway, read back over its HTTP API, and the samples of a
   textfile; ``promtool check metrics``
+- ``reporting``: the reporting sample (four nights of syncs with renames, deletions, revivals,
+  a failing and a dropped campaign), and the SQL blocks of a Markdown document
 - ``snapshots``: numbered snapshots of campaigns, for the tests that interrupt a sync
 - ``deploy``: the deployment kit's tools and files, and the program's own word on its
   settings and exit codes

@@ -1,0 +1,175 @@
+"""Read access for BI tools: what ``thulium-etl grant-read ROLE`` grants, and to what.
+
+A dashboard should connect as a role that can read the reporting layer and nothing else, so
+no query a dashboard runs can change the data. In one transaction, the role gets ``USAGE``
+on the schema and ``SELECT`` on every table and view of :data:`READABLE`, and loses any
+other privilege granted on them (and ``CREATE`` on the schema): the same end state however
+often it runs. What a grant cannot take away (superuser, a role it is a member of, privileges
+granted to ``PUBLIC``) is checked afterwards and reported, not hidden.
+
+The role's name is always quoted as an identifier (``psycopg.sql.Identifier``), never pasted
+into SQL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+from sqlalchemy import Connection, text
+
+from etl.errors import ConfigError, DatabaseError, NoSuchRoleError
+
+#: The reporting layer: every table and view a BI tool may read, views first.
+VIEWS = (
+    "current_statuses",
+    "status_changes",
+    "status_mix",
+    "campaign_progress_daily",
+    "campaign_freshness",
+    "sync_run_campaigns",
+)
+TABLES = (
+    "campaigns",
+    "statuses",
+    "status_history",
+    "system_statuses",
+    "campaign_stats",
+    "sync_runs",
+    "sync_run_batches",
+)
+READABLE = VIEWS + TABLES
+#: Alembic's bookkeeping: not data, so never granted (its privileges are revoked like the rest).
+UNREADABLE = ("alembic_version",)
+
+_NAME_BYTES = 63  # PostgreSQL's identifier limit (NAMEDATALEN - 1)
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What a role may do once read access is granted."""
+
+    role: str
+    schema: str
+    readable: tuple[str, ...]
+    superuser: bool
+    can_connect: bool
+    can_create: bool
+    writable: dict[str, tuple[str, ...]]  # relation → write privileges it still has
+
+    def warnings(self) -> list[str]:
+        """What keeps the role from being read-only (or from reading), in plain words."""
+        if self.superuser:
+            return [f"role {self.role} is a superuser: it can write anything, whatever is granted"]
+        found = []
+        for relation, privileges in self.writable.items():
+            found.append(
+                f"role {self.role} can still {', '.join(privileges)} on {relation}: granted by "
+                "another user, to PUBLIC, or to a role it is a member of"
+            )
+        if self.can_create:
+            found.append(
+                f"role {self.role} can create tables in schema {self.schema}: granted to PUBLIC "
+                f"(PostgreSQL's default before version 15) or to a role it is a member of; "
+                f"REVOKE CREATE ON SCHEMA {self.schema} FROM PUBLIC takes it away"
+            )
+        if not self.can_connect:
+            found.append(
+                f"role {self.role} may not connect to this database: GRANT CONNECT ON DATABASE "
+                "… TO it"
+            )
+        return found
+
+
+def role_name(raw: str) -> str:
+    """The ROLE argument, checked: PostgreSQL would refuse it, or truncate it to another."""
+    if not raw:
+        raise ConfigError("ROLE is empty: give the name of an existing PostgreSQL role")
+    if "\x00" in raw or len(raw.encode("utf-8", "surrogatepass")) > _NAME_BYTES:
+        raise ConfigError(
+            f"ROLE {raw[:40]!r} is not a PostgreSQL role name: at most {_NAME_BYTES} bytes, "
+            "no NUL character"
+        )
+    return raw
+
+
+def _execute(connection: Connection, statement: sql.Composed) -> None:
+    """Run a composed statement in the caller's transaction (on its psycopg connection)."""
+    driver = connection.connection.driver_connection
+    assert isinstance(driver, psycopg.Connection)
+    with driver.cursor() as cursor:
+        cursor.execute(statement)
+
+
+_ROLE = text("SELECT rolsuper FROM pg_roles WHERE rolname = :role")
+_PRIVILEGES = text(
+    """
+    SELECT c.relname,
+           has_table_privilege(:role, c.oid, 'SELECT') AS can_read,
+           array_remove(ARRAY[
+               CASE WHEN has_table_privilege(:role, c.oid, 'INSERT') THEN 'INSERT' END,
+               CASE WHEN has_table_privilege(:role, c.oid, 'UPDATE') THEN 'UPDATE' END,
+               CASE WHEN has_table_privilege(:role, c.oid, 'DELETE') THEN 'DELETE' END,
+               CASE WHEN has_table_privilege(:role, c.oid, 'TRUNCATE') THEN 'TRUNCATE' END
+           ], NULL) AS writes
+    FROM pg_class AS c
+    WHERE c.relnamespace = CAST(current_schema() AS regnamespace)
+      AND c.relname = ANY(CAST(:relations AS text[]))
+    ORDER BY c.relname
+    """
+)
+_SCHEMA = text(
+    """
+    SELECT has_schema_privilege(:role, current_schema(), 'CREATE'),
+           has_database_privilege(:role, current_database(), 'CONNECT')
+    """
+)
+
+
+def grant_read(connection: Connection, role: str) -> Grant:
+    """Make ``role`` able to read the reporting layer and nothing else, in the caller's
+    transaction (the schema must be at this version's revision: the views must exist).
+
+    Raises :class:`NoSuchRoleError` when the role does not exist, and
+    :class:`~etl.errors.DatabaseError` when the grants do not take (the caller is not the
+    tables' owner).
+    """
+    superuser = connection.execute(_ROLE, {"role": role}).scalar()
+    if superuser is None:
+        raise NoSuchRoleError(
+            f"role {role!r} does not exist: create it first (CREATE ROLE … LOGIN PASSWORD …), "
+            "then grant it read access"
+        )
+    schema = connection.execute(text("SELECT current_schema()")).scalar_one()
+    who = sql.Identifier(role)
+    where = sql.Identifier(schema)
+
+    def relations(names: tuple[str, ...]) -> sql.Composable:
+        return sql.SQL(", ").join(sql.Identifier(schema, name) for name in names)
+
+    _execute(connection, sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(where, who))
+    _execute(connection, sql.SQL("REVOKE CREATE ON SCHEMA {} FROM {}").format(where, who))
+    everything = relations(READABLE + UNREADABLE)
+    _execute(connection, sql.SQL("REVOKE ALL ON TABLE {} FROM {}").format(everything, who))
+    _execute(connection, sql.SQL("GRANT SELECT ON TABLE {} TO {}").format(relations(READABLE), who))
+
+    rows = connection.execute(
+        _PRIVILEGES, {"role": role, "relations": list(READABLE + UNREADABLE)}
+    ).all()
+    unread = sorted(set(READABLE) - {name for name, can_read, _ in rows if can_read})
+    if unread:
+        raise DatabaseError(
+            f"could not grant {role} SELECT on {', '.join(unread)}: run grant-read as the owner "
+            "of the tables (the user that runs `thulium-etl migrate`)"
+        )
+    can_create, can_connect = connection.execute(_SCHEMA, {"role": role}).one()
+    return Grant(
+        role=role,
+        schema=schema,
+        readable=READABLE,
+        superuser=bool(superuser),
+        can_connect=bool(can_connect),
+        can_create=bool(can_create),
+        writable={name: tuple(writes) for name, _, writes in rows if writes},
+    )
