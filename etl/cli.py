@@ -53,7 +53,8 @@ EXIT_BY_OUTCOME = {
 EXIT_CODES = """\
 exit codes:
   0   success (every campaign synced / every check passed)
-  1   at least one campaign failed or was skipped; the others were saved
+  1   at least one campaign failed or was skipped; the others were saved (also: the API
+      rejected the credentials while listing the active campaigns)
   2   configuration or usage error; nothing was contacted (grant-read: ROLE does
       not exist; nothing was changed)
   3   the database is unreachable, refuses writes, or its schema is not at this

@@ -8,6 +8,7 @@ retried by :func:`etl.retry.api_retrying`. Permanent failures (other 4xx, a 2xx 
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import re
 import time
@@ -18,9 +19,9 @@ import requests
 
 from etl import __version__
 from etl.config import ApiSettings, RetryPolicy
-from etl.errors import ApiError, AuthError, BodyTooLarge, DeadlineExceeded
+from etl.errors import ApiError, AuthError, BodyTooLarge, DeadlineExceeded, InterruptedRun
 from etl.outcomes import RequestCounts
-from etl.records import snippet, thulium_error
+from etl.records import STATS_SUBJECT, snippet, thulium_error
 from etl.retry import RetryGate, api_retrying
 from etl.transport import Answer, Transport
 
@@ -125,6 +126,7 @@ class ThuliumClient:
         self._policy = policy
         self._gate = gate
         self.counts = counts or RequestCounts()
+        self._exits = contextlib.ExitStack()
         self._transport = Transport(
             user=api.user,
             password=api.password,
@@ -140,9 +142,13 @@ class ThuliumClient:
         self._transport.close()
 
     def __enter__(self) -> ThuliumClient:
+        # While in use, a stop ends the requests in flight at once: no read waits out its
+        # timeout, whichever thread it blocks.
+        self._exits.enter_context(self._gate.stop.cancelling(self._transport.abort))
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._exits.close()
         self.close()
 
     def statuses_url(self, campaign_id: str) -> str:
@@ -161,7 +167,7 @@ class ThuliumClient:
         """GET ``/outbounds/stats`` (the active campaigns), retried like a campaign's
         statuses; its errors are about ``the active campaigns``."""
         url = f"{self._api.base_url}/outbounds/stats"
-        return self._fetch(_Target(url, "", "the active campaigns (GET /outbounds/stats)"))
+        return self._fetch(_Target(url, "", STATS_SUBJECT))
 
     def _fetch(self, target: _Target) -> Reply:
         attempts = 0
@@ -173,6 +179,8 @@ class ThuliumClient:
                     attempts = attempt.retry_state.attempt_number
                     return self._get(target, attempt=attempts)
         except _TransientError as exc:
+            if self._gate.stop.is_set():
+                raise InterruptedRun(f"stopped while fetching {target.subject}") from None
             message = exc.message
             if attempts > 1:
                 message += f" (after {attempts} attempts)"

@@ -24,6 +24,10 @@ from etl.errors import DatabaseError
 logger = logging.getLogger(__name__)
 
 APPLICATION_NAME = "thulium-etl"
+_CONNECTION_DEFAULTS: dict[str, object] = {
+    "application_name": APPLICATION_NAME,
+    "connect_timeout": 10,
+}
 
 
 class Failure(enum.Enum):
@@ -69,6 +73,18 @@ def classify(exc: DBAPIError) -> Failure:
     return Failure.FATAL
 
 
+@contextlib.contextmanager
+def driver_errors(statement: str) -> Iterator[None]:
+    """Raise what psycopg raises on its own connection (COPY, composed SQL) as SQLAlchemy
+    does, so the same classification and messages apply to it."""
+    import psycopg
+
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise DBAPIError.instance(statement, None, exc, psycopg.Error) from exc
+
+
 def make_engine(settings: DatabaseSettings, *, pool_size: int = 2) -> Engine:
     """An engine whose sessions never wait without limit, and that survives a server restart.
 
@@ -91,9 +107,9 @@ def make_engine(settings: DatabaseSettings, *, pool_size: int = 2) -> Engine:
         # best plans change as the staging table and `statuses` grow; a cached generic plan
         # made them 10x slower on a re-sync of 200,000 rows.
         connect_args={
-            "application_name": APPLICATION_NAME,
-            "connect_timeout": 10,
             "prepare_threshold": None,
+            # defaults a DATABASE_URL's own ?application_name= or ?connect_timeout= overrides
+            **{k: v for k, v in _CONNECTION_DEFAULTS.items() if k not in url.query},
         },
     )
 

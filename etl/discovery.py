@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from etl import shards
 from etl.client import ThuliumClient
 from etl.config import CampaignSelection
-from etl.errors import CampaignError, DiscoveryError
+from etl.errors import AuthError, CampaignError, DiscoveryError, DiscoveryRefused
 from etl.records import CampaignStat, parse_stats
 from etl.shards import Shard
 
@@ -24,7 +24,8 @@ def discover(client: ThuliumClient) -> tuple[CampaignStat, ...]:
     try:
         return parse_stats(client.fetch_stats().body)
     except CampaignError as exc:  # the client's and the parser's errors alike
-        raise DiscoveryError(
+        kind = DiscoveryRefused if isinstance(exc, AuthError) else DiscoveryError
+        raise kind(
             f"THULIUM_CAMPAIGNS asks for the active campaigns, and listing them failed: {exc}"
         ) from None
 

@@ -11,6 +11,7 @@ and recorded; the others stop the whole command::
     │   ├── SchemaNotCurrentError    3: run `thulium-etl migrate` first
     │   └── SchemaTooNewError        3: a newer thulium-etl migrated the database
     ├── DiscoveryError            69: the active campaigns could not be listed
+    │   └── DiscoveryRefused         1: … because the API rejected the credentials (401)
     ├── OutputError               74: stdout could not be written
     ├── LockHeldError             75: another sync holds the lock
     ├── InterruptedRun            143: SIGTERM/SIGINT
@@ -90,6 +91,13 @@ class DiscoveryError(EtlError):
     the run syncs nothing rather than a guess."""
 
     exit_code = EXIT_DISCOVERY
+
+
+class DiscoveryRefused(DiscoveryError):
+    """``GET /outbounds/stats`` answered 401: wrong credentials, which no retry mends (the
+    same exit code as a 401 on a campaign's statuses)."""
+
+    exit_code = EXIT_CAMPAIGN_FAILED
 
 
 class CampaignError(EtlError):

@@ -19,6 +19,7 @@ import psycopg
 from psycopg import sql
 from sqlalchemy import Connection, text
 
+from etl.database import driver_errors
 from etl.errors import ConfigError, DatabaseError, NoSuchRoleError
 
 #: The reporting layer: every table and view a BI tool may read, views first.
@@ -98,7 +99,7 @@ def _execute(connection: Connection, statement: sql.Composed) -> None:
     """Run a composed statement in the caller's transaction (on its psycopg connection)."""
     driver = connection.connection.driver_connection
     assert isinstance(driver, psycopg.Connection)
-    with driver.cursor() as cursor:
+    with driver_errors("GRANT/REVOKE"), driver.cursor() as cursor:
         cursor.execute(statement)
 
 
@@ -117,6 +118,18 @@ _PRIVILEGES = text(
     WHERE c.relnamespace = CAST(current_schema() AS regnamespace)
       AND c.relname = ANY(CAST(:relations AS text[]))
     ORDER BY c.relname
+    """
+)
+# The current user and every role it belongs to, directly or not (pg_has_role would say a
+# superuser belongs to every role).
+_THE_JOBS_OWN = text(
+    """
+    WITH RECURSIVE mine (oid) AS (
+        SELECT oid FROM pg_roles WHERE rolname = current_user
+        UNION
+        SELECT m.roleid FROM pg_auth_members AS m JOIN mine ON m.member = mine.oid
+    )
+    SELECT EXISTS (SELECT 1 FROM mine JOIN pg_roles AS r USING (oid) WHERE r.rolname = :role)
     """
 )
 _SCHEMA = text(
@@ -140,6 +153,11 @@ def grant_read(connection: Connection, role: str) -> Grant:
         raise NoSuchRoleError(
             f"role {role!r} does not exist: create it first (CREATE ROLE … LOGIN PASSWORD …), "
             "then grant it read access"
+        )
+    if connection.execute(_THE_JOBS_OWN, {"role": role}).scalar_one():
+        raise ConfigError(
+            f"role {role!r} is the role this command runs as, or one it belongs to: taking its "
+            "write access away would stop the sync; give grant-read the BI tool's own role"
         )
     schema = connection.execute(text("SELECT current_schema()")).scalar_one()
     who = sql.Identifier(role)

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, text
 
+from etl.database import driver_errors
 from etl.outcomes import Counts
 from etl.records import Snapshot
 
@@ -134,7 +135,8 @@ def _stage(connection: Connection, snapshots: Sequence[Snapshot]) -> None:
     # rollback, and unlike TRUNCATE or DROP it writes nothing to the catalog (or the WAL).
     connection.exec_driver_sql(_STAGE_DDL)
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    with cursor.copy(f"COPY {_STAGE} ({_COLUMNS}) FROM STDIN") as copy:
+    statement = f"COPY {_STAGE} ({_COLUMNS}) FROM STDIN"
+    with driver_errors(statement), cursor.copy(statement) as copy:
         for snapshot in snapshots:
             campaign_id = snapshot.campaign_id
             for status in snapshot.statuses:

@@ -75,9 +75,10 @@ def redact(text: str) -> str:
 def clean(text: str, *, limit: int | None = None) -> str:
     """``text`` as a log line or a table can take it: secrets masked, NULs and unpaired
     surrogates replaced by U+FFFD, and cut to ``limit`` characters if given."""
+    text = redact(text)  # first: a cut could leave part of a secret no pattern recognises
     if limit is not None and len(text) > limit:
         text = text[: limit - 1] + "…"
-    return _UNSTORABLE.sub(_REPLACEMENT, redact(text))
+    return _UNSTORABLE.sub(_REPLACEMENT, text)
 
 
 class TextFormatter(logging.Formatter):

@@ -3,17 +3,21 @@
 Waiting code (retry sleeps, the writer's loop) polls :meth:`Stop.is_set` or sleeps through
 :meth:`Stop.sleep`, which raises as soon as a stop is requested. Code that blocks in a call
 it cannot poll (a statement waiting for a lock in Postgres) registers a canceller for the
-duration of the call with :meth:`Stop.cancelling`; a stop request runs it on a thread of its
-own, so the signal handler that requests the stop returns at once.
+duration of the call with :meth:`Stop.cancelling`; a stop request runs them on a thread of
+its own, so the signal handler that requests the stop returns at once. The handler itself
+takes no lock: it runs on the main thread, which may hold one at that very moment.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Callable, Iterator
 
 from etl.errors import InterruptedRun
+
+logger = logging.getLogger(__name__)
 
 
 class Stop:
@@ -29,12 +33,18 @@ class Stop:
         return self._event.is_set()
 
     def request(self) -> None:
-        """Ask everything to stop, and cancel the blocking calls in progress."""
+        """Ask everything to stop, and cancel the blocking calls in progress (on a thread)."""
         self._event.set()
+        threading.Thread(target=self._cancel_all, name="cancel", daemon=True).start()
+
+    def _cancel_all(self) -> None:
         with self._lock:
             cancellers = list(self._cancellers.values())
         for cancel in cancellers:
-            threading.Thread(target=cancel, name="cancel", daemon=True).start()
+            try:
+                cancel()
+            except Exception as exc:  # the stop goes on; the call ends by its own timeout
+                logger.warning("could not cancel a call in progress: %s", exc)
 
     def wait(self, seconds: float) -> bool:
         """Sleep up to ``seconds``; True if a stop was requested meanwhile."""

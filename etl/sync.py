@@ -96,9 +96,8 @@ class _Run:
         self.campaign_ids = discovery.campaigns(selection, active, self.settings.shards.shard)
         self.tally.total = len(self.campaign_ids)
         self.writer.record_discovery(active=active, planned=self.campaign_ids)
-        logger.info(
-            "discovery: %d active campaign(s); this run syncs %d", len(active), self.tally.total
-        )
+        log = logger.info if active else logger.warning
+        log("discovery: %d active campaign(s); this run syncs %d", len(active), self.tally.total)
 
     def _never_attempted(self) -> list[CampaignResult]:
         if self.stop.is_set():

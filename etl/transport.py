@@ -149,6 +149,12 @@ class _Watchdog:
             for deadline in due:
                 deadline.expire()
 
+    def expire_all(self) -> None:
+        with self._lock:
+            active = list(self._active)
+        for deadline in active:
+            deadline.expire()
+
     def close(self) -> None:
         self._closed.set()
 
@@ -235,6 +241,8 @@ class Transport:
                         limit=self._max_body if final else ERROR_BODY_LIMIT,
                         truncate=not final,
                     )
+                    if deadline.expired:  # a body that ends at the connection's close
+                        raise DeadlineExceeded(self._deadline)
                     reusable = final
                 finally:
                     response.close()
@@ -246,6 +254,10 @@ class Transport:
                 if not reusable:
                     session.close()  # this worker's connections only: no late answer survives
         return Answer(response.status_code, response.reason or "", response.headers, body)
+
+    def abort(self) -> None:
+        """End every request in flight now (a stop): each raises DeadlineExceeded."""
+        self._watchdog.expire_all()
 
     def close(self) -> None:
         self._watchdog.close()

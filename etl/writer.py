@@ -80,7 +80,8 @@ class Writer:
         mine = set(planned)
 
         def record() -> None:
-            with self._engine.begin() as conn:
+            self._lock.ensure()
+            with self._engine.begin() as conn, self._stop.cancelling(_canceller(conn)):
                 history.record_discovery(
                     conn,
                     self._run_id,
@@ -103,7 +104,9 @@ class Writer:
             f"the database rejected this campaign's data: {reason(exc)}",
             campaign_id=item.campaign_id,
         )
-        return CampaignResult.failed(error, attempts=item.attempts, duration=item.duration)
+        return CampaignResult.failed(
+            error, attempts=item.attempts, duration=item.duration, http_status=item.http_status
+        )
 
     def _commit(
         self, fetched: Sequence[Fetched], others: Sequence[CampaignResult]

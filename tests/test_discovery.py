@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import time
 from typing import Any
 
 import pytest
@@ -16,8 +18,9 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
 from etl.standin import STATS, Fault, StandIn, sample_statuses
-from tests.helpers.cli import make_env, run_cli
+from tests.helpers.cli import make_env, run_cli, spawn_cli
 from tests.helpers.data import as_api, canonical, last_run, stored_statuses
+from tests.helpers.snapshots import wait_until
 
 ACTIVE = ["00001", "00002", "00003"]
 
@@ -143,7 +146,7 @@ def _item(**change: object) -> str:
 
 BROKEN_DISCOVERY = {
     "503-every-time": (Fault.status(503), r"HTTP 503"),
-    "401": (Fault.status(401), r"HTTP 401"),
+    "401": (Fault.status(401), r"HTTP 401.*THULIUM_PASSWORD"),
     "html-page": (Fault.html(200), r"not valid JSON"),
     "docs-sample-json": (Fault.invalid_json(), r"not valid JSON"),
     "object": (Fault.status(200, body='{"errors": []}'), r"expected an array of campaigns"),
@@ -161,7 +164,7 @@ BROKEN_DISCOVERY = {
 
 
 @pytest.mark.parametrize(("fault", "error"), BROKEN_DISCOVERY.values(), ids=BROKEN_DISCOVERY.keys())
-def test_a_failed_discovery_fails_the_run_with_exit_69_and_syncs_nothing(
+def test_a_failed_discovery_fails_the_run_and_syncs_nothing(
     api: StandIn, db_url: URL, migrated: Engine, fault: Fault, error: str
 ) -> None:
     serve(api, ACTIVE)
@@ -170,7 +173,8 @@ def test_a_failed_discovery_fails_the_run_with_exit_69_and_syncs_nothing(
 
     result = run_cli("sync", env=make_env(api, db_url, [], THULIUM_CAMPAIGNS="active,0000X"))
 
-    assert result.code == 69, result.err
+    # 1 for wrong credentials, which no retry (a Kubernetes Job's, say) can mend
+    assert result.code == (1 if fault.code == 401 else 69), result.err
     assert api.total_requests == api.requests_for(STATS)  # no campaign was fetched
     with migrated.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM statuses")).scalar_one() == 0
@@ -230,3 +234,46 @@ def test_check_fails_with_exit_69_when_discovery_fails(
         line.startswith("FAIL  discovery: ") and "HTTP 503" in line
         for line in result.out.splitlines()
     )
+
+
+def test_sigterm_while_discovery_waits_for_thulium_stops_the_run_at_once(
+    api: StandIn, db_url: URL, migrated: Engine
+) -> None:
+    serve(api, ACTIVE)
+    api.set_permanent_fault(STATS, Fault.delay(20))  # far beyond Kubernetes' grace period
+    env = make_env(api, db_url, [], THULIUM_CAMPAIGNS="active", THULIUM_TIMEOUT="60")
+    proc = spawn_cli("sync", env=env)
+    wait_until(lambda: api.requests_for(STATS) >= 1, timeout=30)
+
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+
+    assert proc.returncode == 143, err
+    assert time.monotonic() - sent < 5
+    run, _ = last_run(migrated)
+    assert run["outcome"] == "interrupted"
+    with migrated.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM statuses")).scalar_one() == 0
+
+
+def test_no_active_campaign_syncs_the_listed_ids_and_warns(
+    api: StandIn, db_url: URL, migrated: Engine
+) -> None:
+    serve(api, ACTIVE)
+    env = make_env(api, db_url, [], THULIUM_CAMPAIGNS="active")
+    assert run_cli("sync", env=env).code == 0
+    api.set_stats([])  # a quiet weekend: nothing active
+    api.set_statuses("0000X", sample_statuses("0000X", 2))
+
+    result = run_cli("sync", env={**env, "THULIUM_CAMPAIGNS": "active,0000X"})
+
+    assert result.code == 0, result.err
+    _, outcomes = last_run(migrated)
+    assert list(outcomes) == ["0000X"]
+    assert any(
+        e["level"] == "warning" and "0 active campaign(s)" in e["message"] for e in result.events()
+    )
+    known = campaigns(migrated)
+    assert all(known[c]["inactive_since"] is not None for c in ACTIVE)
+    assert all(stored_statuses(migrated, c) for c in ACTIVE)  # kept as last seen

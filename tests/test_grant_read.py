@@ -245,3 +245,17 @@ def test_grant_read_before_migrate_exits_3(empty_database: Engine, reader_role: 
 
     assert result.code == 3
     assert any("thulium-etl migrate" in m for m in _levels(result, "error")), result.err
+
+
+def test_the_role_the_job_runs_as_is_refused_and_keeps_its_access(
+    migrated: Engine, db_url: URL
+) -> None:
+    owner = db_url.username or "postgres"
+
+    result = _grant_read(db_url, owner)
+
+    assert result.code == 2, result.err
+    assert "would stop the sync" in result.err
+    with migrated.begin() as conn:  # still able to write
+        conn.execute(text("INSERT INTO campaigns (campaign_id) VALUES ('ZZ999')"))
+        conn.execute(text("DELETE FROM campaigns WHERE campaign_id = 'ZZ999'"))

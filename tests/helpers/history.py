@@ -27,6 +27,12 @@ _BROKEN = text(
       AND (s.system_status, s.dictionary_status_id, s.name)
           IS DISTINCT FROM (h.system_status, h.dictionary_status_id, h.name)
     UNION ALL
+    SELECT 'a version of no status', h.campaign_id, h.status_id
+    FROM status_history h
+    WHERE NOT EXISTS (
+        SELECT 1 FROM statuses s
+        WHERE s.campaign_id = h.campaign_id AND s.status_id = h.status_id)
+    UNION ALL
     SELECT 'more than one open version', campaign_id, status_id
     FROM status_history WHERE valid_to IS NULL
     GROUP BY campaign_id, status_id HAVING count(*) > 1
