@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, func, insert, select, text, update
 
 from etl import __version__, logs
-from etl.outcomes import CampaignResult, RunOutcome, RunTotals
+from etl.outcomes import CampaignOutcome, CampaignResult, Counts, RunOutcome, RunTotals
 from etl.records import CampaignStat
 from etl.schema import sync_run_campaigns, sync_runs
 from etl.shards import Shard
@@ -139,6 +139,32 @@ def record(connection: Connection, run_id: int, outcomes: Sequence[CampaignResul
         },
     )
     connection.execute(_LAST_ATTEMPTS, columns)
+
+
+def recorded(
+    connection: Connection, run_id: int, campaign_ids: Sequence[str]
+) -> list[CampaignResult]:
+    """What the run has already recorded of these campaigns, in their order."""
+    rows = connection.execute(
+        select(sync_run_campaigns).where(
+            sync_run_campaigns.c.run_id == run_id,
+            sync_run_campaigns.c.campaign_id.in_(campaign_ids),
+        )
+    ).mappings()
+    found = {
+        row["campaign_id"]: CampaignResult(
+            campaign_id=row["campaign_id"],
+            outcome=CampaignOutcome(row["outcome"]),
+            counts=Counts(row["rows_inserted"], row["rows_updated"], row["rows_deleted"]),
+            attempts=row["attempts"],
+            duration=row["duration_seconds"],
+            http_status=row["http_status"],
+            request_id=row["request_id"],
+            error=row["error"],
+        )
+        for row in rows
+    }
+    return [found[campaign_id] for campaign_id in campaign_ids if campaign_id in found]
 
 
 # The campaigns a run planned but never recorded, as one batch of 'skipped' rows. These
@@ -276,6 +302,7 @@ _STATS = text(
     SELECT CAST(:run_id AS bigint), s.campaign_id, s.records_count, s.completion_percent
     FROM unnest(CAST(:ids AS text[]), CAST(:counts AS bigint[]), CAST(:percents AS float8[]))
         AS s (campaign_id, records_count, completion_percent)
+    ON CONFLICT (run_id, campaign_id) DO NOTHING
     """
 )
 

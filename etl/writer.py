@@ -58,7 +58,8 @@ class Writer:
         """Commit a batch; if the database refuses its data, isolate it campaign by campaign."""
         try:
             return self._retrying(
-                lambda: self._commit(batch.fetched, batch.others), doing="writing a batch"
+                lambda retried: self._commit(batch.fetched, batch.others, retried=retried),
+                doing="writing a batch",
             )
         except DBAPIError as exc:  # refused data: every other failure has been raised
             if len(batch.fetched) <= 1 and not batch.others:
@@ -79,7 +80,7 @@ class Writer:
         """What discovery found, and the campaigns the run now sets out to sync."""
         mine = set(planned)
 
-        def record() -> None:
+        def record(retried: bool) -> None:  # its statements are idempotent
             self._lock.ensure()
             with self._engine.begin() as conn, self._stop.cancelling(_canceller(conn)):
                 history.record_discovery(
@@ -96,7 +97,9 @@ class Writer:
         """Record campaigns that bring no data: failed or skipped ones."""
         if not results:
             return []
-        return self._retrying(lambda: self._commit([], results), doing="recording outcomes")
+        return self._retrying(
+            lambda retried: self._commit([], results, retried=retried), doing="recording outcomes"
+        )
 
     @staticmethod
     def _refused(item: Fetched, exc: DBAPIError) -> CampaignResult:
@@ -109,11 +112,24 @@ class Writer:
         )
 
     def _commit(
-        self, fetched: Sequence[Fetched], others: Sequence[CampaignResult]
+        self, fetched: Sequence[Fetched], others: Sequence[CampaignResult], *, retried: bool
     ) -> list[CampaignResult]:
+        """Write a batch in one transaction. On a retry, first ask the database whether the
+        earlier attempt committed (a connection lost after COMMIT reached the server): if it
+        did, its recorded results stand and nothing is written twice."""
         self._lock.ensure()
         started = time.monotonic()
         with self._engine.begin() as conn, self._stop.cancelling(_canceller(conn)):
+            if retried:
+                ids = [item.campaign_id for item in fetched] + [o.campaign_id for o in others]
+                recorded = history.recorded(conn, self._run_id, ids)
+                if recorded:
+                    logger.info(
+                        "the batch of %d campaigns was committed before the connection was "
+                        "lost; not writing it again",
+                        len(ids),
+                    )
+                    return recorded
             counts = load.apply_snapshots(
                 conn, [item.snapshot for item in fetched], run_id=self._run_id
             )
@@ -132,8 +148,9 @@ class Writer:
         self.write_seconds += time.monotonic() - started
         return results
 
-    def _retrying(self, action: Callable[[], T], *, doing: str) -> T:
-        """Run ``action``, retrying a lost connection or a timeout.
+    def _retrying(self, action: Callable[[bool], T], *, doing: str) -> T:
+        """Run ``action``, retrying a lost connection or a timeout; it is told whether this
+        is a retry, so that it can find out whether a lost attempt committed after all.
 
         Raises the driver's error when the database refuses the data (the caller isolates
         it), :class:`InterruptedRun` on a stop, and :class:`DatabaseError` otherwise.
@@ -168,7 +185,7 @@ class Writer:
             ):
                 with attempt:
                     attempts = attempt.retry_state.attempt_number
-                    return action()
+                    return action(attempts > 1)
         except DBAPIError as exc:
             if self._stop.is_set():
                 raise InterruptedRun(f"stopped while {doing}") from None

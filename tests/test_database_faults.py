@@ -16,6 +16,7 @@ from tests.helpers.cli import make_env, run_cli, spawn_cli
 from tests.helpers.data import as_api, canonical, last_run, seed_campaigns, stored_statuses
 from tests.helpers.databases import libpq
 from tests.helpers.history import assert_history_matches
+from tests.helpers.pgproxy import losing_a_commit_ack
 from tests.helpers.snapshots import assert_totals_add_up, wait_until
 
 IDS = ["00001", "00002", "00003"]
@@ -184,3 +185,51 @@ def test_sigterm_while_waiting_to_retry_the_database_stops_the_run_at_once(
     assert stopped_after < 5
     assert "timed out" in waiting
     assert_interrupted_before_writing_anything(migrated)
+
+
+def test_a_commit_whose_acknowledgement_is_lost_is_recorded_once(
+    api: StandIn, db_url: URL, migrated: Engine
+) -> None:
+    """The connection dies after the server committed a batch, before the job heard it did:
+    the retry finds the batch committed and writes nothing twice."""
+    served = seed_campaigns(api, IDS)
+    with losing_a_commit_ack(db_url, marker=b"sync_run_batches") as proxy:
+        result = run_cli("sync", env=make_env(api, proxy.url, IDS, THULIUM_CONCURRENCY="1"))
+
+    assert proxy.fired.is_set()
+    assert result.code == 0, result.err
+    assert "committed before the connection was lost" in result.err
+    with migrated.connect() as conn:
+        recorded = conn.execute(
+            text("SELECT campaign_id, count(*) FROM sync_run_campaigns GROUP BY campaign_id")
+        ).all()
+    assert sorted(recorded) == [(campaign_id, 1) for campaign_id in IDS]
+    run, outcomes = last_run(migrated)
+    assert run["outcome"] == "succeeded"
+    assert (run["campaigns_total"], run["campaigns_ok"]) == (len(IDS), len(IDS))
+    assert run["rows_inserted"] == sum(len(statuses) for statuses in served.values())
+    for campaign_id in IDS:
+        assert as_api(stored_statuses(migrated, campaign_id)) == canonical(served[campaign_id])
+        assert outcomes[campaign_id]["rows_inserted"] == len(served[campaign_id])
+    assert_totals_add_up(migrated)
+    assert_history_matches(migrated)
+
+
+def test_discovery_whose_commit_acknowledgement_is_lost_is_recorded_once(
+    api: StandIn, db_url: URL, migrated: Engine
+) -> None:
+    seed_campaigns(api, IDS)  # each campaign given statuses is active
+    with losing_a_commit_ack(db_url, marker=b"campaign_stats") as proxy:
+        env = make_env(api, proxy.url, [], THULIUM_CAMPAIGNS="active")
+        result = run_cli("sync", env=env)
+
+    assert proxy.fired.is_set()
+    assert result.code == 0, result.err
+    with migrated.connect() as conn:
+        observed = conn.execute(
+            text("SELECT campaign_id, count(*) FROM campaign_stats GROUP BY campaign_id")
+        ).all()
+    assert sorted(observed) == [(campaign_id, 1) for campaign_id in IDS]
+    run, outcomes = last_run(migrated)
+    assert run["outcome"] == "succeeded" and sorted(outcomes) == IDS
+    assert_history_matches(migrated)
