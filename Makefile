@@ -43,11 +43,11 @@ bench: $(VENV)/.bench-installed
 docs: $(VENV)/.test-installed
 	$(BIN)/python docs/render.py
 
-## make lint: ruff (lint and format check) on everything, mypy --strict on the package, hadolint
+## make lint: ruff (lint and format check) on everything, mypy --strict on the code and its tests, hadolint
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check etl tests migrations benchmarks docs
 	$(BIN)/ruff format --check etl tests migrations benchmarks docs
-	$(BIN)/mypy --strict etl
+	$(BIN)/mypy --strict etl tests migrations docs
 	$(BIN)/hadolint Dockerfile
 
 clean:

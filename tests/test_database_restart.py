@@ -139,8 +139,8 @@ def test_a_database_that_stays_down_ends_the_run_with_exit_3_and_the_next_run_re
     assert "failed while writing a batch, 3 attempts" in err
     assert_whole(engine, IDS, range(1, 3))  # every campaign: the old snapshot or the new one
     with engine.connect() as conn:
-        runs = conn.execute(text("SELECT outcome FROM sync_runs ORDER BY run_id")).scalars()
-        assert list(runs) == ["succeeded", "running"]  # it could not record its own end
+        outcomes = conn.execute(text("SELECT outcome FROM sync_runs ORDER BY run_id")).scalars()
+        assert list(outcomes) == ["succeeded", "running"]  # it could not record its own end
     api.latency = 0
 
     result = run_cli("sync", env=env)

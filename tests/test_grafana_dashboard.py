@@ -43,7 +43,7 @@ BOOLEANS = {16}
 
 def _variable(name: str) -> dict[str, Any]:
     (found,) = [v for v in DASHBOARD["templating"]["list"] if v["name"] == name]
-    return found
+    return dict(found)
 
 
 def _query(sample: Sample, sql: str) -> tuple[dict[str, int], list[dict[str, Any]]]:

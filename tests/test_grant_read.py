@@ -41,7 +41,7 @@ def _acls(engine: Engine) -> list[tuple[object, ...]]:
         schema = conn.execute(
             text("SELECT nspacl::text FROM pg_namespace WHERE nspname = 'public'")
         ).all()
-    return [tuple(row) for row in relations + schema]
+    return [tuple(row) for row in [*relations, *schema]]
 
 
 def _a_column_of_each_table(engine: Engine) -> dict[str, str]:

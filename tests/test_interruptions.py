@@ -93,11 +93,12 @@ def test_sigterm_stops_within_seconds_records_interrupted_and_exits_143(
     assert stopped_after < 5
     with migrated.connect() as conn:
         run = conn.execute(text("SELECT * FROM sync_runs")).mappings().one()
-        outcomes = dict(
-            conn.execute(
+        outcomes: dict[str, int] = {
+            outcome: count
+            for outcome, count in conn.execute(
                 text("SELECT outcome, count(*) FROM sync_run_campaigns GROUP BY outcome")
-            ).all()
-        )  # type: ignore[arg-type]
+            )
+        }
     assert run["outcome"] == "interrupted" and run["finished_at"] is not None
     assert outcomes.get("succeeded", 0) >= 3 and outcomes.get("skipped", 0) >= 1
     assert sum(outcomes.values()) == len(IDS)

@@ -95,8 +95,16 @@ def test_a_change_shows_the_values_before_and_after(reporting_sample: Sample) ->
         c=CHANGING,
     )
 
-    columns = ("status_id", "change", "previous_name", "name", "previous_system_status")
-    columns += ("system_status", "previous_dictionary_status_id", "dictionary_status_id")
+    columns = (
+        "status_id",
+        "change",
+        "previous_name",
+        "name",
+        "previous_system_status",
+        "system_status",
+        "previous_dictionary_status_id",
+        "dictionary_status_id",
+    )
     values = [tuple(r[c] for c in columns) for r in rows]
     assert values == [
         ("101", "changed", "Nowy", "Nowy kontakt", "TO_CALL", "TO_CALL", None, None),
@@ -165,11 +173,12 @@ def test_status_mix_counts_each_campaigns_current_statuses_by_system_status(
     ]
     assert rows[0]["system_status_en"] == "Call"
     with reporting_sample.engine.connect() as conn:
-        per_campaign = dict(
-            conn.execute(
+        per_campaign: dict[str, int] = {
+            campaign_id: total
+            for campaign_id, total in conn.execute(
                 text("SELECT campaign_id, sum(status_count) FROM status_mix GROUP BY 1")
-            ).all()
-        )
+            )
+        }
     assert per_campaign == {CHANGING: 5, FAILING: 4, DROPPED: 3}
 
 
