@@ -167,8 +167,8 @@ def recorded(
     return [found[campaign_id] for campaign_id in campaign_ids if campaign_id in found]
 
 
-# The campaigns a run planned but never recorded, as one batch of 'skipped' rows. These
-# campaigns were never attempted, so their last attempt in `campaigns` stays as it was.
+# The campaigns a run planned but never recorded, as one batch of 'skipped' rows; returns
+# their ids, whose last attempt is then recorded as skipped too, as a running run records it.
 _RECORD_UNRECORDED = text(
     """
     INSERT INTO sync_run_batches (run_id, batch, campaign_id, outcome, rows_inserted,
@@ -195,6 +195,7 @@ _RECORD_UNRECORDED = text(
         )
     ) AS m
     WHERE r.run_id = :run_id AND m.ids IS NOT NULL
+    RETURNING campaign_id
     """
 )
 # Totals are counted from the per-campaign rows, so they always add up to them. Runs from
@@ -236,7 +237,17 @@ def finish_run(
     """Close a run: record its unrecorded campaigns as skipped (``unrecorded`` says why),
     count its totals from its rows; return them, and when it finished (Unix time, by the
     database's clock, like every other timestamp of the history)."""
-    connection.execute(_RECORD_UNRECORDED, {"run_id": run_id, "reason": _text(unrecorded)})
+    why = _text(unrecorded)
+    skipped = connection.execute(_RECORD_UNRECORDED, {"run_id": run_id, "reason": why}).scalar()
+    if skipped:
+        connection.execute(
+            _LAST_ATTEMPTS,
+            {
+                "campaign_ids": skipped,
+                "outcomes": [CampaignOutcome.SKIPPED] * len(skipped),
+                "errors": [why] * len(skipped),
+            },
+        )
     row = (
         connection.execute(_CLOSE, {"run_id": run_id, "outcome": outcome, "error": _text(error)})
         .one()

@@ -13,7 +13,14 @@ from sqlalchemy.engine import URL
 
 from etl.standin import StandIn, sample_statuses
 from tests.helpers.cli import make_env, run_cli, spawn_cli
-from tests.helpers.data import as_api, canonical, last_run, seed_campaigns, stored_statuses
+from tests.helpers.data import (
+    as_api,
+    campaign_row,
+    canonical,
+    last_run,
+    seed_campaigns,
+    stored_statuses,
+)
 from tests.helpers.databases import libpq
 from tests.helpers.history import assert_history_matches
 from tests.helpers.pgproxy import losing_a_commit_ack
@@ -107,6 +114,9 @@ def test_a_lock_held_by_another_session_times_out_and_ends_the_run_with_exit_3(
     run, outcomes = last_run(migrated)
     assert run["outcome"] == "failed" and "lock" in run["error"]
     assert sorted(outcomes) == IDS and all(o["outcome"] == "skipped" for o in outcomes.values())
+    for campaign_id in IDS:  # what a freshness dashboard shows: why the last night did nothing
+        campaign = campaign_row(migrated, campaign_id)
+        assert campaign["last_attempt_outcome"] == "skipped" and "lock" in campaign["last_error"]
     assert_totals_add_up(migrated)
     assert_history_matches(migrated)
 
