@@ -144,7 +144,16 @@ def record(connection: Connection, run_id: int, outcomes: Sequence[CampaignResul
 def recorded(
     connection: Connection, run_id: int, campaign_ids: Sequence[str]
 ) -> list[CampaignResult]:
-    """What the run has already recorded of these campaigns, in their order."""
+    """What the run has already recorded of these campaigns, in their order.
+
+    First it waits for any other transaction still writing this run's history (one whose
+    connection was lost while its COMMIT was in flight): each holds a key-share lock on the
+    run's row, which ``FOR UPDATE`` waits out (within the lock timeout), so what it committed
+    is seen here and not written twice.
+    """
+    connection.execute(
+        select(sync_runs.c.run_id).where(sync_runs.c.run_id == run_id).with_for_update()
+    )
     rows = connection.execute(
         select(sync_run_campaigns).where(
             sync_run_campaigns.c.run_id == run_id,

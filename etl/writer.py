@@ -80,7 +80,7 @@ class Writer:
         """What discovery found, and the campaigns the run now sets out to sync."""
         mine = set(planned)
 
-        def record(retried: bool) -> None:  # its statements are idempotent
+        def record(_retried: bool) -> None:  # its statements are idempotent
             self._lock.ensure()
             with self._engine.begin() as conn, self._stop.cancelling(_canceller(conn)):
                 history.record_discovery(
@@ -114,22 +114,26 @@ class Writer:
     def _commit(
         self, fetched: Sequence[Fetched], others: Sequence[CampaignResult], *, retried: bool
     ) -> list[CampaignResult]:
-        """Write a batch in one transaction. On a retry, first ask the database whether the
-        earlier attempt committed (a connection lost after COMMIT reached the server): if it
-        did, its recorded results stand and nothing is written twice."""
+        """Write a batch in one transaction. On a retry, first ask the database what the
+        earlier attempt committed (a connection lost after COMMIT reached the server): what it
+        recorded stands, and only the rest is written."""
         self._lock.ensure()
         started = time.monotonic()
         with self._engine.begin() as conn, self._stop.cancelling(_canceller(conn)):
+            recorded: list[CampaignResult] = []
             if retried:
                 ids = [item.campaign_id for item in fetched] + [o.campaign_id for o in others]
                 recorded = history.recorded(conn, self._run_id, ids)
                 if recorded:
                     logger.info(
-                        "the batch of %d campaigns was committed before the connection was "
-                        "lost; not writing it again",
+                        "%d of the batch's %d campaigns were committed before the connection "
+                        "was lost; not writing them again",
+                        len(recorded),
                         len(ids),
                     )
-                    return recorded
+                    done = {result.campaign_id for result in recorded}
+                    fetched = [item for item in fetched if item.campaign_id not in done]
+                    others = [result for result in others if result.campaign_id not in done]
             counts = load.apply_snapshots(
                 conn, [item.snapshot for item in fetched], run_id=self._run_id
             )
@@ -146,7 +150,7 @@ class Writer:
             results.extend(others)
             history.record(conn, self._run_id, results)
         self.write_seconds += time.monotonic() - started
-        return results
+        return recorded + results
 
     def _retrying(self, action: Callable[[bool], T], *, doing: str) -> T:
         """Run ``action``, retrying a lost connection or a timeout; it is told whether this
