@@ -12,18 +12,23 @@ refuse the history row, nor leak a secret into it.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import socket
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, text, update
+from sqlalchemy.exc import DBAPIError
 
 from etl import __version__, logs
+from etl.database import reason
 from etl.outcomes import CampaignOutcome, CampaignResult, Counts, RunOutcome, RunTotals
 from etl.records import CampaignStat
 from etl.schema import sync_run_campaigns, sync_runs
 from etl.shards import Shard
+
+logger = logging.getLogger(__name__)
 
 _ID_LIMIT = 200  # characters of a request id: Thulium's are 32
 
@@ -249,14 +254,7 @@ def finish_run(
     why = _text(unrecorded)
     skipped = connection.execute(_RECORD_UNRECORDED, {"run_id": run_id, "reason": why}).scalar()
     if skipped:
-        connection.execute(
-            _LAST_ATTEMPTS,
-            {
-                "campaign_ids": skipped,
-                "outcomes": [CampaignOutcome.SKIPPED] * len(skipped),
-                "errors": [why] * len(skipped),
-            },
-        )
+        _skip_last_attempts(connection, run_id, skipped, why=why)
     row = (
         connection.execute(_CLOSE, {"run_id": run_id, "outcome": outcome, "error": _text(error)})
         .one()
@@ -264,6 +262,33 @@ def finish_run(
     )
     totals = RunTotals(**{f.name: row[f.name] for f in dataclasses.fields(RunTotals)})
     return totals, float(row["finished"])
+
+
+def _skip_last_attempts(
+    connection: Connection, run_id: int, campaign_ids: list[str], *, why: str | None
+) -> None:
+    """Record the campaigns' last attempt as skipped, if ``campaigns`` lets us: a run often
+    closes after the database failed it (a lock held on ``campaigns``, say), and its
+    outcome matters more than this, so a refusal is logged and the run still closes."""
+    try:
+        with connection.begin_nested():
+            connection.execute(
+                _LAST_ATTEMPTS,
+                {
+                    "campaign_ids": campaign_ids,
+                    "outcomes": [CampaignOutcome.SKIPPED] * len(campaign_ids),
+                    "errors": [why] * len(campaign_ids),
+                },
+            )
+    except DBAPIError as exc:
+        if connection.invalidated:
+            raise
+        logger.warning(
+            "run %d: could not record the last attempt of %d campaign(s) it never reached: %s",
+            run_id,
+            len(campaign_ids),
+            reason(exc),
+        )
 
 
 def recent_runs(connection: Connection, *, limit: int) -> list[dict[str, Any]]:

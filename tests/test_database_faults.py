@@ -121,6 +121,35 @@ def test_a_lock_held_by_another_session_times_out_and_ends_the_run_with_exit_3(
     assert_history_matches(migrated)
 
 
+def test_a_run_failed_by_a_lock_on_campaigns_still_records_its_outcome(
+    api: StandIn, db_url: URL, migrated: Engine
+) -> None:
+    """Closing a run also records its campaigns' last attempt, in the table that is locked:
+    that part gives way, the run's outcome does not."""
+    served = seed_campaigns(api, IDS)
+    env = make_env(api, db_url, IDS)
+    assert run_cli("sync", env=env).code == 0
+    with psycopg.connect(libpq(db_url)) as holder:
+        holder.execute("LOCK TABLE campaigns IN ACCESS EXCLUSIVE MODE")
+
+        result = run_cli(
+            "sync", env={**env, "THULIUM_DB_LOCK_TIMEOUT": "0.2", "THULIUM_DB_RETRY_ATTEMPTS": "2"}
+        )
+
+        holder.rollback()
+
+    assert result.code == 3, result.err
+    assert "could not record the last attempt of 3 campaign(s)" in result.err
+    run, outcomes = last_run(migrated)
+    assert run["outcome"] == "failed" and "lock" in run["error"]
+    assert sorted(outcomes) == IDS and all(o["outcome"] == "skipped" for o in outcomes.values())
+    for campaign_id in IDS:  # untouched: the first sync's data and last attempt
+        assert as_api(stored_statuses(migrated, campaign_id)) == canonical(served[campaign_id])
+        assert campaign_row(migrated, campaign_id)["last_attempt_outcome"] == "succeeded"
+    assert_totals_add_up(migrated)
+    assert_history_matches(migrated)
+
+
 def test_sigterm_cancels_a_statement_waiting_for_a_lock(
     api: StandIn, db_url: URL, migrated: Engine
 ) -> None:
