@@ -1,11 +1,13 @@
 """A TCP proxy in front of Postgres that loses a connection at the worst moment: after the
 server has received a COMMIT, before the client hears that it committed.
 
-It reads the frontend's messages (PostgreSQL's wire protocol: an untyped startup message,
-then a type byte and a length per message) and, once, forwards a transaction's ``COMMIT``
-when the transaction sent ``marker`` in a query, waits for the server's answer and closes
-both sides instead of passing it on. The client sees a lost connection; the data is
-committed. Clients must not use TLS (``sslmode=disable``), or the proxy could not read them.
+It reads both directions message by message (PostgreSQL's wire protocol: an untyped startup
+message, then a type byte and a length per message). Once, when a transaction that sent
+``marker`` in a query's text commits, it forwards the ``COMMIT``, drops the server's answer
+up to its ReadyForQuery (so the commit is done) and closes both sides. The client sees a lost
+connection; the data is committed. Clients must not use TLS (``sslmode=disable``), or the
+proxy could not read them, and must send their SQL's text (the job does: it never uses
+server-side prepared statements).
 """
 
 from __future__ import annotations
@@ -26,18 +28,28 @@ class CommitAckLoss:
         self._upstream = (upstream.host or "127.0.0.1", upstream.port or 5432)
         self._marker = marker
         self._listener = socket.create_server(("127.0.0.1", 0))
-        self.url = upstream.set(
-            host="127.0.0.1", port=self._listener.getsockname()[1]
-        ).update_query_dict({"sslmode": "disable", "gssencmode": "disable"})
+        port = self._listener.getsockname()[1]
+        self.url = upstream.set(host="127.0.0.1", port=port).update_query_dict(
+            {"sslmode": "disable", "gssencmode": "disable"}
+        )
         self.fired = threading.Event()  # set once a COMMIT's answer was swallowed
         self._lock = threading.Lock()
         self._used = False
+        self._sockets: list[socket.socket] = []
+        self._acceptor = threading.Thread(target=self._accept, daemon=True)
 
     def serve(self) -> None:
-        threading.Thread(target=self._accept, daemon=True).start()
+        self._acceptor.start()
 
     def close(self) -> None:
+        """Stop accepting and cut every connection still open."""
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
         self._listener.close()
+        self._acceptor.join(timeout=5)
+        with self._lock:
+            for sock in self._sockets:
+                _close(sock)
 
     def _accept(self) -> None:
         while True:
@@ -45,49 +57,63 @@ class CommitAckLoss:
                 client, _ = self._listener.accept()
             except OSError:
                 return
-            server = socket.create_connection(self._upstream)
+            try:
+                server = socket.create_connection(self._upstream, timeout=10)
+                server.settimeout(None)
+            except OSError:
+                _close(client)
+                continue
+            with self._lock:
+                self._sockets += [client, server]
             swallow = threading.Event()
-            threading.Thread(
-                target=self._frontend, args=(client, server, swallow), daemon=True
-            ).start()
-            threading.Thread(
-                target=self._backend, args=(server, client, swallow), daemon=True
-            ).start()
+            for pump in (self._frontend, self._backend):
+                threading.Thread(target=pump, args=(client, server, swallow), daemon=True).start()
 
     def _frontend(
         self, client: socket.socket, server: socket.socket, swallow: threading.Event
     ) -> None:
-        """Client to server, message by message, arming on the marker and firing on COMMIT."""
-        with contextlib.suppress(OSError):
+        """Client to server, message by message: armed by the marker, fired by a COMMIT."""
+        try:
             length = struct.unpack("!I", _read(client, 4))[0]
             server.sendall(struct.pack("!I", length) + _read(client, length - 4))
             armed = False
             while True:
-                head = _read(client, 5)
-                body = _read(client, struct.unpack("!I", head[1:])[0] - 4)
-                kind = head[:1]
+                kind, message = _message(client)
+                body = message[5:]
+                command = body.lstrip()[:8].upper() if kind == b"Q" else b""
                 if kind in _QUERY_TYPES and self._marker in body:
                     armed = True
-                if kind == b"Q" and body.lstrip().upper().startswith(b"COMMIT"):
+                elif command.startswith(b"ROLLBACK"):
+                    armed = False
+                elif command.startswith(b"COMMIT"):
                     if armed and self._take():
                         swallow.set()
                     armed = False
-                server.sendall(head + body)
+                server.sendall(message)
+        except OSError:
+            pass
+        finally:
+            _close(client)
+            _close(server)
 
     def _backend(
-        self, server: socket.socket, client: socket.socket, swallow: threading.Event
+        self, client: socket.socket, server: socket.socket, swallow: threading.Event
     ) -> None:
-        """Server to client; once told to swallow, the next answer closes both sides."""
-        with contextlib.suppress(OSError):
-            while chunk := server.recv(65536):
-                if swallow.is_set():
+        """Server to client; once told to swallow, drops the answer and closes both sides at
+        its ReadyForQuery."""
+        try:
+            while True:
+                kind, message = _message(server)
+                if not swallow.is_set():
+                    client.sendall(message)
+                elif kind == b"Z":
                     self.fired.set()
-                    break
-                client.sendall(chunk)
-        for sock in (client, server):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
+                    return
+        except OSError:
+            pass
+        finally:
+            _close(client)
+            _close(server)
 
     def _take(self) -> bool:
         with self._lock:
@@ -103,6 +129,18 @@ def _read(sock: socket.socket, size: int) -> bytes:
             raise ConnectionResetError("peer closed")
         data += chunk
     return bytes(data)
+
+
+def _message(sock: socket.socket) -> tuple[bytes, bytes]:
+    """One typed message: its type byte, and the whole message as it came."""
+    head = _read(sock, 5)
+    return head[:1], head + _read(sock, struct.unpack("!I", head[1:])[0] - 4)
+
+
+def _close(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
 
 
 @contextlib.contextmanager
