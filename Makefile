@@ -43,7 +43,8 @@ bench: $(VENV)/.bench-installed
 docs: $(VENV)/.test-installed
 	$(BIN)/python docs/render.py
 
-## make lint: ruff (lint and format check) on everything, mypy --strict on the code and its tests, hadolint
+## make lint: ruff (lint and format check) on everything, mypy --strict on the code and its tests
+## (not benchmarks/: it imports dlt, which only the bench extra installs), hadolint
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check etl tests migrations benchmarks docs
 	$(BIN)/ruff format --check etl tests migrations benchmarks docs
