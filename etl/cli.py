@@ -13,6 +13,7 @@ import argparse
 import base64
 import contextlib
 import errno
+import gc
 import json
 import logging
 import os
@@ -479,4 +480,8 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
 
 def run() -> None:
     """Console-script entry point."""
-    sys.exit(main())
+    code = main()
+    # Everything is written, flushed and closed by now: exit without the collector walking
+    # the whole heap once more on the way out (~0.08 s of every run).
+    gc.freeze()
+    sys.exit(code)
