@@ -1,9 +1,12 @@
 """The batching policy: which fetched campaigns share one write transaction.
 
-A batch starts with the first result to arrive and closes when it holds ``max_rows``
-statuses, or ``linger`` seconds after it started, or when nothing more will come. So a slow
-API gives small batches that land soon, a fast one big batches that cost few transactions,
-and a campaign never waits more than ``linger`` for others to share its transaction.
+A batch's linger starts when its first result arrived from a worker, not when the writer got
+to it. The batch closes when it holds ``max_rows`` (statuses, plus one per failure), or once
+its linger is over and no result is waiting, or when nothing more will come. So a slow API
+gives small batches that land soon; a fast one, whose results pile up while the writer
+works, gives full batches that cost few transactions. And results that arrived during a
+write are not made to wait a linger of their own, so the batch after the last answer is
+small and the run ends soon after it.
 """
 
 from __future__ import annotations
@@ -11,13 +14,23 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from etl.fetch import Fetched, Fetcher
+from etl.fetch import Arrival, Fetched
 from etl.outcomes import CampaignResult
 from etl.stop import Stop
 
 LINGER = 0.25  # seconds a fetched campaign may wait for others to share its transaction
 _IDLE_WAIT = 0.2  # seconds between looks at the stop request while no batch is open
+
+
+class Results(Protocol):
+    """Where results come from: a :class:`~etl.fetch.Fetcher`."""
+
+    @property
+    def exhausted(self) -> bool: ...
+
+    def get(self, timeout: float) -> Arrival | None: ...
 
 
 @dataclass
@@ -29,9 +42,10 @@ class Batch:
     started: float = 0.0
     rows: int = 0
 
-    def add(self, result: Fetched | CampaignResult) -> None:
+    def add(self, result: Fetched | CampaignResult, *, arrived: float | None = None) -> None:
+        """Add a result that arrived at ``arrived`` (``time.monotonic()``; default now)."""
         if not self:
-            self.started = time.monotonic()
+            self.started = time.monotonic() if arrived is None else arrived
         if isinstance(result, Fetched):
             self.fetched.append(result)
             self.rows += len(result.snapshot.statuses)
@@ -43,7 +57,7 @@ class Batch:
 
 
 def batches(
-    results: Fetcher, *, max_rows: int, stop: Stop, linger: float = LINGER
+    results: Results, *, max_rows: int, stop: Stop, linger: float = LINGER
 ) -> Iterator[Batch]:
     """Group ``results`` into batches as they arrive. A stop ends it at once: results not
     yet handed out are left to the caller to record as skipped."""
@@ -54,10 +68,13 @@ def batches(
                 yield batch
             return
         wait = batch.started + linger - time.monotonic() if batch else _IDLE_WAIT
-        result = results.get(timeout=max(0.0, wait))
-        if result is not None:
-            batch.add(result)
-        full = batch.rows >= max_rows
-        if batch and (full or time.monotonic() - batch.started >= linger or results.exhausted):
+        arrival = results.get(timeout=max(0.0, wait))
+        if arrival is None:  # nothing waiting: a batch whose linger is over closes
+            if batch and time.monotonic() >= batch.started + linger:
+                yield batch
+                batch = Batch()
+            continue
+        batch.add(arrival.result, arrived=arrival.at)
+        if batch.rows + len(batch.others) >= max_rows:
             yield batch
             batch = Batch()

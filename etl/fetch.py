@@ -48,6 +48,14 @@ class Fetched:
 Result = Fetched | CampaignResult  # a CampaignResult here is a failure or a skip
 
 
+@dataclass(frozen=True)
+class Arrival:
+    """A result, and when its worker handed it over (``time.monotonic()``)."""
+
+    result: Result
+    at: float
+
+
 def fetch_campaign(client: ThuliumClient, campaign_id: str) -> Result:
     """Fetch and validate one campaign; a failure is a failed result.
 
@@ -90,8 +98,9 @@ class Fetcher:
         self._todo: queue.SimpleQueue[str] = queue.SimpleQueue()
         for campaign_id in campaign_ids:
             self._todo.put(campaign_id)
-        # Bounded, yet deep enough for the workers to keep fetching while a batch is written.
-        self._results: queue.Queue[object] = queue.Queue(maxsize=max(256, 4 * concurrency))
+        # Bounded, yet deep enough for the workers to keep fetching while a batch is written:
+        # what piles up then makes the next batch (a full one, for campaigns of 50 statuses).
+        self._results: queue.Queue[object] = queue.Queue(maxsize=max(512, 4 * concurrency))
         self._closing = threading.Event()
         self._workers = [
             threading.Thread(target=self._work, name=f"fetch-{n}", daemon=True)
@@ -124,7 +133,7 @@ class Fetcher:
         """Every worker has finished and every result has been read."""
         return self._running == 0
 
-    def get(self, timeout: float) -> Result | None:
+    def get(self, timeout: float) -> Arrival | None:
         """The next result, or None if none arrived within ``timeout`` (or all are read)."""
         deadline = time.monotonic() + timeout
         while self._running:
@@ -135,16 +144,16 @@ class Fetcher:
             if item is _DONE:
                 self._running -= 1
                 continue
-            assert isinstance(item, Fetched | CampaignResult)
+            assert isinstance(item, Arrival)
             return item
         return None
 
     def __iter__(self) -> Iterator[Result]:
         """Every result as it arrives, until all are read or the run is stopped."""
         while not self.exhausted and not self._stop.is_set():
-            result = self.get(_POLL)
-            if result is not None:
-                yield result
+            arrival = self.get(_POLL)
+            if arrival is not None:
+                yield arrival.result
 
     def _work(self) -> None:
         try:
@@ -153,7 +162,8 @@ class Fetcher:
                     campaign_id = self._todo.get_nowait()
                 except queue.Empty:
                     return
-                self._results.put(self._fetch(campaign_id))
+                result = self._fetch(campaign_id)
+                self._results.put(Arrival(result, time.monotonic()))
         finally:
             self._results.put(_DONE)
 
