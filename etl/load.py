@@ -76,6 +76,9 @@ _COUNT = "SELECT campaign_id, count(*) FROM rows GROUP BY campaign_id"
 # Changed payload, or a status that comes back after being deleted. The WHERE clause is
 # the prefilter: rows that match neither are not locked, rewritten or WAL-logged. A changed
 # status's open version closes and a new one opens; a revived one has none open to close.
+# Naming the batch's campaigns (implied by the join) lets Postgres read only their rows by
+# the primary key; without it, on a table without fresh statistics, it hashed all of
+# `statuses` for every batch.
 _UPDATE_CHANGED = text(
     f"""
     WITH rows AS (
@@ -87,6 +90,7 @@ _UPDATE_CHANGED = text(
             deleted_at = NULL
         FROM {_STAGE} AS s
         WHERE t.campaign_id = s.campaign_id AND t.status_id = s.status_id
+          AND t.campaign_id = ANY(CAST(:ids AS text[]))
           AND ((t.system_status, t.dictionary_status_id, t.name)
                 IS DISTINCT FROM (s.system_status, s.dictionary_status_id, s.name)
                OR t.deleted_at IS NOT NULL)
