@@ -1,10 +1,11 @@
 """The batching policy: which fetched campaigns share one write transaction.
 
 A batch's linger starts when its first result arrived from a worker, not when the writer got
-to it. The batch closes when it holds ``max_rows`` (statuses, plus one per failure), or once
-its linger is over and no result is waiting, or when nothing more will come. So a slow API
-gives small batches that land soon; a fast one, whose results pile up while the writer
-works, gives full batches that cost few transactions. And results that arrived during a
+to it. The batch closes when it weighs ``max_rows`` (statuses, and one for each campaign
+without any: :func:`etl.fetch.weight`), or once its linger is over and no result is waiting,
+or when nothing more will come. So a slow API gives small batches that land soon; a fast one,
+whose results pile up while the writer works (the fetcher lets a batch and a half of them
+wait), gives full batches that cost few transactions. And results that arrived during a
 write are not made to wait a linger of their own, so the batch after the last answer is
 small and the run ends soon after it.
 """
@@ -16,12 +17,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from etl.fetch import Arrival, Fetched
+from etl.fetch import Arrival, Fetched, weight
 from etl.outcomes import CampaignResult
 from etl.stop import Stop
 
 LINGER = 0.25  # seconds a fetched campaign may wait for others to share its transaction
 _IDLE_WAIT = 0.2  # seconds between looks at the stop request while no batch is open
+
+
+def queued_weight(max_rows: int) -> int:
+    """What the fetcher may let wait while a batch is written: a batch and a half, so that
+    what piles up makes the next batch a full one."""
+    return max_rows + max_rows // 2
 
 
 class Results(Protocol):
@@ -40,15 +47,15 @@ class Batch:
     fetched: list[Fetched] = field(default_factory=list)
     others: list[CampaignResult] = field(default_factory=list)
     started: float = 0.0
-    rows: int = 0
+    weight: int = 0  # statuses, and one for each campaign without any (see fetch.weight)
 
     def add(self, result: Fetched | CampaignResult, *, arrived: float | None = None) -> None:
         """Add a result that arrived at ``arrived`` (``time.monotonic()``; default now)."""
         if not self:
             self.started = time.monotonic() if arrived is None else arrived
+        self.weight += weight(result)
         if isinstance(result, Fetched):
             self.fetched.append(result)
-            self.rows += len(result.snapshot.statuses)
         else:
             self.others.append(result)
 
@@ -75,6 +82,6 @@ def batches(
                 batch = Batch()
             continue
         batch.add(arrival.result, arrived=arrival.at)
-        if batch.rows + len(batch.others) >= max_rows:
+        if batch.weight >= max_rows:
             yield batch
             batch = Batch()

@@ -47,10 +47,18 @@ class Fetched:
 
 Result = Fetched | CampaignResult  # a CampaignResult here is a failure or a skip
 
+QUEUED_WEIGHT = 30_000  # what may wait to be read, by default: see weight()
+
+
+def weight(result: Result) -> int:
+    """What a result weighs in the queue and in a batch: its statuses, and at least one (a
+    failure, an empty list), so that memory and batches are bounded by rows and by count."""
+    return max(1, len(result.snapshot.statuses)) if isinstance(result, Fetched) else 1
+
 
 @dataclass(frozen=True)
 class Arrival:
-    """A result, and when its worker handed it over (``time.monotonic()``)."""
+    """A result, and when its fetch finished (``time.monotonic()``)."""
 
     result: Result
     at: float
@@ -92,15 +100,20 @@ class Fetcher:
         *,
         concurrency: int,
         stop: Stop,
+        max_queued: int = QUEUED_WEIGHT,
     ) -> None:
         self._client = client
         self._stop = stop
         self._todo: queue.SimpleQueue[str] = queue.SimpleQueue()
         for campaign_id in campaign_ids:
             self._todo.put(campaign_id)
-        # Bounded, yet deep enough for the workers to keep fetching while a batch is written:
-        # what piles up then makes the next batch (a full one, for campaigns of 50 statuses).
-        self._results: queue.Queue[object] = queue.Queue(maxsize=max(512, 4 * concurrency))
+        # Results wait here until read; their total weight() stays within max_queued (one
+        # result always may wait, however heavy), so memory is bounded by rows, not by
+        # campaigns of unknown size. Workers with a result and no room wait for room.
+        self._results: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._room = threading.Condition()
+        self._queued = 0
+        self._max_queued = max_queued
         self._closing = threading.Event()
         self._workers = [
             threading.Thread(target=self._work, name=f"fetch-{n}", daemon=True)
@@ -120,10 +133,11 @@ class Fetcher:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        # Workers finish the request in hand (or die with the process: they are daemons).
-        # Emptying the queue unblocks any waiting to hand over a result; after that, each
-        # hands over at most one more result and its last word, which the queue has room for.
-        self._closing.set()
+        # Workers finish the request in hand (or die with the process: they are daemons);
+        # any waiting for room hands its result over at once, then stops.
+        with self._room:
+            self._closing.set()
+            self._room.notify_all()
         with contextlib.suppress(queue.Empty):
             while True:
                 self._results.get_nowait()
@@ -145,6 +159,9 @@ class Fetcher:
                 self._running -= 1
                 continue
             assert isinstance(item, Arrival)
+            with self._room:
+                self._queued -= weight(item.result)
+                self._room.notify_all()
             return item
         return None
 
@@ -162,10 +179,22 @@ class Fetcher:
                     campaign_id = self._todo.get_nowait()
                 except queue.Empty:
                     return
-                result = self._fetch(campaign_id)
-                self._results.put(Arrival(result, time.monotonic()))
+                self._hand_over(self._fetch(campaign_id))
         finally:
             self._results.put(_DONE)
+
+    def _hand_over(self, result: Result) -> None:
+        arrival, size = Arrival(result, time.monotonic()), weight(result)
+        with self._room:
+            self._room.wait_for(
+                lambda: (
+                    self._queued == 0
+                    or self._queued + size <= self._max_queued
+                    or self._closing.is_set()
+                )
+            )
+            self._queued += size
+        self._results.put(arrival)
 
     def _fetch(self, campaign_id: str) -> Result:
         started = time.monotonic()

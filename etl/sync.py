@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from etl import discovery, history, logs, migrate, shards
-from etl.batches import batches
+from etl.batches import batches, queued_weight
 from etl.client import ThuliumClient
 from etl.config import SyncCommand
 from etl.database import database_errors, reason
@@ -80,7 +80,11 @@ class _Run:
         with ThuliumClient(settings.api, settings.retry, gate, counts=self.report.http) as client:
             self._discover(client)
             with Fetcher(
-                client, self.campaign_ids, concurrency=settings.fetch.concurrency, stop=self.stop
+                client,
+                self.campaign_ids,
+                concurrency=settings.fetch.concurrency,
+                stop=self.stop,
+                max_queued=queued_weight(settings.write.batch_rows),
             ) as results:
                 for batch in batches(results, max_rows=settings.write.batch_rows, stop=self.stop):
                     self._recorded(self.writer.write(batch))

@@ -17,9 +17,10 @@ LINGER = 0.25
 
 class Arrived:
     """Results that have already arrived, each at its own time: what a Fetcher hands over
-    after the writer was busy. Records every timeout it was asked to wait."""
+    after the writer was busy (None: nothing waiting at that moment). Records every timeout
+    it was asked to wait."""
 
-    def __init__(self, arrivals: list[Arrival]) -> None:
+    def __init__(self, arrivals: list[Arrival | None]) -> None:
         self._arrivals = list(arrivals)
         self.waits: list[float] = []
 
@@ -65,7 +66,7 @@ def test_a_batch_waits_out_its_linger_for_results_still_to_come() -> None:
     now = time.monotonic()
     source = Later([Arrival(fetched("00001"), now), Arrival(fetched("00002"), now + 0.01)])
 
-    written = list(batches(source, max_rows=1000, stop=Stop(), linger=LINGER))
+    written = list(batches(source, max_rows=1000, stop=Stop(), linger=60))
 
     assert [campaigns(batch) for batch in written] == [["00001", "00002"]]
     assert source.waits[1] > 0  # it waited for the second, within the first's linger
@@ -78,14 +79,51 @@ def test_a_batch_closes_when_it_holds_max_rows() -> None:
     written = list(batches(source, max_rows=10, stop=Stop(), linger=LINGER))
 
     assert [len(batch.fetched) for batch in written] == [2, 2, 1]
-    assert [batch.rows for batch in written] == [10, 10, 5]
+    assert [batch.weight for batch in written] == [10, 10, 5]
 
 
-def test_failures_count_towards_a_full_batch_so_a_stream_of_them_is_written_as_it_goes() -> None:
+def test_failures_weigh_one_row_so_a_stream_of_them_is_written_as_it_goes() -> None:
     now = time.monotonic()
     failures = [CampaignResult.skipped(f"{n:05d}", "not attempted") for n in range(5)]
     source = Arrived([Arrival(failure, now) for failure in failures])
 
-    written = list(batches(source, max_rows=2, stop=Stop(), linger=LINGER))
+    written = list(batches(source, max_rows=2, stop=Stop(), linger=60))
 
     assert [len(batch.others) for batch in written] == [2, 2, 1]
+
+
+def test_campaigns_without_statuses_weigh_one_row_each() -> None:
+    now = time.monotonic()
+    source = Arrived([Arrival(fetched(f"{n:05d}", statuses=0), now) for n in range(5)])
+
+    written = list(batches(source, max_rows=2, stop=Stop(), linger=60))
+
+    assert [len(batch.fetched) for batch in written] == [2, 2, 1]
+
+
+def test_a_batch_past_its_linger_closes_when_nothing_is_waiting() -> None:
+    long_ago = time.monotonic() - 1.0
+    source = Arrived(
+        [Arrival(fetched("00001"), long_ago), None, Arrival(fetched("00002"), long_ago + 0.5)]
+    )
+
+    written = list(batches(source, max_rows=1000, stop=Stop(), linger=LINGER))
+
+    assert [campaigns(batch) for batch in written] == [["00001"], ["00002"]]
+
+
+def test_a_stop_drops_the_open_batch_for_the_caller_to_record_skipped() -> None:
+    stop = Stop()
+
+    class StoppedMidBatch(Arrived):
+        """A SIGTERM arrives just after the first result."""
+
+        def get(self, timeout: float) -> Arrival | None:
+            arrival = super().get(timeout)
+            stop.request()
+            return arrival
+
+    now = time.monotonic()
+    source = StoppedMidBatch([Arrival(fetched("00001"), now), Arrival(fetched("00002"), now)])
+
+    assert list(batches(source, max_rows=1000, stop=stop, linger=60)) == []
