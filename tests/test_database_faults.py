@@ -12,7 +12,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
 from etl.standin import StandIn, sample_statuses
-from tests.helpers.cli import make_env, run_cli, spawn_cli
+from tests.helpers.cli import Result, make_env, run_cli, spawn_cli
 from tests.helpers.data import (
     as_api,
     campaign_row,
@@ -31,6 +31,19 @@ IDS = ["00001", "00002", "00003"]
 
 def _errors(result_err: str) -> list[str]:
     return [line for line in result_err.splitlines() if '"level": "error"' in line]
+
+
+def _sync_while_locked(table: str, db_url: URL, env: dict[str, str]) -> Result:
+    """A sync while another session holds ``table`` locked: short lock timeouts, 2 attempts."""
+    with psycopg.connect(libpq(db_url)) as holder:
+        holder.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        try:
+            return run_cli(
+                "sync",
+                env={**env, "THULIUM_DB_LOCK_TIMEOUT": "0.2", "THULIUM_DB_RETRY_ATTEMPTS": "2"},
+            )
+        finally:
+            holder.rollback()
 
 
 def test_a_value_over_an_index_limit_fails_its_campaign_alone_without_a_retry(
@@ -96,14 +109,7 @@ def test_a_lock_held_by_another_session_times_out_and_ends_the_run_with_exit_3(
     assert run_cli("sync", env=env).code == 0
     for campaign_id in IDS:
         api.set_statuses(campaign_id, sample_statuses(campaign_id, 2, seed=99))
-    with psycopg.connect(libpq(db_url)) as holder:
-        holder.execute("LOCK TABLE statuses IN ACCESS EXCLUSIVE MODE")
-
-        result = run_cli(
-            "sync", env={**env, "THULIUM_DB_LOCK_TIMEOUT": "0.2", "THULIUM_DB_RETRY_ATTEMPTS": "2"}
-        )
-
-        holder.rollback()
+    result = _sync_while_locked("statuses", db_url, env)
 
     assert result.code == 3, result.err
     errors = _errors(result.err)
@@ -129,14 +135,7 @@ def test_a_run_failed_by_a_lock_on_campaigns_still_records_its_outcome(
     served = seed_campaigns(api, IDS)
     env = make_env(api, db_url, IDS)
     assert run_cli("sync", env=env).code == 0
-    with psycopg.connect(libpq(db_url)) as holder:
-        holder.execute("LOCK TABLE campaigns IN ACCESS EXCLUSIVE MODE")
-
-        result = run_cli(
-            "sync", env={**env, "THULIUM_DB_LOCK_TIMEOUT": "0.2", "THULIUM_DB_RETRY_ATTEMPTS": "2"}
-        )
-
-        holder.rollback()
+    result = _sync_while_locked("campaigns", db_url, env)
 
     assert result.code == 3, result.err
     assert "could not record the last attempt of 3 campaign(s)" in result.err

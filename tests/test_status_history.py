@@ -14,25 +14,16 @@ from sqlalchemy.engine import URL
 from etl.migrate import alembic_config
 from etl.standin import StandIn
 from tests.helpers.cli import make_env, run_cli
-from tests.helpers.data import Statuses
+from tests.helpers.data import Statuses, status
 from tests.helpers.history import assert_history_matches
 
 CAMPAIGN = "00001"
 
 
-def _status(status_id: str, system_status: str, dictionary: int | None, name: str) -> Any:
-    return {
-        "status_id": status_id,
-        "system_status": system_status,
-        "dictionary_status_id": dictionary,
-        "name": name,
-    }
-
-
 FIRST: Statuses = [
-    _status("1", "TO_CALL", None, "Nowy"),
-    _status("2", "CALL", 20, "Dzwonić"),
-    _status("3", "NO_CALL", None, "Nie dzwonić"),
+    status("1", "TO_CALL", None, "Nowy"),
+    status("2", "CALL", 20, "Dzwonić"),
+    status("3", "NO_CALL", None, "Nie dzwonić"),
 ]
 
 

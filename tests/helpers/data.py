@@ -13,6 +13,16 @@ Statuses = list[dict[str, object]]
 Rows = dict[str, dict[str, Any]]
 
 
+def status(status_id: str, system_status: str, dictionary: int | None, name: str) -> Any:
+    """One status as Thulium's API returns it."""
+    return {
+        "status_id": status_id,
+        "system_status": system_status,
+        "dictionary_status_id": dictionary,
+        "name": name,
+    }
+
+
 def seed_campaigns(api: StandIn, ids: list[str], *, n: int = 5) -> dict[str, Statuses]:
     """Give the stand-in sample statuses for ``ids``; returns what it will serve."""
     data = {}

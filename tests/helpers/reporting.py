@@ -23,13 +23,13 @@ import datetime as dt
 import re
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
 from etl.standin import Fault, StandIn
 from tests.helpers.cli import make_env, run_cli
+from tests.helpers.data import status
 from tests.helpers.databases import DATA_TABLES
 
 CHANGING, FAILING, DROPPED = "00001", "00002", "00003"
@@ -37,41 +37,32 @@ CAMPAIGNS = (CHANGING, FAILING, DROPPED)
 UNDOCUMENTED = "CALLBACK_AI"
 
 
-def _status(status_id: str, system_status: str, dictionary: int | None, name: str) -> Any:
-    return {
-        "status_id": status_id,
-        "system_status": system_status,
-        "dictionary_status_id": dictionary,
-        "name": name,
-    }
-
-
 _FIRST = [
-    _status("101", "TO_CALL", None, "Nowy"),
-    _status("102", "CALL", 7, "Oddzwonić"),
-    _status("103", "NO_CALL", None, "Nie dzwonić"),
-    _status("104", "ABANDONED_AFTER_N_TRIES", None, "Porzucony"),
+    status("101", "TO_CALL", None, "Nowy"),
+    status("102", "CALL", 7, "Oddzwonić"),
+    status("103", "NO_CALL", None, "Nie dzwonić"),
+    status("104", "ABANDONED_AFTER_N_TRIES", None, "Porzucony"),
 ]
 _SECOND = [
-    _status("101", "TO_CALL", None, "Nowy kontakt"),
-    _status("102", "CALL_NO_SOONER_THAN", 7, "Oddzwonić"),
-    _status("104", "ABANDONED_AFTER_N_TRIES", None, "Porzucony"),
+    status("101", "TO_CALL", None, "Nowy kontakt"),
+    status("102", "CALL_NO_SOONER_THAN", 7, "Oddzwonić"),
+    status("104", "ABANDONED_AFTER_N_TRIES", None, "Porzucony"),
 ]
-_THIRD = [*_SECOND, _status("105", "CALL", 12, "Umówione spotkanie")]
+_THIRD = [*_SECOND, status("105", "CALL", 12, "Umówione spotkanie")]
 _FOURTH = [*_THIRD, _FIRST[2]]
 
 #: What ``00001`` is served each night.
 CHANGING_BY_NIGHT = (_FIRST, _SECOND, _THIRD, _FOURTH)
 FAILING_STATUSES = [
-    _status("201", "TO_CALL", None, "Nowy"),
-    _status("202", "CALL", None, "Dzwonić"),
-    _status("203", "CALL", 3, "Dzwonić ponownie"),
-    _status("204", "NO_CALL", None, "Nie dzwonić"),
+    status("201", "TO_CALL", None, "Nowy"),
+    status("202", "CALL", None, "Dzwonić"),
+    status("203", "CALL", 3, "Dzwonić ponownie"),
+    status("204", "NO_CALL", None, "Nie dzwonić"),
 ]
 DROPPED_STATUSES = [
-    _status("301", "TO_CALL", None, "Nowy"),
-    _status("302", "MY_RECORD", None, "Mój rekord"),
-    _status("303", UNDOCUMENTED, None, "Oddzwoni asystent"),
+    status("301", "TO_CALL", None, "Nowy"),
+    status("302", "MY_RECORD", None, "Mój rekord"),
+    status("303", UNDOCUMENTED, None, "Oddzwoni asystent"),
 ]
 
 #: ``GET /outbounds/stats`` of each sync: night → syncs → campaign → (records, percent done).
