@@ -16,7 +16,7 @@ from etl import discovery, migrate
 from etl.client import ThuliumClient
 from etl.config import CheckCommand
 from etl.database import database_errors, describe
-from etl.errors import DatabaseError, DiscoveryError
+from etl.errors import DatabaseError, DiscoveryError, with_request_id
 from etl.fetch import Fetched, Fetcher
 from etl.records import CampaignStat
 from etl.retry import RetryGate
@@ -76,9 +76,7 @@ def _fetched(
                     f"{len(result.snapshot.statuses)} statuses",
                 )
             else:
-                detail = result.error or ""
-                if result.request_id:
-                    detail += f" (Thulium request_id {result.request_id})"
+                detail = with_request_id(result.error or "", result.request_id)
                 yield Verdict(False, f"campaign {result.campaign_id}", detail)
         auth_failed = results.auth_failed
     why = (

@@ -21,7 +21,7 @@ from etl import __version__
 from etl.config import ApiSettings, RetryPolicy
 from etl.errors import ApiError, AuthError, BodyTooLarge, DeadlineExceeded, InterruptedRun
 from etl.outcomes import RequestCounts
-from etl.records import STATS_SUBJECT, snippet, thulium_error
+from etl.records import STATS_SUBJECT, snippet, thulium_error, thulium_said
 from etl.retry import RetryGate, api_retrying
 from etl.transport import Answer, Transport
 
@@ -104,7 +104,7 @@ def _describe(answer: Answer, messages: list[str]) -> str:
     """``HTTP 503 Service Unavailable; Thulium said: …`` for an error answer."""
     text = f"HTTP {answer.status} {answer.reason}".rstrip()
     if messages:
-        text += f"; Thulium said: {'; '.join(messages)}"
+        text += thulium_said(messages)
     elif answer.body:
         kind = answer.headers.get("Content-Type", "unknown type").split(";")[0]
         text += f"; body ({kind}): {snippet(answer.body)!r}"
@@ -184,7 +184,7 @@ class ThuliumClient:
             message = exc.message
             if attempts > 1:
                 message += f" (after {attempts} attempts)"
-            if attempts < self._policy.attempts and not self._gate.stop.is_set():
+            if attempts < self._policy.attempts:
                 message += "; no more retries: the run's THULIUM_RETRY_BUDGET is spent"
             raise ApiError(
                 message,

@@ -100,6 +100,11 @@ class DiscoveryRefused(DiscoveryError):
     exit_code = EXIT_CAMPAIGN_FAILED
 
 
+def with_request_id(message: str, request_id: str | None) -> str:
+    """The message with Thulium's ``request_id``, which its support asks for."""
+    return f"{message} (Thulium request_id {request_id})" if request_id else message
+
+
 class CampaignError(EtlError):
     """Fetching or validating one campaign failed; the run goes on with the others."""
 
@@ -121,10 +126,7 @@ class CampaignError(EtlError):
 
     @property
     def detail(self) -> str:
-        """The message with Thulium's ``request_id``, which its support asks for."""
-        if self.request_id:
-            return f"{self.message} (Thulium request_id {self.request_id})"
-        return self.message
+        return with_request_id(self.message, self.request_id)
 
     def __str__(self) -> str:
         return f"{self.subject}: {self.detail}"

@@ -163,6 +163,11 @@ def _decode_json(body: bytes) -> Any:
     )
 
 
+def thulium_said(messages: list[str]) -> str:
+    """``; Thulium said: …`` for the messages of an error answer, or nothing."""
+    return f"; Thulium said: {'; '.join(messages)}" if messages else ""
+
+
 def thulium_error(body: bytes) -> tuple[str | None, list[str]]:
     """Best effort: the ``request_id`` and messages of an error body, or nothing."""
     try:
@@ -189,8 +194,10 @@ def _json_array(body: bytes, *, of: str, campaign_id: str, subject: str | None) 
         raise error(f"the answer is not valid JSON ({exc}): {snippet(body)!r}") from None
     if not isinstance(value, list):
         request_id, messages = _error_details(value)
-        detail = f"; Thulium said: {'; '.join(messages)}" if messages else ""
-        raise error(f"the answer is {_kind(value)}, expected an array of {of}{detail}", request_id)
+        raise error(
+            f"the answer is {_kind(value)}, expected an array of {of}{thulium_said(messages)}",
+            request_id,
+        )
     return value
 
 

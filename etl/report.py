@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from etl.errors import with_request_id
 from etl.outcomes import CampaignOutcome, CampaignResult, Counts, RunOutcome, RunTotals
 
 logger = logging.getLogger("etl.sync")
@@ -99,13 +100,11 @@ def log_result(result: CampaignResult) -> None:
             extra=extra,
         )
     elif result.outcome is CampaignOutcome.FAILED:
-        request = f" (Thulium request_id {result.request_id})" if result.request_id else ""
         logger.error(
-            "campaign %s failed after %d attempt(s): %s%s",
+            "campaign %s failed after %d attempt(s): %s",
             result.campaign_id,
             result.attempts,
-            result.error,
-            request,
+            with_request_id(str(result.error), result.request_id),
             extra=extra,
         )
     else:
