@@ -25,12 +25,6 @@ LINGER = 0.25  # seconds a fetched campaign may wait for others to share its tra
 _IDLE_WAIT = 0.2  # seconds between looks at the stop request while no batch is open
 
 
-def queued_weight(max_rows: int) -> int:
-    """What the fetcher may let wait while a batch is written: a batch and a half, so that
-    what piles up makes the next batch a full one."""
-    return max_rows + max_rows // 2
-
-
 class Results(Protocol):
     """Where results come from: a :class:`~etl.fetch.Fetcher`."""
 

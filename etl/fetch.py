@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from etl.client import ThuliumClient
+from etl.config import WriteSettings
 from etl.errors import ApiError, AuthError, CampaignError, InterruptedRun, PayloadError
 from etl.outcomes import CampaignResult
 from etl.records import Snapshot, parse_statuses
@@ -47,7 +48,11 @@ class Fetched:
 
 Result = Fetched | CampaignResult  # a CampaignResult here is a failure or a skip
 
-QUEUED_WEIGHT = 30_000  # what may wait to be read, by default: see weight()
+
+def queued_weight(max_rows: int) -> int:
+    """What may wait to be written while a batch of ``max_rows`` is: a batch and a half, so
+    that what piles up makes the next batch a full one."""
+    return max_rows + max_rows // 2
 
 
 def weight(result: Result) -> int:
@@ -100,7 +105,7 @@ class Fetcher:
         *,
         concurrency: int,
         stop: Stop,
-        max_queued: int = QUEUED_WEIGHT,
+        max_queued: int = queued_weight(WriteSettings.batch_rows),
     ) -> None:
         self._client = client
         self._stop = stop

@@ -18,12 +18,12 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from etl import discovery, history, logs, migrate, shards
-from etl.batches import batches, queued_weight
+from etl.batches import batches
 from etl.client import ThuliumClient
 from etl.config import SyncCommand
 from etl.database import database_errors, reason
 from etl.errors import InterruptedRun, LockHeldError
-from etl.fetch import Fetcher
+from etl.fetch import Fetcher, queued_weight
 from etl.lock import RunLock
 from etl.outcomes import CampaignResult, RunOutcome, RunReport, RunTotals
 from etl.report import Tally, log_result
@@ -139,8 +139,7 @@ def run_sync(engine: Engine, settings: SyncCommand, *, stop: Stop | None = None)
     except LockHeldError:
         raise  # another run is doing the work, and reports it
     except BaseException as exc:
-        stopped = isinstance(exc, InterruptedRun | KeyboardInterrupt)
-        report.outcome = RunOutcome.INTERRUPTED if stopped else RunOutcome.FAILED
+        report.outcome = _outcome_of(exc)
         _export_metrics(engine, settings, report)
         raise
     _export_metrics(engine, settings, report)
@@ -223,10 +222,15 @@ def _announce(
     )
 
 
+def _outcome_of(exc: BaseException) -> RunOutcome:
+    """A run that ended on ``exc``: interrupted by a stop, failed by anything else."""
+    stopped = isinstance(exc, InterruptedRun | KeyboardInterrupt)
+    return RunOutcome.INTERRUPTED if stopped else RunOutcome.FAILED
+
+
 def _finish_after_crash(engine: Engine, run_id: int, exc: BaseException) -> None:
     """Best effort: record why the run stopped, if the database still answers."""
-    stopped = isinstance(exc, InterruptedRun | KeyboardInterrupt)
-    outcome = RunOutcome.INTERRUPTED if stopped else RunOutcome.FAILED
+    outcome = _outcome_of(exc)
     message = str(exc) or type(exc).__name__
     try:
         with engine.begin() as conn:
