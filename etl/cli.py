@@ -376,7 +376,7 @@ def _whole(low: int, high: int) -> Callable[[str], int]:
 def _add_flags(parser: argparse.ArgumentParser, settings: type) -> None:
     """A flag for every setting of ``settings`` that has one, kept as text for its parser."""
     for _, declaration in config.declared(settings):
-        if declaration.flag and declaration.env != "THULIUM_LOG_FORMAT":
+        if declaration.flag:
             parser.add_argument(
                 declaration.flag,
                 dest=declaration.env,
@@ -396,12 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=formatter,
     )
     parser.add_argument("--version", action="version", version=f"thulium-etl {__version__}")
-    parser.add_argument(
-        "--log-format",
-        dest="THULIUM_LOG_FORMAT",
-        metavar="{text,json}",
-        help="log line format (THULIUM_LOG_FORMAT; default: text on a terminal, else json)",
-    )
+    _add_flags(parser, config.LogSettings)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in COMMANDS.items():
         sub = commands.add_parser(
