@@ -80,17 +80,23 @@ def start_run(connection: Connection, *, campaign_ids: Sequence[str], shard: Sha
 # whatever its size. The outcomes are stored as one row of arrays (see sync_run_batches);
 # a plain UPDATE (not ON CONFLICT DO UPDATE) writes each campaign row once, without a
 # separate row-lock record in the WAL.
+# What both statements below insert: a run's next batch of outcomes, as parallel arrays.
+_INSERT_BATCH = """INSERT INTO sync_run_batches (run_id, batch, campaign_id, outcome,
+        rows_inserted, rows_updated, rows_deleted, attempts, duration_seconds, http_status,
+        request_id, error)"""
+_NEXT_BATCH = (  # .format() it with the SQL of the run id
+    "coalesce((SELECT max(b.batch) FROM sync_run_batches AS b WHERE b.run_id = {}), 0) + 1"
+)
+
 _INSERT_OUTCOMES = text(
-    """
-    INSERT INTO sync_run_batches (run_id, batch, campaign_id, outcome, rows_inserted,
-        rows_updated, rows_deleted, attempts, duration_seconds, http_status, request_id, error)
+    f"""
+    {_INSERT_BATCH}
     SELECT CAST(:run_id AS bigint),
-        coalesce(max(batch), 0) + 1,
+        {_NEXT_BATCH.format("CAST(:run_id AS bigint)")},
         CAST(:campaign_ids AS text[]), CAST(:outcomes AS text[]), CAST(:inserted AS int[]),
         CAST(:updated AS int[]), CAST(:deleted AS int[]), CAST(:attempts AS int[]),
         CAST(:durations AS float8[]), CAST(:http_statuses AS int[]),
         CAST(:request_ids AS text[]), CAST(:errors AS text[])
-    FROM sync_run_batches WHERE run_id = CAST(:run_id AS bigint)
     """
 )
 _LAST_ATTEMPTS = text(
@@ -184,12 +190,10 @@ def recorded(
 # The campaigns a run planned but never recorded, as one batch of 'skipped' rows; returns
 # their ids, whose last attempt is then recorded as skipped too, as a running run records it.
 _RECORD_UNRECORDED = text(
-    """
-    INSERT INTO sync_run_batches (run_id, batch, campaign_id, outcome, rows_inserted,
-        rows_updated, rows_deleted, attempts, duration_seconds, http_status, request_id, error)
+    f"""
+    {_INSERT_BATCH}
     SELECT r.run_id,
-        coalesce((SELECT max(b.batch) FROM sync_run_batches AS b WHERE b.run_id = r.run_id), 0)
-            + 1,
+        {_NEXT_BATCH.format("r.run_id")},
         m.ids,
         array_fill(CAST('skipped' AS text), ARRAY[cardinality(m.ids)]),
         array_fill(0, ARRAY[cardinality(m.ids)]),
