@@ -140,6 +140,19 @@ class ExistingFile:
         return "a file"
 
 
+def _http_url(raw: str, source: str, *, invalid: str) -> urllib.parse.SplitResult:
+    """``raw`` split, if it is an http(s) URL with a host and a valid port; else the
+    configuration error ``{source}={raw!r} {invalid}``."""
+    try:
+        parts = urllib.parse.urlsplit(raw)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError as exc:
+        raise ConfigError(f"{source}={raw!r} is not a valid URL: {exc}") from None
+    if parts.scheme not in {"http", "https"} or not parts.hostname or not port_ok:
+        raise ConfigError(f"{source}={raw!r} {invalid}")
+    return parts
+
+
 @dataclass(frozen=True)
 class BaseUrl:
     """A plain ``http(s)://host[:port]/path`` to which ``/outbounds/<id>/statuses`` is added.
@@ -151,17 +164,11 @@ class BaseUrl:
 
     def __call__(self, raw: str, source: str) -> str:
         expected = "expected a plain base such as https://<system>.thulium.com/api"
-        try:
-            parts = urllib.parse.urlsplit(raw)
-            port_ok = parts.port is None or parts.port > 0
-        except ValueError as exc:
-            raise ConfigError(f"{source}={raw!r} is not a valid URL: {exc}") from None
+        parts = _http_url(raw, source, invalid=f"is not a valid URL: {expected}")
         if "@" in parts.netloc:
             raise ConfigError(
                 f"{source} must not carry credentials: use THULIUM_USER/THULIUM_PASSWORD"
             )
-        if parts.scheme not in {"http", "https"} or not parts.hostname or not port_ok:
-            raise ConfigError(f"{source}={raw!r} is not a valid URL: {expected}")
         if "?" in raw or "#" in raw:
             raise ConfigError(
                 f"{source}={raw!r} must not have a query string or fragment: {expected}"
@@ -657,13 +664,7 @@ class HttpUrl:
     """An ``http(s)://host[:port][/path]`` URL, such as a Pushgateway's."""
 
     def __call__(self, raw: str, source: str) -> str:
-        try:
-            parts = urllib.parse.urlsplit(raw)
-            port_ok = parts.port is None or parts.port > 0
-        except ValueError as exc:
-            raise ConfigError(f"{source}={raw!r} is not a valid URL: {exc}") from None
-        if parts.scheme not in {"http", "https"} or not parts.hostname or not port_ok:
-            raise ConfigError(f"{source}={raw!r} is not a valid http(s) URL")
+        parts = _http_url(raw, source, invalid="is not a valid http(s) URL")
         if parts.query or parts.fragment:
             raise ConfigError(f"{source}={raw!r} must not have a query string or fragment")
         return raw.rstrip("/")
