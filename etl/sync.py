@@ -103,13 +103,16 @@ class _Run:
         log = logger.info if active else logger.warning
         log("discovery: %d active campaign(s); this run syncs %d", len(active), self.tally.total)
 
-    def _never_attempted(self) -> list[CampaignResult]:
+    def skip_reason(self) -> str:
+        """Why a campaign this run never got to is recorded skipped."""
         if self.stop.is_set():
-            why = "the run was interrupted (SIGTERM) before this campaign was written"
-        elif self.auth_failed:
-            why = "not attempted: the API rejected the credentials (HTTP 401) earlier in this run"
-        else:
-            why = "not attempted"
+            return "the run was interrupted (SIGTERM) before this campaign was written"
+        if self.auth_failed:
+            return "not attempted: the API rejected the credentials (HTTP 401) earlier in this run"
+        return "not attempted"
+
+    def _never_attempted(self) -> list[CampaignResult]:
+        why = self.skip_reason()
         return [
             CampaignResult.skipped(campaign_id, why)
             for campaign_id in self.campaign_ids
@@ -174,7 +177,7 @@ def _sync(engine: Engine, settings: SyncCommand, stop: Stop, report: RunReport) 
         error = run.tally.summary(auth_failed=run.auth_failed)
         with database_errors(engine, doing="recording the run's outcome"), engine.begin() as conn:
             totals, finished_at = history.finish_run(
-                conn, run_id, outcome=outcome, error=error, unrecorded="not attempted"
+                conn, run_id, outcome=outcome, error=error, unrecorded=run.skip_reason()
             )
         report.outcome, report.totals, report.finished_at = outcome, totals, finished_at
         return RunResult(
