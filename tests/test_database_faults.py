@@ -4,7 +4,6 @@ retried, a value it refuses costs its campaign alone, and nothing ever waits wit
 
 from __future__ import annotations
 
-import signal
 import time
 
 import psycopg
@@ -12,7 +11,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
 from etl.standin import StandIn, sample_statuses
-from tests.helpers.cli import Result, make_env, run_cli, spawn_cli
+from tests.helpers.cli import Result, make_env, run_cli, spawn_cli, terminate
 from tests.helpers.data import (
     as_api,
     campaign_row,
@@ -159,10 +158,7 @@ def test_sigterm_cancels_a_statement_waiting_for_a_lock(
         proc = spawn_cli("sync", env=env)
         wait_until(lambda: _waiting_for_a_lock(db_url), timeout=30)
 
-        sent = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
-        stopped_after = time.monotonic() - sent
+        err, stopped_after = terminate(proc)
         holder.rollback()
 
     assert proc.returncode == 143, err
@@ -213,10 +209,7 @@ def test_sigterm_while_waiting_to_retry_the_database_stops_the_run_at_once(
             assert line, "the job ended without waiting to retry"
             waiting = line
 
-        sent = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
-        stopped_after = time.monotonic() - sent
+        err, stopped_after = terminate(proc)
         holder.rollback()
 
     assert proc.returncode == 143, err

@@ -8,8 +8,10 @@ import io
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +84,15 @@ def spawn_cli(*argv: str, env: Mapping[str, str], **popen: Any) -> subprocess.Po
         text=True,
         **streams,
     )
+
+
+def terminate(proc: subprocess.Popen[str], *, timeout: float = 30) -> tuple[str, float]:
+    """Send SIGTERM, as Kubernetes and systemd do; the job's stderr, and the seconds it took
+    to exit."""
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=timeout)
+    return err, time.monotonic() - sent
 
 
 def run_in_terminal(*argv: str, env: Mapping[str, str]) -> tuple[int, bytes]:
