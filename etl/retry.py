@@ -42,12 +42,15 @@ class RetryGate:
 
     A 429 tells the client that *it* is too fast, not one request; so when one worker gets
     it, every worker waits until the gate opens again before its next request. With a rate
-    limit, requests are spaced ``1/max_rps`` apart across all workers.
+    limit, workers take turns: the next request may leave ``1/max_rps`` after the previous
+    one actually left, so a process that stalls (CPU starved, a long pause) sends its
+    delayed requests spaced out, never as a burst that makes up for lost time.
     """
 
     def __init__(self, *, budget: float, max_rps: float = 0.0, stop: Stop | None = None) -> None:
         self._deadline = time.monotonic() + budget
         self._lock = threading.Lock()
+        self._turn = threading.Lock()
         self._open_at = 0.0
         self._interval = 1.0 / max_rps if max_rps else 0.0
         self._next_slot = 0.0
@@ -61,13 +64,18 @@ class RetryGate:
             self._open_at = max(self._open_at, time.monotonic() + seconds)
 
     def wait_turn(self) -> None:
-        """Wait until the 429 backoff is over and this request's rate-limit slot comes."""
-        with self._lock:
-            now = time.monotonic()
-            start = max(now, self._open_at, self._next_slot)
-            self._next_slot = start + self._interval
-        if start > now:
-            self.stop.sleep(start - now)
+        """Wait until the 429 backoff is over and, with a rate limit, this request's turn."""
+        if not self._interval:
+            self._sleep_until(self._open_at)
+            return
+        with self._turn:
+            self._sleep_until(max(self._open_at, self._next_slot))
+            self._next_slot = time.monotonic() + self._interval
+
+    def _sleep_until(self, moment: float) -> None:
+        delay = moment - time.monotonic()
+        if delay > 0:
+            self.stop.sleep(delay)
 
 
 class wait_retry_after(wait_base):

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import sys
+import threading
+import time
 
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
+from etl.retry import RetryGate
 from etl.standin import StandIn
 from tests.helpers.cli import make_env, run_cli
 from tests.helpers.data import seed_campaigns
@@ -44,3 +48,29 @@ def test_without_a_limit_the_workers_run_in_parallel(
     times = sorted(t for t, campaign in api.arrivals() if campaign)
     # with 8 workers, 8 requests arrive within one 50 ms latency window at the start
     assert times[7] - times[0] < 0.2  # sequential requests would need at least 0.35 s
+
+
+def test_a_stalled_process_sends_its_late_requests_spaced_not_in_a_burst() -> None:
+    gate = RetryGate(budget=60, max_rps=20)
+    left: list[float] = []
+
+    def request() -> None:
+        gate.wait_turn()
+        left.append(time.monotonic())
+
+    workers = [threading.Thread(target=request) for _ in range(4)]
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(5.0)  # the busy loop below keeps the GIL: every worker stalls
+    try:
+        for worker in workers:
+            worker.start()
+        stalled_until = time.monotonic() + 0.3  # past every slot the workers waited for
+        while time.monotonic() < stalled_until:
+            pass
+    finally:
+        sys.setswitchinterval(before)
+    for worker in workers:
+        worker.join()
+
+    gaps = [b - a for a, b in itertools.pairwise(sorted(left))]
+    assert min(gaps) > 0.035, gaps  # 50 ms apart, give or take the threads waking
