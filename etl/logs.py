@@ -4,7 +4,9 @@ Secrets are registered once, when configuration is read. Every formatted line, t
 stored error passes through :func:`clean` (the run history calls it on every text it
 writes), so a password that sneaks into an exception message (a database URL in a driver
 error, say) never reaches a log or a table, and neither does text Postgres or a log stream
-cannot take (a NUL, an unpaired surrogate from a JSON escape, a megabyte of error body).
+cannot take (a NUL, an unpaired surrogate from a JSON escape, a megabyte of error body). A
+secret shorter than :data:`SHORT_SECRET` is masked where it stands as a word of its own, not
+inside other words.
 Every pattern here runs in time linear in the text's length: a hostile answer must not be
 able to stall the job while it is being logged.
 """
@@ -25,6 +27,11 @@ _MASK = "***"
 _context: dict[str, object] = {}  # fields of the run in progress, added to every JSON event
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
+# A secret shorter than this is masked only where it stands as a word of its own: masking a
+# one-letter password everywhere would turn every "p" of every line into "***".
+SHORT_SECRET = 5
+_short_secrets: set[str] = set()
+_short_pattern: re.Pattern[str] | None = None
 # Bounded repetitions and a scheme that starts only where no scheme character precedes it:
 # each match attempt reads a bounded stretch, so redaction stays linear in the text.
 _URL_PASSWORD = re.compile(
@@ -44,9 +51,17 @@ _STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", 
 
 def add_secret(value: str | None) -> None:
     """Remember a value that must never be printed or stored."""
-    if value:
-        with _secrets_lock:
+    global _short_pattern
+    if not value:
+        return
+    with _secrets_lock:
+        if len(value) >= SHORT_SECRET:
             _secrets.add(value)
+            return
+        _short_secrets.add(value)
+        # Literals of a few characters: each position is tried against a bounded alternation.
+        words = "|".join(map(re.escape, sorted(_short_secrets, key=len, reverse=True)))
+        _short_pattern = re.compile(rf"(?<!\w)(?:{words})(?!\w)")
 
 
 @contextlib.contextmanager
@@ -64,9 +79,12 @@ def redact(text: str) -> str:
     """Replace every known secret, URL password and Authorization value with ``***``."""
     with _secrets_lock:
         secrets = sorted(_secrets, key=len, reverse=True)
+        short = _short_pattern
     for secret in secrets:
         if secret in text:
             text = text.replace(secret, _MASK)
+    if short is not None:
+        text = short.sub(_MASK, text)
     for pattern in (_URL_PASSWORD, _AUTH_HEADER, _PASSWORD_PARAMETER):
         text = pattern.sub(rf"\g<head>{_MASK}", text)
     return text

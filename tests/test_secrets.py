@@ -227,6 +227,21 @@ def test_a_wrong_password_leaks_nowhere(api: StandIn, db_url: URL, migrated: Eng
     )
 
 
+def test_a_one_letter_password_does_not_mangle_the_logs(
+    api: StandIn, db_url: URL, migrated: Engine
+) -> None:
+    seed_campaigns(api, ["00031"])
+    api.password = "p"
+    env = make_env(api, db_url, ["00031"], THULIUM_PASSWORD="p")
+
+    result = run("sync", env=env)
+
+    assert result.code == 0, result.err
+    messages = [event["message"] for event in result.events()]
+    assert any(m.startswith("campaign 00031 synced: 5 inserted, 0 updated") for m in messages)
+    assert "***" not in result.err
+
+
 @pytest.mark.parametrize("command", ["migrate", "sync", "check", "runs"])
 def test_an_unreachable_database_is_reported_without_its_password(
     api: StandIn, db_url: URL, command: str
@@ -358,6 +373,15 @@ def test_redact_masks_a_registered_secret_anywhere() -> None:
 
     assert secret not in masked
     assert masked == "login *** failed; again:***\n***"
+
+
+def test_a_short_secret_is_masked_where_it_stands_as_a_word_not_inside_words() -> None:
+    secret = "ǂ" + uuid.uuid4().hex[:3]  # shorter than logs.SHORT_SECRET; in no other test
+    logs.add_secret(secret)
+
+    masked = logs.redact(f"login {secret} failed; user:{secret}; x{secret}y; {secret}")
+
+    assert masked == f"login *** failed; user:***; x{secret}y; ***"
 
 
 def test_redact_leaves_innocent_text_alone_and_is_idempotent() -> None:
