@@ -194,5 +194,5 @@ def configure(*, fmt: str | None, level: int = logging.INFO, stream: TextIO | No
     root.setLevel(level)
     # A closed or full stderr must not add a traceback per log line to the failure.
     logging.raiseExceptions = False
-    for noisy in ("urllib3", "alembic.runtime.migration"):
+    for noisy in ("urllib3", "alembic"):  # migrate says what it did in one line of its own
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))

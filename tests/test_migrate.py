@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -99,6 +100,17 @@ def _messages(events: list[dict[str, Any]], level: str) -> list[str]:
 def test_head_is_the_latest_revision() -> None:
     assert head_revision() == HEAD  # keeps HEAD below honest when a revision is added
     assert REVISION == HEAD  # what the job checks before a sync, without loading Alembic
+
+
+def test_migrate_says_what_it_did_in_one_line(empty_database: Engine, api: StandIn) -> None:
+    # a process of its own: Alembic logs some things once per process, on first import
+    proc = spawn_cli("migrate", env=make_env(api, empty_database.url, ["00001"]))
+    _, err = proc.communicate(timeout=60)
+
+    assert proc.returncode == 0, err
+    messages = [json.loads(line)["message"] for line in err.splitlines()]
+    assert len(messages) == 1, messages
+    assert f"upgraded from empty to {HEAD}" in messages[0]
 
 
 def test_migrate_twice_is_a_no_op(empty_database: Engine, api: StandIn) -> None:
