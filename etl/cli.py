@@ -381,7 +381,7 @@ def _add_flags(parser: argparse.ArgumentParser, settings: type) -> None:
                 declaration.flag,
                 dest=declaration.env,
                 action="append" if declaration.repeatable else "store",
-                metavar="VALUE",
+                metavar=declaration.argument(),
                 help=f"{declaration.help} ({declaration.env})",
             )
 

@@ -299,6 +299,15 @@ class Setting:
     file: bool = False  # NAME_FILE may give the value instead (a Kubernetes secret volume)
     repeatable: bool = False  # the flag may be given several times; values join with ","
     shown_default: str | None = None  # the default as the docs say it, when not the value
+    metavar: str | None = None  # what the flag's value is called in --help
+
+    def argument(self) -> str:
+        """The flag's value as ``--help`` names it: the choices, if it has a few."""
+        if self.metavar:
+            return self.metavar
+        if isinstance(self.parse, OneOf):
+            return "{" + ",".join(self.parse.choices) + "}"
+        return "VALUE"
 
     def sources(self) -> str:
         names = [f"`{self.env}`"] + ([f"`{self.env}_FILE`"] if self.file else [])
@@ -315,6 +324,7 @@ def setting(
     file: bool = False,
     repeatable: bool = False,
     shown_default: str | None = None,
+    metavar: str | None = None,
     secret: bool = False,
 ) -> Any:
     """Declare a settings field: read from ``env`` (or ``env_FILE``, or ``flag``).
@@ -329,6 +339,7 @@ def setting(
         file=file,
         repeatable=repeatable,
         shown_default=shown_default,
+        metavar=metavar,
     )
     return field(default=default, repr=not secret, metadata={"setting": declaration})
 
@@ -491,6 +502,7 @@ class ApiSettings:
         parse=Number(0.001, 3_600),
         default=30.0,
         flag="--timeout",
+        metavar="SECONDS",
     )
     connect_timeout: float = setting(
         "THULIUM_CONNECT_TIMEOUT",
@@ -561,6 +573,7 @@ class FetchSettings:
         parse=Whole(1, 256),
         default=8,
         flag="--concurrency",
+        metavar="N",
     )
     max_rps: float = setting(
         "THULIUM_MAX_RPS",
@@ -583,6 +596,7 @@ class CampaignSettings:
         "always synced",
         parse=CampaignIds(),
         flag="--campaign",
+        metavar="IDS",
         repeatable=True,
     )
 
@@ -597,6 +611,7 @@ class ShardSettings:
         parse=ShardSpec(),
         default=None,
         flag="--shard",
+        metavar="I/N",
         shown_default="all campaigns",
     )
     count: int | None = setting(

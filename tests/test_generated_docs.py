@@ -54,3 +54,11 @@ def test_help_lists_every_setting_the_command_reads(command: str) -> None:
         assert declaration.env in result.out, declaration.env
         if declaration.flag:
             assert declaration.flag in result.out, declaration.flag
+
+
+def test_help_names_what_each_flag_takes() -> None:
+    usage = " ".join(run_cli("sync", "--help", env={}).out.split())
+    top = " ".join(run_cli("--help", env={}).out.split())
+
+    assert "[--timeout SECONDS] [--concurrency N] [--campaign IDS] [--shard I/N]" in usage
+    assert "[--log-format {text,json}]" in top
