@@ -12,18 +12,25 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
+import os
+import socket
+import threading
 from collections.abc import Iterator
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from etl.config import DatabaseSettings
 from etl.errors import DatabaseError
+from etl.stop import Stop
 
 logger = logging.getLogger(__name__)
 
 APPLICATION_NAME = "thulium-etl"
+#: Seconds a stop waits for the database to end a cancelled statement before it cuts the
+#: connection: Postgres ignores a cancel while a COPY waits for data stuck on the way.
+CUT_AFTER = 2.0
 _CONNECTION_DEFAULTS: dict[str, object] = {
     "application_name": APPLICATION_NAME,
     "connect_timeout": 10,
@@ -147,3 +154,44 @@ def database_errors(engine: Engine, *, doing: str) -> Iterator[None]:
         yield
     except DBAPIError as exc:
         raise DatabaseError(failure_message(engine.url, exc, doing=doing)) from None
+
+
+@contextlib.contextmanager
+def stoppable(connection: Connection, stop: Stop) -> Iterator[None]:
+    """While the block runs, a stop cancels the statement in progress on ``connection``.
+
+    If the statement has not ended :data:`CUT_AFTER` seconds later (a COPY waiting for data
+    that is stuck on the way, a network gone silent), the connection is cut: the call then
+    fails at once, and the server rolls back what it had not committed. A stop never waits
+    on the database.
+    """
+    import psycopg
+
+    driver = connection.connection.driver_connection
+    done = threading.Event()
+
+    def interrupt() -> None:
+        try:
+            driver.cancel_safe(timeout=CUT_AFTER)  # type: ignore[union-attr]
+        except psycopg.Error as exc:
+            logger.warning("could not cancel the statement in progress: %s", exc)
+        if not done.wait(CUT_AFTER):
+            logger.warning(
+                "the database did not end the cancelled statement within %gs: cutting the "
+                "connection",
+                CUT_AFTER,
+            )
+            with contextlib.suppress(psycopg.Error, OSError):  # already closed: nothing to cut
+                _shut_down(driver.fileno())  # type: ignore[union-attr]
+
+    with stop.cancelling(interrupt):
+        try:
+            yield
+        finally:
+            done.set()
+
+
+def _shut_down(fd: int) -> None:
+    """Shut a socket down under the driver that owns it, which then fails its call."""
+    with socket.socket(fileno=os.dup(fd)) as sock:
+        sock.shutdown(socket.SHUT_RDWR)

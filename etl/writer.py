@@ -14,14 +14,14 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 from tenacity import RetryCallState
 
 from etl import history, load
 from etl.batches import Batch
 from etl.config import WriteSettings
-from etl.database import Failure, classify, failure_message, reason
+from etl.database import Failure, classify, failure_message, reason, stoppable
 from etl.errors import CampaignError, DatabaseError, InterruptedRun
 from etl.fetch import Fetched
 from etl.lock import RunLock
@@ -82,7 +82,7 @@ class Writer:
 
         def record(_retried: bool) -> None:  # its statements are idempotent
             self._lock.ensure()
-            with self._engine.begin() as conn, self._stop.cancelling(_canceller(conn)):
+            with self._engine.begin() as conn, stoppable(conn, self._stop):
                 history.record_discovery(
                     conn,
                     self._run_id,
@@ -119,7 +119,7 @@ class Writer:
         recorded stands, and only the rest is written."""
         self._lock.ensure()
         started = time.monotonic()
-        with self._engine.begin() as conn, self._stop.cancelling(_canceller(conn)):
+        with self._engine.begin() as conn, stoppable(conn, self._stop):
             recorded: list[CampaignResult] = []
             if retried:
                 ids = [item.campaign_id for item in fetched] + [o.campaign_id for o in others]
@@ -199,9 +199,3 @@ class Writer:
                 failure_message(self._engine.url, exc, doing=doing, attempts=attempts)
             ) from None
         raise AssertionError("tenacity returned without an outcome")  # pragma: no cover
-
-
-def _canceller(connection: Connection) -> Callable[[], object]:
-    """Cancels the statement running on ``connection``: a stop must not wait for a lock."""
-    driver = connection.connection.driver_connection
-    return lambda: driver.cancel_safe()  # type: ignore[union-attr]

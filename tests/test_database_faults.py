@@ -22,7 +22,7 @@ from tests.helpers.data import (
 )
 from tests.helpers.databases import libpq
 from tests.helpers.history import assert_history_matches
-from tests.helpers.pgproxy import losing_a_commit_ack
+from tests.helpers.pgproxy import CommitAckLoss, CopyStall, serving
 from tests.helpers.snapshots import assert_totals_add_up, wait_until
 
 IDS = ["00001", "00002", "00003"]
@@ -166,6 +166,21 @@ def test_sigterm_cancels_a_statement_waiting_for_a_lock(
     assert_interrupted_before_writing_anything(migrated)
 
 
+def test_sigterm_in_the_middle_of_a_copy_cancels_it_and_writes_nothing(
+    api: StandIn, db_url: URL, migrated: Engine
+) -> None:
+    seed_campaigns(api, IDS)
+    with serving(CopyStall(db_url)) as proxy:
+        proc = spawn_cli("sync", env=make_env(api, proxy.url, IDS))
+        assert proxy.stalled.wait(30), "the job never started copying"
+
+        err, stopped_after = terminate(proc)
+
+    assert proc.returncode == 143, err
+    assert stopped_after < 5
+    assert_interrupted_before_writing_anything(migrated)
+
+
 def assert_interrupted_before_writing_anything(engine: Engine) -> None:
     """The run is recorded interrupted, every campaign skipped, and no status written."""
     run, outcomes = last_run(engine)
@@ -224,7 +239,7 @@ def test_a_commit_whose_acknowledgement_is_lost_is_recorded_once(
     """The connection dies after the server committed a batch, before the job heard it did:
     the retry finds the batch committed and writes nothing twice."""
     served = seed_campaigns(api, IDS)
-    with losing_a_commit_ack(db_url, marker=b"sync_run_batches") as proxy:
+    with serving(CommitAckLoss(db_url, marker=b"sync_run_batches")) as proxy:
         result = run_cli("sync", env=make_env(api, proxy.url, IDS, THULIUM_CONCURRENCY="1"))
 
     assert proxy.fired.is_set()
@@ -250,7 +265,7 @@ def test_discovery_whose_commit_acknowledgement_is_lost_is_recorded_once(
     api: StandIn, db_url: URL, migrated: Engine
 ) -> None:
     seed_campaigns(api, IDS)  # each campaign given statuses is active
-    with losing_a_commit_ack(db_url, marker=b"campaign_stats") as proxy:
+    with serving(CommitAckLoss(db_url, marker=b"campaign_stats")) as proxy:
         env = make_env(api, proxy.url, [], THULIUM_CAMPAIGNS="active")
         result = run_cli("sync", env=env)
 
