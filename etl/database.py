@@ -34,6 +34,15 @@ CUT_AFTER = 2.0
 _CONNECTION_DEFAULTS: dict[str, object] = {
     "application_name": APPLICATION_NAME,
     "connect_timeout": 10,
+    # A server that vanishes (a host gone, a network partition) sends nothing, not even a
+    # reset: without these, a job waiting for a result would wait for the kernel's default
+    # two hours of keepalive silence. Now a dead peer is noticed within about a minute,
+    # whether the job waits for an answer or for its data to be acknowledged.
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 60_000,
 }
 
 
@@ -115,7 +124,7 @@ def make_engine(settings: DatabaseSettings, *, pool_size: int = 2) -> Engine:
         # made them 10x slower on a re-sync of 200,000 rows.
         connect_args={
             "prepare_threshold": None,
-            # defaults a DATABASE_URL's own ?application_name= or ?connect_timeout= overrides
+            # defaults a DATABASE_URL's own ?application_name=, ?keepalives_idle=, … override
             **{k: v for k, v in _CONNECTION_DEFAULTS.items() if k not in url.query},
         },
     )

@@ -8,6 +8,8 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
+from etl import config
+from etl.database import make_engine
 from etl.standin import StandIn
 from tests.helpers.cli import make_env, run_cli
 from tests.helpers.data import seed_campaigns
@@ -47,3 +49,32 @@ def test_the_url_can_come_from_a_secret_file(
 
     assert result.code == 0, result.err
     assert _synced(migrated) == 5
+
+
+def _client_parameters(env: dict[str, str]) -> dict[str, str]:
+    """The libpq parameters of a connection the job opens with this environment."""
+    engine = make_engine(config.load(config.DatabaseCommand, env).database)
+    try:
+        with engine.connect() as conn:
+            driver = conn.connection.driver_connection
+            assert driver is not None
+            return dict(driver.info.get_parameters())
+    finally:
+        engine.dispose()
+
+
+def test_connections_notice_a_vanished_server_within_a_minute(
+    api: StandIn, db_url: URL, migrated: Engine
+) -> None:
+    parameters = _client_parameters(make_env(api, db_url, IDS))
+
+    assert parameters["keepalives_idle"] == "30"
+    assert parameters["keepalives_interval"] == "10"
+    assert parameters["keepalives_count"] == "3"
+    assert parameters["tcp_user_timeout"] == "60000"
+
+
+def test_the_url_can_set_its_own_keepalives(api: StandIn, db_url: URL, migrated: Engine) -> None:
+    env = make_env(api, db_url.update_query_dict({"keepalives_idle": "5"}), IDS)
+
+    assert _client_parameters(env)["keepalives_idle"] == "5"
