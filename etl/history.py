@@ -100,7 +100,7 @@ _INSERT_OUTCOMES = text(
     """
 )
 _LAST_ATTEMPTS = text(
-    """
+    f"""
     WITH attempt (campaign_id, outcome, error) AS (
         SELECT * FROM unnest(
             CAST(:campaign_ids AS text[]), CAST(:outcomes AS text[]), CAST(:errors AS text[]))
@@ -109,7 +109,7 @@ _LAST_ATTEMPTS = text(
         SET last_attempt_at = now(),
             last_attempt_outcome = a.outcome,
             last_error = a.error,
-            last_synced_at = CASE WHEN a.outcome = 'succeeded' THEN now()
+            last_synced_at = CASE WHEN a.outcome = '{CampaignOutcome.SUCCEEDED}' THEN now()
                                   ELSE c.last_synced_at END
         FROM attempt AS a
         WHERE c.campaign_id = a.campaign_id
@@ -195,7 +195,7 @@ _RECORD_UNRECORDED = text(
     SELECT r.run_id,
         {_NEXT_BATCH.format("r.run_id")},
         m.ids,
-        array_fill(CAST('skipped' AS text), ARRAY[cardinality(m.ids)]),
+        array_fill(CAST('{CampaignOutcome.SKIPPED}' AS text), ARRAY[cardinality(m.ids)]),
         array_fill(0, ARRAY[cardinality(m.ids)]),
         array_fill(0, ARRAY[cardinality(m.ids)]),
         array_fill(0, ARRAY[cardinality(m.ids)]),
@@ -219,7 +219,7 @@ _RECORD_UNRECORDED = text(
 # Totals are counted from the per-campaign rows, so they always add up to them. Runs from
 # before the plan was recorded (campaign_ids null) keep the total they started with.
 _CLOSE = text(
-    """
+    f"""
     UPDATE sync_runs AS r
     SET outcome = :outcome, finished_at = now(), error = :error,
         campaigns_total = CASE WHEN r.campaign_ids IS NULL THEN r.campaigns_total
@@ -228,9 +228,9 @@ _CLOSE = text(
         rows_inserted = t.inserted, rows_updated = t.updated, rows_deleted = t.deleted
     FROM (
         SELECT count(*) AS total,
-               count(*) FILTER (WHERE outcome = 'succeeded') AS ok,
-               count(*) FILTER (WHERE outcome = 'failed') AS failed,
-               count(*) FILTER (WHERE outcome = 'skipped') AS skipped,
+               count(*) FILTER (WHERE outcome = '{CampaignOutcome.SUCCEEDED}') AS ok,
+               count(*) FILTER (WHERE outcome = '{CampaignOutcome.FAILED}') AS failed,
+               count(*) FILTER (WHERE outcome = '{CampaignOutcome.SKIPPED}') AS skipped,
                coalesce(sum(rows_inserted), 0) AS inserted,
                coalesce(sum(rows_updated), 0) AS updated,
                coalesce(sum(rows_deleted), 0) AS deleted
