@@ -4,6 +4,8 @@ line runs a sync that mails one line only when it fails."""
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +20,7 @@ from tests.helpers.data import seed_campaigns
 from tests.helpers.deploy import (
     DEPLOY,
     cron_field_ok,
+    days_without_exactly_one,
     env_file,
     exit_code_actions,
     install_at,
@@ -131,7 +134,32 @@ def test_the_timer_runs_nightly_and_catches_up_a_missed_night() -> None:
         text=True,
     )
     assert done.returncode == 0, done.stderr
-    assert "Normalized form: *-*-* 02:30:00" in done.stdout
+    assert "Normalized form: *-*-* 03:30:00 Europe/Warsaw" in done.stdout
+
+
+def test_the_timer_runs_once_every_night_clock_changes_included() -> None:
+    (calendar,) = unit_settings(TIMER)["Timer"]["OnCalendar"]
+    *_, clock, zone = calendar.split()
+    at = dt.time.fromisoformat(clock)
+    assert days_without_exactly_one(at, zone, years=range(2026, 2036)) == []
+    # and systemd agrees: four nights in a row across the spring and the autumn change
+    for before in ("2027-03-26 12:00 UTC", "2027-10-29 12:00 UTC"):
+        done = subprocess.run(
+            [
+                require("systemd-analyze"),
+                "calendar",
+                "--iterations=4",
+                "--base-time",
+                before,
+                calendar,
+            ],
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr
+        days = re.findall(r"(?:Next elapse|Iter\. #\d+): \w+ (\d{4}-\d\d-\d\d)", done.stdout)
+        first = dt.date.fromisoformat(days[0])
+        assert days == [str(first + dt.timedelta(days=n)) for n in range(4)], done.stdout
 
 
 def test_the_env_file_sets_only_known_settings_and_no_secrets(known_variables: set[str]) -> None:

@@ -4,6 +4,7 @@ codes to Job actions, and its sharded variant gives each pod its own shard."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from tests.helpers.deploy import (
     benchmark_megabytes,
     container_environment,
     container_security,
+    days_without_exactly_one,
     exit_code_actions,
     load_yaml_documents,
     pod_templates,
@@ -167,6 +169,17 @@ def test_the_nightly_cronjob_runs_sync_once_a_night_never_overlapping_and_cleans
     assert pod["restartPolicy"] == "Never"  # what podFailurePolicy requires
     (container,) = pod["containers"]
     assert container["args"] == ["sync"]
+
+
+def test_the_nightly_schedule_runs_once_every_night_clock_changes_included(
+    manifests: Manifests,
+) -> None:
+    cronjob = the(manifests, "CronJob", "thulium-etl")["spec"]
+    minute, hour, *every = cronjob["schedule"].split()
+    assert every == ["*", "*", "*"]
+    at = dt.time(int(hour), int(minute))
+
+    assert days_without_exactly_one(at, cronjob["timeZone"], years=range(2026, 2036)) == []
 
 
 def test_the_migrate_job_runs_migrate_with_only_the_database_url(manifests: Manifests) -> None:

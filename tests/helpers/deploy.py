@@ -8,6 +8,7 @@ installs them.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import shutil
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
@@ -368,3 +370,21 @@ def env_file(path: Path) -> dict[str, str]:
         assert match, f"{path.name}: not a plain KEY=value line: {line}"
         values[match[1]] = match[2]
     return values
+
+
+# --- schedules ------------------------------------------------------------------------------
+
+
+def days_without_exactly_one(at: dt.time, zone: str, *, years: range) -> list[dt.date]:
+    """The days on which the local time ``at`` in ``zone`` is skipped (the clocks jump over
+    it) or happens twice (they go back over it): a daily schedule at ``at`` misses or doubles
+    a run on each of them."""
+    tz = ZoneInfo(zone)
+    day, end = dt.date(years.start, 1, 1), dt.date(years.stop, 1, 1)
+    found = []
+    while day < end:
+        local = dt.datetime.combine(day, at, tzinfo=tz)
+        if local.utcoffset() != local.replace(fold=1).utcoffset():
+            found.append(day)
+        day += dt.timedelta(days=1)
+    return found
