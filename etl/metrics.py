@@ -1,9 +1,11 @@
 """Prometheus metrics of a sync, the way a batch job reports them: at the end of every run.
 
 The metrics are built with prometheus-client in a registry of the run's own, then written in
-the node_exporter textfile format (atomically, by ``write_to_textfile``) and/or pushed to a
-Pushgateway (``pushadd_to_gateway``, grouped by job and shard, no instance label). Names
-follow Prometheus's rules: base units, ``_seconds``, ``_total``.
+the node_exporter textfile format (``generate_latest``, written atomically, readable by all)
+and/or pushed to a Pushgateway (``pushadd_to_gateway``, grouped by job and shard, no instance
+label). Names follow Prometheus's rules: base units, ``_seconds``. Every figure is the last
+run's, so every one is a gauge: a counter replaced by each run's own count would read as a
+counter reset to ``rate()`` and ``increase()``.
 
 ``thulium_etl_last_success_timestamp_seconds`` comes from the run history (the last
 succeeded run of the same shard), so a failed run never moves it. When the database cannot
@@ -18,24 +20,23 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping
+import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
 from prometheus_client import (
     CollectorRegistry,
-    Counter,
     Gauge,
     Info,
-    disable_created_metrics,
+    generate_latest,
     pushadd_to_gateway,
-    write_to_textfile,
 )
 from prometheus_client.parser import text_string_to_metric_families
 
 from etl import __version__
 from etl.config import MetricsSettings
-from etl.outcomes import RunOutcome, RunReport
+from etl.outcomes import CampaignOutcome, RunOutcome, RunReport
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +49,6 @@ _REPORTED_OUTCOMES = (
     RunOutcome.INTERRUPTED,
 )
 
-disable_created_metrics()  # type: ignore[no-untyped-call]  # a run's counters: no *_created
-
 
 def registry(report: RunReport, *, labels: Mapping[str, str]) -> CollectorRegistry:
     """The run's metrics, every series carrying ``labels`` as well as its own."""
@@ -58,6 +57,11 @@ def registry(report: RunReport, *, labels: Mapping[str, str]) -> CollectorRegist
 
     def gauge(name: str, doc: str, value: float) -> None:
         _series(Gauge(name, doc, names, registry=reg), labels).set(value)
+
+    def gauges(name: str, doc: str, label: str, values: Iterable[tuple[str, float]]) -> None:
+        family = Gauge(name, doc, (*names, label), registry=reg)
+        for word, value in values:
+            family.labels(**labels, **{label: word}).set(value)
 
     gauge(
         "thulium_etl_last_run_timestamp_seconds",
@@ -71,61 +75,47 @@ def registry(report: RunReport, *, labels: Mapping[str, str]) -> CollectorRegist
     )
     if report.last_success is not None:
         gauge(LAST_SUCCESS, "When the last successful sync run finished", report.last_success)
-    outcome = Gauge(
+    gauges(
         "thulium_etl_last_run_outcome",
         "1 for the last sync run's outcome, 0 for the others",
-        (*names, "outcome"),
-        registry=reg,
-    )
-    for candidate in _REPORTED_OUTCOMES:
-        outcome.labels(**labels, outcome=str(candidate)).set(candidate is report.outcome)
-    campaigns = Counter(
-        "thulium_etl_campaigns",
-        "Campaigns of the last sync run, by outcome",
-        (*names, "outcome"),
-        registry=reg,
-    )
-    rows = Counter(
-        "thulium_etl_rows",
-        "Rows of statuses the last sync run changed, by change",
-        (*names, "change"),
-        registry=reg,
+        "outcome",
+        ((str(candidate), candidate is report.outcome) for candidate in _REPORTED_OUTCOMES),
     )
     t = report.totals
-    for word, count in (
-        ("succeeded", t.campaigns_ok),
-        ("failed", t.campaigns_failed),
-        ("skipped", t.campaigns_skipped),
-    ):
-        campaigns.labels(**labels, outcome=word).inc(count)
-    for change, count in (
-        ("inserted", t.rows_inserted),
-        ("updated", t.rows_updated),
-        ("deleted", t.rows_deleted),
-    ):
-        rows.labels(**labels, change=change).inc(count)
-    requests = Counter(
-        "thulium_etl_http_requests",
+    gauges(
+        "thulium_etl_last_run_campaigns",
+        "Campaigns of the last sync run, by outcome",
+        "outcome",
+        (
+            (str(CampaignOutcome.SUCCEEDED), t.campaigns_ok),
+            (str(CampaignOutcome.FAILED), t.campaigns_failed),
+            (str(CampaignOutcome.SKIPPED), t.campaigns_skipped),
+        ),
+    )
+    gauges(
+        "thulium_etl_last_run_rows",
+        "Rows of statuses the last sync run changed, by change",
+        "change",
+        (("inserted", t.rows_inserted), ("updated", t.rows_updated), ("deleted", t.rows_deleted)),
+    )
+    gauges(
+        "thulium_etl_last_run_http_requests",
         "HTTP requests to the Thulium API in the last sync run, by status code (none: no "
         "answer at all)",
-        (*names, "code"),
-        registry=reg,
+        "code",
+        sorted(report.http.by_status.items()),
     )
-    for code, count in sorted(report.http.by_status.items()):
-        requests.labels(**labels, code=code).inc(count)
-    retries = Counter(
-        "thulium_etl_http_retries",
+    gauge(
+        "thulium_etl_last_run_http_retries",
         "HTTP requests made again after a transient failure in the last sync run",
-        names,
-        registry=reg,
+        report.http.retries,
     )
-    _series(retries, labels).inc(report.http.retries)
     build = Info("thulium_etl_build", "The thulium-etl version that ran", names, registry=reg)
     _series(build, labels).info({"version": __version__})
     return reg
 
 
-M = TypeVar("M", Gauge, Counter, Info)
+M = TypeVar("M", Gauge, Info)
 
 
 def _series(metric: M, labels: Mapping[str, str]) -> M:
@@ -159,7 +149,22 @@ def export(settings: MetricsSettings, report: RunReport) -> None:
 def _write_textfile(path: Path, report: RunReport, *, labels: Mapping[str, str]) -> None:
     if report.last_success is None:
         report = _with_previous_success(path, report)
-    write_to_textfile(str(path), registry(report, labels=labels))
+    _replace(path, generate_latest(registry(report, labels=labels)))
+
+
+def _replace(path: Path, content: bytes) -> None:
+    """Write ``path`` atomically (a temporary file renamed over it; the textfile collector
+    reads only ``*.prom``) and readable by all: node_exporter runs as a user of its own, and
+    the systemd unit's umask is 0077."""
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), "wb") as f:
+            os.fchmod(f.fileno(), 0o644)  # os.open's mode is masked by the umask
+            f.write(content)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def _with_previous_success(path: Path, report: RunReport) -> RunReport:

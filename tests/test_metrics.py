@@ -7,6 +7,8 @@ pushed is logged and never changes the run's outcome or exit code.
 
 from __future__ import annotations
 
+import re
+import stat
 import time
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from sqlalchemy.engine import URL
 
 from etl import __version__
 from etl.standin import StandIn
-from tests.helpers.cli import make_env, run_cli
+from tests.helpers.cli import make_env, run_cli, spawn_cli
 from tests.helpers.data import seed_campaigns, stored_statuses
 from tests.helpers.prometheus import Pushgateway, promtool_accepts, series, value
 
@@ -56,12 +58,12 @@ def test_a_partial_run_writes_every_metric_to_the_textfile(
     assert all(dict(labels)["job"] == "thulium-etl" for _, labels in found), found
     assert outcome_of(found, **JOB) == "partial"
     for outcome, count in (("succeeded", 2), ("failed", 1), ("skipped", 0)):
-        assert value(found, "thulium_etl_campaigns_total", **JOB, outcome=outcome) == count
+        assert value(found, "thulium_etl_last_run_campaigns", **JOB, outcome=outcome) == count
     for change, count in (("inserted", 10), ("updated", 0), ("deleted", 0)):
-        assert value(found, "thulium_etl_rows_total", **JOB, change=change) == count
-    assert value(found, "thulium_etl_http_requests_total", **JOB, code="200") == 2
-    assert value(found, "thulium_etl_http_requests_total", **JOB, code="404") == 1
-    assert value(found, "thulium_etl_http_retries_total", **JOB) == 0
+        assert value(found, "thulium_etl_last_run_rows", **JOB, change=change) == count
+    assert value(found, "thulium_etl_last_run_http_requests", **JOB, code="200") == 2
+    assert value(found, "thulium_etl_last_run_http_requests", **JOB, code="404") == 1
+    assert value(found, "thulium_etl_last_run_http_retries", **JOB) == 0
     assert value(found, "thulium_etl_build_info", **JOB, version=__version__) == 1
     finished = value(found, "thulium_etl_last_run_timestamp_seconds", **JOB)
     assert finished is not None and started <= finished <= time.time()
@@ -93,7 +95,7 @@ def test_a_failed_run_never_moves_the_last_success_in_the_textfile(
         assert value(found, "thulium_etl_last_success_timestamp_seconds", **JOB) == success
         last_run = value(found, "thulium_etl_last_run_timestamp_seconds", **JOB)
         assert last_run is not None and success is not None and last_run > success
-    assert value(after_refused, "thulium_etl_http_requests_total", **JOB, code="401") == 1
+    assert value(after_refused, "thulium_etl_last_run_http_requests", **JOB, code="401") == 1
 
 
 def test_a_sharded_run_labels_every_series_with_its_shard(
@@ -148,8 +150,8 @@ def test_the_pushgateway_holds_what_a_succeeded_a_partial_and_a_failed_run_pushe
     assert run_cli("sync", env={**env, "THULIUM_CAMPAIGNS": ",".join(IDS)}).code == 1
     partial = gateway.groups()[group]
     assert outcome_of(partial, **JOB) == "partial"
-    assert value(partial, "thulium_etl_campaigns_total", **JOB, outcome="failed") == 1
-    assert value(partial, "thulium_etl_http_requests_total", **JOB, code="404") == 1
+    assert value(partial, "thulium_etl_last_run_campaigns", **JOB, outcome="failed") == 1
+    assert value(partial, "thulium_etl_last_run_http_requests", **JOB, code="404") == 1
     assert value(partial, "thulium_etl_last_success_timestamp_seconds", **JOB) == success
 
     assert run_cli("sync", env={**env, "DATABASE_URL": UNREACHABLE_DB}).code == 3
@@ -157,7 +159,7 @@ def test_the_pushgateway_holds_what_a_succeeded_a_partial_and_a_failed_run_pushe
     assert outcome_of(failed, **JOB) == "failed"
     assert value(failed, "thulium_etl_last_success_timestamp_seconds", **JOB) == success
     for outcome in ("succeeded", "failed", "skipped"):  # nothing attempted: not the last run's
-        assert value(failed, "thulium_etl_campaigns_total", **JOB, outcome=outcome) == 0
+        assert value(failed, "thulium_etl_last_run_campaigns", **JOB, outcome=outcome) == 0
 
 
 def test_each_shard_pushes_to_a_group_of_its_own(
@@ -173,3 +175,30 @@ def test_each_shard_pushes_to_a_group_of_its_own(
     assert set(groups) == {frozenset({**JOB, "shard": s}.items()) for s in ("0/2", "1/2")}
     for labels, found in groups.items():
         assert outcome_of(found, **dict(labels)) == "succeeded"
+
+
+def test_the_textfile_is_readable_by_node_exporter_whatever_the_umask(
+    api: StandIn, db_url: URL, migrated: Engine, tmp_path: Path
+) -> None:
+    seed_campaigns(api, IDS[:2], n=5)
+    file = tmp_path / "thulium-etl.prom"
+    env = make_env(api, db_url, IDS[:2], THULIUM_METRICS_FILE=str(file))
+
+    proc = spawn_cli("sync", env=env, umask=0o077)  # the systemd unit's umask
+    _, err = proc.communicate(timeout=60)
+
+    assert proc.returncode == 0, err
+    assert stat.S_IMODE(file.stat().st_mode) == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == [file.name]  # no temporary left behind
+
+
+def test_every_figure_of_the_last_run_is_a_gauge(
+    api: StandIn, db_url: URL, migrated: Engine, tmp_path: Path
+) -> None:
+    seed_campaigns(api, IDS[:2], n=5)
+    file = tmp_path / "thulium-etl.prom"
+
+    run_cli("sync", env=make_env(api, db_url, IDS, THULIUM_METRICS_FILE=str(file)))
+
+    types = dict(re.findall(r"^# TYPE (\S+) (\S+)$", file.read_text(), re.M))
+    assert set(types.values()) == {"gauge"}, types

@@ -21,10 +21,10 @@ METRICS = {
     "thulium_etl_last_success_timestamp_seconds",
     "thulium_etl_run_duration_seconds",
     "thulium_etl_last_run_outcome",
-    "thulium_etl_campaigns_total",
-    "thulium_etl_rows_total",
-    "thulium_etl_http_requests_total",
-    "thulium_etl_http_retries_total",
+    "thulium_etl_last_run_campaigns",
+    "thulium_etl_last_run_rows",
+    "thulium_etl_last_run_http_requests",
+    "thulium_etl_last_run_http_retries",
     "thulium_etl_build_info",
 }
 
