@@ -59,7 +59,8 @@ exit codes:
   2   configuration or usage error; nothing was contacted (grant-read: ROLE does
       not exist; nothing was changed)
   3   the database is unreachable, refuses writes, or its schema is not at this
-      version's revision
+      version's revision (also: the run lock's connection was lost mid-run and
+      another sync took over; what this run committed is kept)
   69  THULIUM_CAMPAIGNS=active and the active campaigns could not be listed; nothing
       was synced
   70  internal error (a bug in thulium-etl: please report it with the log)

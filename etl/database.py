@@ -17,7 +17,7 @@ import socket
 import threading
 from collections.abc import Iterator
 
-from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -124,6 +124,9 @@ def make_engine(settings: DatabaseSettings, *, pool_size: int = 2) -> Engine:
         # made them 10x slower on a re-sync of 200,000 rows.
         connect_args={
             "prepare_threshold": None,
+            # Whatever the database's encoding: the server converts, and a character it cannot
+            # hold is an error of the statement (SQLSTATE 22P05), not of the driver.
+            "client_encoding": "utf8",
             # defaults a DATABASE_URL's own ?application_name=, ?keepalives_idle=, … override
             **{k: v for k, v in _CONNECTION_DEFAULTS.items() if k not in url.query},
         },
@@ -170,28 +173,42 @@ def stoppable(connection: Connection, stop: Stop) -> Iterator[None]:
     """While the block runs, a stop cancels the statement in progress on ``connection``.
 
     If the statement has not ended :data:`CUT_AFTER` seconds later (a COPY waiting for data
-    that is stuck on the way, a network gone silent), the connection is cut: the call then
-    fails at once, and the server rolls back what it had not committed. A stop never waits
-    on the database.
+    that is stuck on the way, a network gone silent), the connection is cut, so the call
+    fails at once, and its server session is ended from a new connection, so that its locks
+    go with it and the run can still record its outcome. A stop never waits on the database.
     """
     import psycopg
 
     driver = connection.connection.driver_connection
+    assert isinstance(driver, psycopg.Connection)
+    backend = driver.info.backend_pid
     done = threading.Event()
 
     def interrupt() -> None:
         try:
-            driver.cancel_safe(timeout=CUT_AFTER)  # type: ignore[union-attr]
+            driver.cancel_safe(timeout=CUT_AFTER)
         except psycopg.Error as exc:
             logger.warning("could not cancel the statement in progress: %s", exc)
-        if not done.wait(CUT_AFTER):
+        if done.wait(CUT_AFTER):
+            return
+        logger.warning(
+            "the database did not end the cancelled statement within %gs: cutting the "
+            "connection and ending its session (pid %d)",
+            CUT_AFTER,
+            backend,
+        )
+        with contextlib.suppress(psycopg.Error, OSError):  # already closed: nothing to cut
+            _shut_down(driver.fileno())
+        try:
+            with connection.engine.connect() as other:
+                other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+        except DBAPIError as exc:
             logger.warning(
-                "the database did not end the cancelled statement within %gs: cutting the "
-                "connection",
-                CUT_AFTER,
+                "could not end the session (pid %d): %s; its locks last until the server "
+                "notices the connection is gone",
+                backend,
+                reason(exc),
             )
-            with contextlib.suppress(psycopg.Error, OSError):  # already closed: nothing to cut
-                _shut_down(driver.fileno())  # type: ignore[union-attr]
 
     with stop.cancelling(interrupt):
         try:

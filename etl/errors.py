@@ -8,6 +8,7 @@ and recorded; the others stop the whole command::
     ├── ConfigError               2: a setting is missing or malformed; nothing contacted
     ├── NoSuchRoleError           2: grant-read names a role that does not exist
     ├── DatabaseError             3: unreachable, refuses writes, timed out past retries
+    │   ├── RunTakenOver             3: the lock's connection was lost; another sync took over
     │   ├── SchemaNotCurrentError    3: run `thulium-etl migrate` first
     │   └── SchemaTooNewError        3: a newer thulium-etl migrated the database
     ├── DiscoveryError            69: the active campaigns could not be listed
@@ -60,6 +61,11 @@ class DatabaseError(EtlError):
     """The database cannot be reached or refused an operation the job needs."""
 
     exit_code = EXIT_DATABASE
+
+
+class RunTakenOver(DatabaseError):
+    """The connection holding the run lock was lost, and another sync took over: this run
+    stops, keeping what it committed."""
 
 
 class SchemaNotCurrentError(DatabaseError):

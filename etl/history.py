@@ -23,6 +23,7 @@ from sqlalchemy.exc import DBAPIError
 
 from etl import __version__, logs
 from etl.database import reason
+from etl.errors import RunTakenOver
 from etl.outcomes import CampaignOutcome, CampaignResult, Counts, RunOutcome, RunTotals
 from etl.records import CampaignStat
 from etl.schema import sync_run_campaigns, sync_runs
@@ -48,7 +49,10 @@ def abandon_stale_runs(connection: Connection, *, shard: Shard | None, reason: s
     stale = sync_runs.c.outcome == RunOutcome.RUNNING
     if shard is not None:
         stale &= sync_runs.c.shard.is_(None) | (sync_runs.c.shard == str(shard))
-    run_ids = list(connection.execute(select(sync_runs.c.run_id).where(stale)).scalars())
+    # FOR UPDATE waits for a transaction of a run still writing (see hold()), then skips the
+    # run if another sync closed it meanwhile: what is recorded below is counted after that.
+    found = select(sync_runs.c.run_id).where(stale).order_by(sync_runs.c.run_id).with_for_update()
+    run_ids = list(connection.execute(found).scalars())
     for run_id in run_ids:
         finish_run(
             connection,
@@ -58,6 +62,26 @@ def abandon_stale_runs(connection: Connection, *, shard: Shard | None, reason: s
             unrecorded="never attempted: the run's process died before it got to this campaign",
         )
     return run_ids
+
+
+def hold(connection: Connection, run_id: int) -> None:
+    """Lock the run's row for the caller's transaction, and make sure the run is still ours.
+
+    Every write transaction of a run starts here. A sync that takes over after this run's
+    lock connection was lost waits for the transaction to end before it closes the run as
+    abandoned (see :func:`abandon_stale_runs`), and a retry waits for an attempt whose COMMIT
+    was in flight; once the run is closed, nothing more of it is written.
+    """
+    outcome = connection.execute(
+        select(sync_runs.c.outcome)
+        .where(sync_runs.c.run_id == run_id)
+        .with_for_update(key_share=True)
+    ).scalar_one()
+    if outcome != RunOutcome.RUNNING:
+        raise RunTakenOver(
+            f"run {run_id} was closed as {outcome} by another sync while it ran (its lock's "
+            "connection had been lost): it stops here; the campaigns it recorded are kept"
+        )
 
 
 def start_run(connection: Connection, *, campaign_ids: Sequence[str], shard: Shard | None) -> int:
@@ -157,14 +181,10 @@ def recorded(
 ) -> list[CampaignResult]:
     """What the run has already recorded of these campaigns, in their order.
 
-    First it waits for any other transaction still writing this run's history (one whose
-    connection was lost while its COMMIT was in flight): each holds a key-share lock on the
-    run's row, which ``FOR UPDATE`` waits out (within the lock timeout), so what it committed
-    is seen here and not written twice.
+    Called after :func:`hold`, which waited for any other transaction still writing this
+    run's history (one whose connection was lost while its COMMIT was in flight), so what
+    that one committed is seen here and not written twice.
     """
-    connection.execute(
-        select(sync_runs.c.run_id).where(sync_runs.c.run_id == run_id).with_for_update()
-    )
     rows = connection.execute(
         select(sync_run_campaigns).where(
             sync_run_campaigns.c.run_id == run_id,

@@ -16,7 +16,7 @@ import logging
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from etl.errors import LockHeldError
+from etl.errors import LockHeldError, RunTakenOver
 from etl.shards import Shard
 
 logger = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ class RunLock:
         """Check the lock's connection is alive; take the locks again if the server dropped it.
 
         While the server is down this raises the driver's error (the caller retries); once it
-        answers again, the locks are taken anew or :class:`LockHeldError` is raised.
+        answers again, the locks are taken anew or :class:`RunTakenOver` is raised.
         """
         if self._connection is not None:
             try:
@@ -95,9 +95,9 @@ class RunLock:
                 self._connection.close()
                 self._connection = None
         if not self._try():
-            raise LockHeldError(
-                f"the connection holding the run lock was lost and meanwhile {self._held_by()}; "
-                "stopping this run"
+            raise RunTakenOver(
+                f"the connection holding the run lock was lost and meanwhile {self._held_by()}: "
+                "this run stops here; the campaigns it recorded are kept"
             )
 
     def release(self) -> None:

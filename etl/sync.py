@@ -22,7 +22,7 @@ from etl.batches import batches
 from etl.client import ThuliumClient
 from etl.config import SyncCommand
 from etl.database import database_errors, reason
-from etl.errors import InterruptedRun, LockHeldError
+from etl.errors import InterruptedRun, LockHeldError, RunTakenOver
 from etl.fetch import Fetcher, queued_weight
 from etl.lock import RunLock
 from etl.outcomes import CampaignResult, RunOutcome, RunReport, RunTotals
@@ -175,10 +175,9 @@ def _sync(engine: Engine, settings: SyncCommand, stop: Stop, report: RunReport) 
                 logs.status("")
         outcome = run.tally.outcome(interrupted=stop.is_set())
         error = run.tally.summary(auth_failed=run.auth_failed)
-        with database_errors(engine, doing="recording the run's outcome"), engine.begin() as conn:
-            totals, finished_at = history.finish_run(
-                conn, run_id, outcome=outcome, error=error, unrecorded=run.skip_reason()
-            )
+        totals, finished_at = run.writer.finish(
+            outcome=outcome, error=error, unrecorded=run.skip_reason()
+        )
         report.outcome, report.totals, report.finished_at = outcome, totals, finished_at
         return RunResult(
             run_id=run_id,
@@ -232,7 +231,10 @@ def _outcome_of(exc: BaseException) -> RunOutcome:
 
 
 def _finish_after_crash(engine: Engine, run_id: int, exc: BaseException) -> None:
-    """Best effort: record why the run stopped, if the database still answers."""
+    """Best effort: record why the run stopped, if the database still answers, and if the
+    run is still ours to close."""
+    if isinstance(exc, RunTakenOver):
+        return  # the sync that took over closed it
     outcome = _outcome_of(exc)
     message = str(exc) or type(exc).__name__
     try:

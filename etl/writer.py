@@ -9,23 +9,25 @@ campaign, so that only the refused campaign fails. Anything else ends the run.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from tenacity import RetryCallState
 
-from etl import history, load
+from etl import history, load, logs
 from etl.batches import Batch
 from etl.config import WriteSettings
 from etl.database import Failure, classify, failure_message, reason, stoppable
 from etl.errors import CampaignError, DatabaseError, InterruptedRun
 from etl.fetch import Fetched
 from etl.lock import RunLock
-from etl.outcomes import CampaignResult
+from etl.outcomes import CampaignResult, RunOutcome, RunTotals
 from etl.records import CampaignStat
 from etl.retry import database_retrying
 from etl.stop import Stop
@@ -81,8 +83,7 @@ class Writer:
         mine = set(planned)
 
         def record(_retried: bool) -> None:  # its statements are idempotent
-            self._lock.ensure()
-            with self._engine.begin() as conn, stoppable(conn, self._stop):
+            with self._transaction() as conn:
                 history.record_discovery(
                     conn,
                     self._run_id,
@@ -97,9 +98,60 @@ class Writer:
         """Record campaigns that bring no data: failed or skipped ones."""
         if not results:
             return []
-        return self._retrying(
-            lambda retried: self._commit([], results, retried=retried), doing="recording outcomes"
+        return self._storing_text(
+            lambda ascii_only: self._retrying(
+                lambda retried: self._commit([], _texts(results, ascii_only), retried=retried),
+                doing="recording outcomes",
+            ),
+            doing="recording outcomes",
         )
+
+    def finish(
+        self, *, outcome: RunOutcome, error: str | None, unrecorded: str
+    ) -> tuple[RunTotals, float]:
+        """Close the run (:func:`history.finish_run`), retried like any write: it only
+        records what is missing and counts the totals again, so a retry is harmless."""
+
+        def close(ascii_only: bool) -> tuple[RunTotals, float]:
+            def attempt(_retried: bool) -> tuple[RunTotals, float]:
+                with self._transaction() as conn:
+                    return history.finish_run(
+                        conn,
+                        self._run_id,
+                        outcome=outcome,
+                        error=_text(error, ascii_only),
+                        unrecorded=_text(unrecorded, ascii_only) or "",
+                    )
+
+            return self._retrying(attempt, doing="recording the run's outcome")
+
+        return self._storing_text(close, doing="recording the run's outcome")
+
+    def _storing_text(self, write: Callable[[bool], T], *, doing: str) -> T:
+        """``write(False)``; if the database refuses the text it is given (a database whose
+        encoding is not UTF-8 cannot hold every character of an API's error message),
+        ``write(True)``, with every text escaped to ASCII."""
+        try:
+            return write(False)
+        except DBAPIError as exc:
+            logger.warning(
+                "the database refused a text while %s (%s); storing it escaped to ASCII",
+                doing,
+                reason(exc),
+            )
+        try:
+            return write(True)
+        except DBAPIError as exc:
+            raise DatabaseError(failure_message(self._engine.url, exc, doing=doing)) from None
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        """One write transaction of the run: the lock checked, the run's row held (see
+        :func:`history.hold`), the statement in progress cancelled by a stop."""
+        self._lock.ensure()
+        with self._engine.begin() as conn, stoppable(conn, self._stop):
+            history.hold(conn, self._run_id)
+            yield conn
 
     @staticmethod
     def _refused(item: Fetched, exc: DBAPIError) -> CampaignResult:
@@ -117,9 +169,8 @@ class Writer:
         """Write a batch in one transaction. On a retry, first ask the database what the
         earlier attempt committed (a connection lost after COMMIT reached the server): what it
         recorded stands, and only the rest is written."""
-        self._lock.ensure()
         started = time.monotonic()
-        with self._engine.begin() as conn, stoppable(conn, self._stop):
+        with self._transaction() as conn:
             recorded: list[CampaignResult] = []
             if retried:
                 ids = [item.campaign_id for item in fetched] + [o.campaign_id for o in others]
@@ -199,3 +250,20 @@ class Writer:
                 failure_message(self._engine.url, exc, doing=doing, attempts=attempts)
             ) from None
         raise AssertionError("tenacity returned without an outcome")  # pragma: no cover
+
+
+def _text(text: str | None, ascii_only: bool) -> str | None:
+    if text is None or not ascii_only:
+        return text
+    return logs.clean(text).encode("ascii", "backslashreplace").decode("ascii")
+
+
+def _texts(results: Sequence[CampaignResult], ascii_only: bool) -> Sequence[CampaignResult]:
+    if not ascii_only:
+        return results
+    return [
+        dataclasses.replace(
+            r, error=_text(r.error, ascii_only), request_id=_text(r.request_id, ascii_only)
+        )
+        for r in results
+    ]

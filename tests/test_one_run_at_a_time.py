@@ -11,6 +11,8 @@ from etl.standin import StandIn
 from tests.helpers.cli import make_env, run_cli, spawn_cli
 from tests.helpers.data import seed_campaigns
 from tests.helpers.databases import libpq
+from tests.helpers.history import assert_history_matches
+from tests.helpers.snapshots import assert_totals_add_up, wait_until
 
 IDS = [f"{n:05d}" for n in range(1, 21)]
 
@@ -54,3 +56,54 @@ def test_two_syncs_started_at_once_exactly_one_runs(
         runs = conn.execute(text("SELECT outcome FROM sync_runs")).scalars().all()
     assert runs == ["succeeded"]
     assert api.total_requests == len(IDS)
+
+
+def _job_sessions(db_url: URL, *, condition: str, terminate: bool = False) -> int:
+    """How many of the job's sessions meet ``condition``; with ``terminate``, end them."""
+    what = "pg_terminate_backend(pid)" if terminate else "*"
+    with psycopg.connect(libpq(db_url), autocommit=True) as admin:
+        row = admin.execute(
+            f"SELECT count({what}) FROM (SELECT pid FROM pg_stat_activity "
+            "WHERE application_name = 'thulium-etl' AND datname = %s "
+            f"AND {condition} OFFSET 0) AS job",  # OFFSET 0: filtered before anything ends
+            (db_url.database,),
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_a_run_whose_lock_connection_dies_mid_write_hands_over_without_double_counting(
+    api: StandIn, db_url: URL, migrated: Engine
+) -> None:
+    seed_campaigns(api, IDS[:6])
+    env = make_env(api, db_url, IDS[:6], THULIUM_CONCURRENCY="1")
+    waiting = "wait_event_type = 'Lock'"
+    with psycopg.connect(libpq(db_url)) as dba:
+        dba.execute("LOCK TABLE statuses IN EXCLUSIVE MODE")
+        first = spawn_cli("sync", env=env)
+        wait_until(lambda: _job_sessions(db_url, condition=waiting) == 1, timeout=30)
+        # its lock's connection dies (a proxy's idle timeout, say): the lock is free
+        assert _job_sessions(db_url, condition="state = 'idle'", terminate=True)
+        second = spawn_cli("sync", env=env)
+        # the second waits for the first's write in flight before it closes the first's run
+        wait_until(lambda: _job_sessions(db_url, condition=waiting) == 2, timeout=30)
+        dba.rollback()
+    _, first_err = first.communicate(timeout=60)
+    _, second_err = second.communicate(timeout=60)
+
+    assert first.returncode == 3, first_err
+    assert "the campaigns it recorded are kept" in first_err
+    assert second.returncode == 0, second_err
+    with migrated.connect() as conn:
+        runs = conn.execute(
+            text("SELECT outcome, campaigns_total FROM sync_runs ORDER BY run_id")
+        ).all()
+        twice = conn.execute(
+            text(
+                "SELECT run_id, campaign_id FROM sync_run_campaigns "
+                "GROUP BY run_id, campaign_id HAVING count(*) > 1"
+            )
+        ).all()
+    assert twice == []
+    assert [tuple(run) for run in runs] == [("abandoned", 6), ("succeeded", 6)]
+    assert_totals_add_up(migrated)
+    assert_history_matches(migrated)

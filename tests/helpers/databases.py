@@ -77,11 +77,13 @@ def libpq(url: URL) -> str:
 
 
 @contextlib.contextmanager
-def fresh_database(server: URL, *, label: str) -> Iterator[URL]:
-    """Create a uniquely named database, yield its URL and drop it (even if still in use)."""
+def fresh_database(server: URL, *, label: str, encoding: str | None = None) -> Iterator[URL]:
+    """Create a uniquely named database (in the server's default encoding, or ``encoding``),
+    yield its URL and drop it (even if still in use)."""
     name = re.sub(r"[^a-z0-9_]", "_", f"etl_{label[:30]}_{uuid.uuid4().hex[:8]}".lower())
+    how = f" TEMPLATE template0 ENCODING '{encoding}' LOCALE 'C'" if encoding else ""
     with psycopg.connect(libpq(server), autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}"{how}')
     try:
         yield server.set(database=name)
     finally:
