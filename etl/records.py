@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, TypeVar
 
+from etl import logs
 from etl.errors import PayloadError
 
 _BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
@@ -24,6 +25,7 @@ MAX_ID_CHARS = 100
 CAMPAIGN_ID = re.compile(r"[0-9A-Za-z]{5}")  # five characters; leading zeros matter
 MAX_NAME_CHARS = 10_000
 _SNIPPET = 120
+_SECRET_ROOM = 4096  # read past the cut, so a secret that straddles it is still whole
 
 
 class Status(NamedTuple):
@@ -57,10 +59,15 @@ def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def snippet(body: bytes) -> str:
-    """The start of a body, printable and short, for an error message."""
-    text = body[:_SNIPPET].decode("utf-8", errors="replace")
-    text = " ".join(text.split())
-    return text + ("…" if len(body) > _SNIPPET else "")
+    """The start of a body, printable and short, for an error message.
+
+    Secrets are masked before the text is cut and its whitespace squeezed: a password cut in
+    two, or with its double space made one, would no longer be recognised as one.
+    """
+    head = body[: _SNIPPET + _SECRET_ROOM]
+    text = " ".join(logs.redact(head.decode("utf-8", errors="replace")).split())
+    cut = len(text) > _SNIPPET or len(body) > len(head)
+    return text[:_SNIPPET] + ("…" if cut else "")
 
 
 def _text(value: object, *, field: str, where: str, allow_empty: bool, limit: int) -> str:

@@ -227,6 +227,32 @@ def test_a_wrong_password_leaks_nowhere(api: StandIn, db_url: URL, migrated: Eng
     )
 
 
+@pytest.mark.parametrize(
+    ("password", "page"),
+    [
+        ("s3cr3t-Pa55-heron-" + "q" * 20, "<p>" + "x" * 100 + " pass {pw}</p>"),  # at the cut
+        ("correct  horse\tbattery-staple", "<p>bad password: {pw}</p>"),  # spaces squeezed
+    ],
+    ids=["straddling-the-cut", "with-whitespace"],
+)
+def test_a_password_an_error_page_echoes_is_masked_wherever_it_falls(
+    api: StandIn, db_url: URL, migrated: Engine, password: str, page: str
+) -> None:
+    seed_campaigns(api, ["00041"])
+    api.password = password
+    api.add_faults(
+        "00041",
+        Fault.status(403, body=page.format(pw=password), content_type="text/html"),
+    )
+
+    result = run("sync", env=make_env(api, db_url, ["00041"], THULIUM_PASSWORD=password))
+
+    assert result.code == 1, result.err
+    assert "***" in (campaign_errors(migrated, last_run(migrated)[0])["00041"] or "")
+    squeezed = " ".join(password.split())
+    assert_no_secret([result], migrated, secrets=(password, squeezed, password[:10]))
+
+
 def test_a_one_letter_password_does_not_mangle_the_logs(
     api: StandIn, db_url: URL, migrated: Engine
 ) -> None:
