@@ -61,6 +61,8 @@ STATUSES = 50  # per campaign, every workload
 LATENCY = 0.05  # seconds per answer in W1
 W1_CAMPAIGNS, W2_CAMPAIGNS, W3_CAMPAIGNS, W3_SMALL = 1_000, 4_000, 10_000, 2_500
 CHECK_CAMPAIGNS, CHECK_LATENCY = 400, 0.3
+# W4: answers just under the 5 MB cap the Kubernetes ConfigMap sets (THULIUM_MAX_BODY_BYTES)
+W4_CAMPAIGNS, W4_STATUSES, W4_MAX_BODY = 16, 40_000, 5_000_000  # ~4.9 MB each
 RENAME_EVERY = 10  # W2: every 10th status of each campaign gets a new name (10% of rows)
 RENAMED_SUFFIX = " (zmieniony)"
 DEFAULT_CONCURRENCY = 8  # the job's default; W2 and W3 run with it
@@ -76,6 +78,8 @@ WAL_LIMIT = 1_000_000  # bytes, re-sync with nothing changed
 RSS_LIMIT_MB = 120.0  # MB = 10^6 bytes
 RSS_FLAT = 1.10  # RSS at 10,000 campaigns vs 2,500: "roughly flat", taken as within 10%
 MB = 1_000_000
+POD_MEMORY_LIMIT_MB = 512 * 2**20 / MB  # deploy/kubernetes: limits.memory 512Mi
+BIG_ANSWER_THROUGHPUT = 0.5  # W4 rows per write second vs W2's: big answers are not slower
 
 _T0 = time.perf_counter()
 
@@ -88,10 +92,12 @@ def campaign_ids(n: int) -> list[str]:
     return [f"{i:05d}" for i in range(1, n + 1)]
 
 
-def campaign_statuses(i: int, *, renamed: bool = False) -> list[dict[str, object]]:
+def campaign_statuses(
+    i: int, *, renamed: bool = False, count: int = STATUSES
+) -> list[dict[str, object]]:
     """Campaign ``i``'s answer: ``sample_statuses`` (as ``python -m etl.standin`` serves)."""
     cid = f"{i:05d}"
-    statuses = sample_statuses(cid, STATUSES, seed=i)
+    statuses = sample_statuses(cid, count, seed=i)
     if renamed:
         for k in range(0, len(statuses), RENAME_EVERY):
             statuses[k] = {**statuses[k], "name": f"{statuses[k]['name']}{RENAMED_SUFFIX}"}
@@ -115,10 +121,10 @@ def _standin_main(conn: multiprocessing.connection.Connection) -> None:
         if command == "stop":
             break
         if command == "serve":
-            n, latency, renamed = arg
+            n, latency, renamed, count = arg
             standin.latency = latency
             for i in range(1, n + 1):
-                standin.set_statuses(f"{i:05d}", campaign_statuses(i, renamed=renamed))
+                standin.set_statuses(f"{i:05d}", campaign_statuses(i, renamed=renamed, count=count))
             standin.reset_counts()
             conn.send(n)
         elif command == "requests":
@@ -145,8 +151,10 @@ class StandInProcess:
         self._conn.send((command, arg))
         return self._conn.recv()
 
-    def serve(self, campaigns: int, *, latency: float, renamed: bool = False) -> None:
-        self._ask("serve", (campaigns, latency, renamed))
+    def serve(
+        self, campaigns: int, *, latency: float, renamed: bool = False, statuses: int = STATUSES
+    ) -> None:
+        self._ask("serve", (campaigns, latency, renamed, statuses))
 
     def requests_since_last(self) -> int:
         """Requests served since the last call (or ``serve``); resets the count."""
@@ -486,9 +494,14 @@ def _log_time(event: dict[str, Any]) -> float | None:
 
 
 def run_job(
-    tag: str, url: URL, standin: StandInProcess, ids: Sequence[str], concurrency: int | None = None
+    tag: str,
+    url: URL,
+    standin: StandInProcess,
+    ids: Sequence[str],
+    concurrency: int | None = None,
+    **extra_env: str,
 ) -> JobRun:
-    env = _job_env(url, standin, ids)
+    env = {**_job_env(url, standin, ids), **extra_env}
     cmd = python_cmd("-m", "etl", "sync")
     if concurrency is not None:
         cmd += ["--concurrency", str(concurrency)]
@@ -992,6 +1005,7 @@ def workload_w2(
         details["first"] = _job_details(first)
         write_s = float(first.summary.get("write_seconds") or math.nan)
         rate = rows / write_s
+        res.details["w2_write_throughput"] = rate
         res.add(
             Figure(
                 "W2 first sync write throughput (rows / write_seconds)",
@@ -1231,6 +1245,51 @@ def workload_w3(
     res.details["w3"] = details
 
 
+def workload_w4(
+    args: argparse.Namespace, server: Server, standin: StandInProcess, res: Results
+) -> None:
+    rows = W4_CAMPAIGNS * W4_STATUSES
+    say(
+        f"W4: {W4_CAMPAIGNS} campaigns x {W4_STATUSES:,} statuses ({rows:,} rows; answers "
+        f"just under THULIUM_MAX_BODY_BYTES={W4_MAX_BODY:,}), concurrency {DEFAULT_CONCURRENCY}"
+    )
+    standin.serve(W4_CAMPAIGNS, latency=0.0, statuses=W4_STATUSES)
+    url = server.fresh("w4")
+    job = run_job(
+        "w4", url, standin, campaign_ids(W4_CAMPAIGNS), THULIUM_MAX_BODY_BYTES=str(W4_MAX_BODY)
+    )
+    res.details["w4"] = _job_details(job)
+    synced = _synced_all(job, W4_CAMPAIGNS)
+    res.add(
+        Figure(
+            "W4 peak RSS, 8 answers of ~4.9 MB in flight",
+            job.process.rss_mb,
+            "MB",
+            f"< pod limit {POD_MEMORY_LIMIT_MB:.0f} MB",
+            job.process.rss_mb / POD_MEMORY_LIMIT_MB,
+            "x limit",
+            synced and job.process.rss_mb < POD_MEMORY_LIMIT_MB,
+        )
+    )
+    write = float(job.summary.get("write_seconds") or 0.0)
+    throughput = rows / write if write else None
+    small = res.details.get("w2_write_throughput")
+    res.add(
+        Figure(
+            "W4 first sync write throughput (rows / write_seconds)",
+            throughput,
+            "rows/s",
+            f">= {BIG_ANSWER_THROUGHPUT}x W2's" if small else "(W2 not run)",
+            throughput / small if throughput and small else None,
+            "x W2",
+            (synced and throughput is not None and throughput >= BIG_ANSWER_THROUGHPUT * small)
+            if small
+            else None,
+        )
+    )
+    res.add(Figure("W4 first sync, whole process", job.process.wall, "s"))
+
+
 _SQL_TIMING_WRAPPER = """
 import atexit, collections, json, os, runpy, sys, time
 from sqlalchemy import event
@@ -1373,7 +1432,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--only",
         type=lambda s: s.lower().split(","),
-        default=["w1", "wc", "w2", "w3"],
+        default=["w1", "wc", "w2", "w3", "w4"],
         help="workloads to run, e.g. w1,wc,w3 (default all)",
     )
     p.add_argument(
@@ -1412,6 +1471,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 workload_w2(args, server, standin, res)
             if "w3" in args.only:
                 workload_w3(args, server, standin, res)
+            if "w4" in args.only:
+                workload_w4(args, server, standin, res)
             if args.profile:
                 profile_w2(server, standin, res)
         finally:

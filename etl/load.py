@@ -33,7 +33,8 @@ CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGE} (
     status_id text NOT NULL,
     system_status text NOT NULL,
     dictionary_status_id bigint,
-    name text NOT NULL
+    name text NOT NULL,
+    PRIMARY KEY (campaign_id, status_id)
 ) ON COMMIT DELETE ROWS
 """
 _COLUMNS = "campaign_id, status_id, system_status, dictionary_status_id, name"

@@ -141,7 +141,13 @@ def test_memory_is_sized_from_the_measured_peak_rss(
     manifests: Manifests, sharded_manifests: Manifests
 ) -> None:
     peak = benchmark_megabytes("W3 peak RSS, 10,000 campaigns") * 1e6
-    assert f"{peak / 1e6:.0f} MB" in (KUBERNETES / "base" / "cronjob.yaml").read_text()
+    # every worker holding an answer just under the ConfigMap's THULIUM_MAX_BODY_BYTES
+    worst = benchmark_megabytes("W4 peak RSS, 8 answers of ~4.9 MB in flight") * 1e6
+    cronjob = (KUBERNETES / "base" / "cronjob.yaml").read_text()
+    assert f"{peak / 1e6:.0f} MB" in cronjob and f"{worst / 1e6:.0f} MB" in cronjob
+    settings = the(manifests, "ConfigMap", "thulium-etl")["data"]
+    assert settings["THULIUM_MAX_BODY_BYTES"] == "5000000"
+    assert settings["THULIUM_CONCURRENCY"] == "8"
     for template in templates(manifests, sharded_manifests):
         for container in template.containers:
             resources = container["resources"]
@@ -149,6 +155,8 @@ def test_memory_is_sized_from_the_measured_peak_rss(
             limit = quantity_bytes(resources["limits"]["memory"])
             assert request >= 1.25 * peak, (template.owner, request, peak)
             assert limit >= 2 * peak and limit >= request, (template.owner, limit, peak)
+            if container["args"] == ["sync"]:
+                assert limit >= 1.25 * worst, (template.owner, limit, worst)
             assert resources["requests"]["cpu"] and resources["limits"]["cpu"]
 
 
