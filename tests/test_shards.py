@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -15,6 +16,7 @@ from etl.standin import StandIn
 from tests.helpers.cli import make_env, run_cli, spawn_cli
 from tests.helpers.data import seed_campaigns
 from tests.helpers.databases import libpq
+from tests.helpers.reporting import sql_blocks
 
 IDS = [f"{n:05d}" for n in range(1, 61)]
 
@@ -118,3 +120,23 @@ def test_a_bad_shard_is_a_configuration_error(
     assert result.code == 2
     assert message in result.err
     assert api.total_requests == 0
+
+
+def test_the_documented_last_run_trouble_covers_every_shard_of_the_night(
+    api: StandIn, db_url: URL, migrated: Engine
+) -> None:
+    ids = IDS[:12]
+    failing = select(ids, Shard(0, 2))[0]  # unknown to the stand-in: a 404
+    seed_campaigns(api, [c for c in ids if c != failing])
+    env = make_env(api, db_url, ids)
+    for shard in ("0/2", "1/2"):  # the failing shard's run is not the newest
+        run_cli("sync", env={**env, "THULIUM_SHARD": shard})
+    docs = Path(__file__).resolve().parent.parent / "docs" / "queries.md"
+    query = sql_blocks(docs.read_text(encoding="utf-8"))["What went wrong in the last run"]
+
+    with migrated.connect() as conn:
+        rows = conn.execute(text(query)).all()
+
+    assert [(row.shard, row.campaign_id, row.outcome) for row in rows] == [
+        ("0/2", failing, "failed")
+    ]
