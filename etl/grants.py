@@ -3,7 +3,8 @@
 A dashboard should connect as a role that can read the reporting layer and nothing else, so
 no query a dashboard runs can change the data. In one transaction, the role gets ``USAGE``
 on the schema and ``SELECT`` on every table and view of :data:`READABLE`, and loses any
-other privilege granted on them (and ``CREATE`` on the schema): the same end state however
+other privilege granted on them, on the sequences behind their columns, and ``CREATE`` on
+the schema: the same end state however
 often it runs. What a grant cannot take away (superuser, a role it is a member of, privileges
 granted to ``PUBLIC``) is checked afterwards and reported, not hidden.
 
@@ -132,6 +133,25 @@ _THE_JOBS_OWN = text(
     SELECT EXISTS (SELECT 1 FROM mine JOIN pg_roles AS r USING (oid) WHERE r.rolname = :role)
     """
 )
+# The sequences behind the tables' serial and identity columns: a role that may call
+# setval() on one can make every later sync fail on a duplicate key.
+_SEQUENCES = text(
+    """
+    SELECT s.relname,
+           array_remove(ARRAY[
+               CASE WHEN has_sequence_privilege(:role, s.oid, 'UPDATE') THEN 'UPDATE' END,
+               CASE WHEN has_sequence_privilege(:role, s.oid, 'USAGE') THEN 'USAGE' END
+           ], NULL) AS writes
+    FROM pg_class AS s
+    JOIN pg_depend AS d ON d.classid = 'pg_class'::regclass AND d.objid = s.oid
+                       AND d.deptype IN ('a', 'i')
+    JOIN pg_class AS t ON t.oid = d.refobjid
+    WHERE s.relkind = 'S'
+      AND t.relnamespace = CAST(current_schema() AS regnamespace)
+      AND t.relname = ANY(CAST(:relations AS text[]))
+    ORDER BY s.relname
+    """
+)
 _SCHEMA = text(
     """
     SELECT has_schema_privilege(:role, current_schema(), 'CREATE'),
@@ -171,6 +191,15 @@ def grant_read(connection: Connection, role: str) -> Grant:
     everything = relations(READABLE + UNREADABLE)
     _execute(connection, sql.SQL("REVOKE ALL ON TABLE {} FROM {}").format(everything, who))
     _execute(connection, sql.SQL("GRANT SELECT ON TABLE {} TO {}").format(relations(READABLE), who))
+    sequences = connection.execute(
+        _SEQUENCES, {"role": role, "relations": list(READABLE + UNREADABLE)}
+    ).all()
+    if sequences:
+        owned = relations(tuple(name for name, _ in sequences))
+        _execute(connection, sql.SQL("REVOKE ALL ON SEQUENCE {} FROM {}").format(owned, who))
+        sequences = connection.execute(
+            _SEQUENCES, {"role": role, "relations": list(READABLE + UNREADABLE)}
+        ).all()
 
     rows = connection.execute(
         _PRIVILEGES, {"role": role, "relations": list(READABLE + UNREADABLE)}
@@ -189,5 +218,8 @@ def grant_read(connection: Connection, role: str) -> Grant:
         superuser=bool(superuser),
         can_connect=bool(can_connect),
         can_create=bool(can_create),
-        writable={name: tuple(writes) for name, _, writes in rows if writes},
+        writable={
+            **{name: tuple(writes) for name, _, writes in rows if writes},
+            **{name: tuple(writes) for name, writes in sequences if writes},
+        },
     )
