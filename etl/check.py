@@ -16,7 +16,13 @@ from etl import discovery, migrate
 from etl.client import ThuliumClient
 from etl.config import CheckCommand
 from etl.database import database_errors, describe
-from etl.errors import DatabaseError, DiscoveryError, with_request_id
+from etl.errors import (
+    EXIT_CAMPAIGN_FAILED,
+    EXIT_OK,
+    DatabaseError,
+    DiscoveryError,
+    with_request_id,
+)
 from etl.fetch import Fetched, Fetcher
 from etl.records import CampaignStat
 from etl.retry import RetryGate
@@ -26,11 +32,15 @@ from etl.stop import Stop
 
 @dataclass(frozen=True)
 class Verdict:
-    """One line of ``check``'s report."""
+    """One line of ``check``'s report, and the exit code it means if it is a failure."""
 
-    ok: bool
-    what: str  # "database" or "campaign 00001"
+    what: str  # "database", "discovery" or "campaign 00001"
     detail: str
+    exit_code: int = EXIT_OK
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == EXIT_OK
 
 
 def check_database(engine: Engine) -> Verdict:
@@ -38,8 +48,8 @@ def check_database(engine: Engine) -> Verdict:
         with database_errors(engine, doing="checking"), engine.connect() as conn:
             migrate.require_current(conn)
     except DatabaseError as exc:
-        return Verdict(False, "database", str(exc))
-    return Verdict(True, "database", f"{describe(engine.url)} reachable, schema at {REVISION}")
+        return Verdict("database", str(exc), exc.exit_code)
+    return Verdict("database", f"{describe(engine.url)} reachable, schema at {REVISION}")
 
 
 def check_campaigns(settings: CheckCommand, *, quick: bool, stop: Stop) -> Iterator[Verdict]:
@@ -53,11 +63,11 @@ def check_campaigns(settings: CheckCommand, *, quick: bool, stop: Stop) -> Itera
             try:
                 active = discovery.discover(client)
             except DiscoveryError as exc:
-                yield Verdict(False, "discovery", str(exc))
+                yield Verdict("discovery", str(exc), exc.exit_code)
                 return
             found = ", ".join(stat.campaign_id for stat in active[:10])
             more = " …" if len(active) > 10 else ""
-            yield Verdict(True, "discovery", f"{len(active)} active campaign(s): {found}{more}")
+            yield Verdict("discovery", f"{len(active)} active campaign(s): {found}{more}")
         ids = discovery.campaigns(selection, active, None)
         yield from _fetched(client, ids[:1] if quick else ids, settings=settings, stop=stop)
 
@@ -71,13 +81,11 @@ def _fetched(
             heard.add(result.campaign_id)
             if isinstance(result, Fetched):
                 yield Verdict(
-                    True,
-                    f"campaign {result.campaign_id}",
-                    f"{len(result.snapshot.statuses)} statuses",
+                    f"campaign {result.campaign_id}", f"{len(result.snapshot.statuses)} statuses"
                 )
             else:
                 detail = with_request_id(result.error or "", result.request_id)
-                yield Verdict(False, f"campaign {result.campaign_id}", detail)
+                yield Verdict(f"campaign {result.campaign_id}", detail, EXIT_CAMPAIGN_FAILED)
         auth_failed = results.auth_failed
     why = (
         "not checked: the API rejected the credentials (HTTP 401) for another campaign"
@@ -86,4 +94,4 @@ def _fetched(
     )
     for campaign_id in ids:
         if campaign_id not in heard:
-            yield Verdict(False, f"campaign {campaign_id}", why)
+            yield Verdict(f"campaign {campaign_id}", why, EXIT_CAMPAIGN_FAILED)

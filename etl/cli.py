@@ -29,8 +29,6 @@ from etl import __version__, config, logs
 from etl.errors import (
     EXIT_CAMPAIGN_FAILED,
     EXIT_CONFIG,
-    EXIT_DATABASE,
-    EXIT_DISCOVERY,
     EXIT_INTERNAL,
     EXIT_OK,
     EXIT_TERMINATED,
@@ -188,15 +186,13 @@ def cmd_check(args: argparse.Namespace, settings: config.CheckCommand) -> int:
     from etl.check import check_campaigns, check_database
 
     with _engine(settings.database) as engine:
-        verdicts = [check_database(engine)]
-    _emit_verdict(verdicts[0])
-    code = EXIT_OK if verdicts[0].ok else EXIT_DATABASE
+        database = check_database(engine)
+    _emit_verdict(database)
+    code = database.exit_code
     with _stop_on_signals() as stop:
         for verdict in check_campaigns(settings, quick=args.quick, stop=stop):
             _emit_verdict(verdict)
-            if not verdict.ok:
-                failed = EXIT_DISCOVERY if verdict.what == "discovery" else EXIT_CAMPAIGN_FAILED
-                code = code or failed
+            code = code or verdict.exit_code
         if stop.is_set():
             return EXIT_TERMINATED
     return code

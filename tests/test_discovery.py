@@ -234,6 +234,19 @@ def test_check_fails_with_exit_69_when_discovery_fails(
     )
 
 
+def test_check_exits_1_like_sync_when_discovery_is_refused_the_credentials(
+    api: StandIn, db_url: URL, migrated: Engine
+) -> None:
+    serve(api, ACTIVE)
+    api.set_permanent_fault(STATS, Fault.status(401))
+    env = make_env(api, db_url, [], THULIUM_CAMPAIGNS="active")
+
+    results = [run_cli(command, env=env) for command in ("check", "sync")]
+
+    assert [r.code for r in results] == [1, 1]  # no retry can mend wrong credentials
+    assert "FAIL  discovery: " in results[0].out
+
+
 def test_sigterm_while_discovery_waits_for_thulium_stops_the_run_at_once(
     api: StandIn, db_url: URL, migrated: Engine
 ) -> None:
