@@ -164,9 +164,10 @@ def _error_details(value: object) -> tuple[str | None, list[str]]:
 
 
 def _decode_json(body: bytes) -> Any:
-    """Decode strictly: UTF-8 only, no NaN/Infinity, no repeated keys."""
+    """Decode strictly: UTF-8 only, no NaN/Infinity, no repeated keys. One leading byte
+    order mark is skipped, as RFC 8259 allows (IIS and PHP stacks send one)."""
     return json.loads(
-        body.decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=_pairs
+        body.decode("utf-8-sig"), parse_constant=_reject_constant, object_pairs_hook=_pairs
     )
 
 

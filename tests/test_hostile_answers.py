@@ -86,6 +86,15 @@ def test_a_2xx_other_than_200_is_not_taken_for_the_complete_list(
     )
 
 
+def test_a_byte_order_mark_before_the_json_is_skipped(scenario: Scenario) -> None:
+    body = b"\xef\xbb\xbf" + json.dumps(scenario.new[scenario.victim]).encode()
+    scenario.api.set_body(scenario.victim, body)
+
+    result = scenario.sync()
+
+    assert_all_synced(scenario, result, victim_requests=1)
+
+
 # -- answers that never end -----------------------------------------------------------------------
 
 
