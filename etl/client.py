@@ -169,8 +169,13 @@ class ThuliumClient:
         url = f"{self._api.base_url}/outbounds/stats"
         return self._fetch(_Target(url, "", STATS_SUBJECT))
 
+    def api_down(self, streak: int) -> bool:
+        """See :meth:`RetryGate.api_down`."""
+        return self._gate.api_down(streak)
+
     def _fetch(self, target: _Target) -> Reply:
         attempts = 0
+        transient = False
         try:
             for attempt in api_retrying(
                 self._policy, self._gate, retryable=lambda e: isinstance(e, _TransientError)
@@ -179,6 +184,7 @@ class ThuliumClient:
                     attempts = attempt.retry_state.attempt_number
                     return self._get(target, attempt=attempts)
         except _TransientError as exc:
+            transient = True
             if self._gate.stop.is_set():
                 raise InterruptedRun(f"stopped while fetching {target.subject}") from None
             message = exc.message
@@ -195,6 +201,7 @@ class ThuliumClient:
             ) from None
         finally:
             self.counts.retried(max(0, attempts - 1))
+            self._gate.settled(failed_transiently=transient)
         raise AssertionError("tenacity returned without an outcome")  # pragma: no cover
 
     def _get(self, target: _Target, *, attempt: int) -> Reply:

@@ -4,7 +4,10 @@
 (:func:`fetch_campaign`: the client fetches, the parser validates), all through one client,
 so they share its retry gate (budget, 429 backoff, rate limit). Results stream out through a
 bounded queue, so memory never grows with the number of campaigns. A 401 stops the workers
-from starting another campaign: the credentials are the same for every one. Campaigns never
+from starting another campaign: the credentials are the same for every one. So does an API
+that is down: once the retry budget is spent, :data:`DOWN_STREAK` campaigns in a row (or
+``concurrency``, if more) that failed transiently (no answer, 5xx, 429) end the fetching,
+or an API that hangs would cost every remaining campaign its timeout. Campaigns never
 started are not reported; the caller knows which ones it did not hear about.
 """
 
@@ -30,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 _DONE = object()  # a worker's last word
 _POLL = 0.2  # seconds between looks at the stop request while waiting for results
+DOWN_STREAK = 3  # transient failures in a row, past the retry budget, that mean the API is down
 
 
 @dataclass(frozen=True)
@@ -125,7 +129,9 @@ class Fetcher:
             for n in range(min(concurrency, len(campaign_ids)))
         ]
         self._running = len(self._workers)
+        self._down_streak = max(DOWN_STREAK, len(self._workers))
         self.auth_failed = False
+        self.api_down = False
 
     def __enter__(self) -> Fetcher:
         for worker in self._workers:
@@ -180,6 +186,9 @@ class Fetcher:
     def _work(self) -> None:
         try:
             while not self._closing.is_set() and not self._stop.is_set():
+                if self._client.api_down(streak=self._down_streak):
+                    self.api_down = True
+                    return
                 try:
                     campaign_id = self._todo.get_nowait()
                 except queue.Empty:

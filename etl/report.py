@@ -69,11 +69,15 @@ class Tally:
         failed = f", {self.failed} failed" if self.failed else ""
         return f"{done}/{self.total} campaigns{failed}, {rate:.1f}/s, {eta}"
 
-    def summary(self, *, auth_failed: bool) -> str | None:
+    def summary(self, *, auth_failed: bool, api_down: bool) -> str | None:
         """The run's error summary: what went wrong, in a line (None if nothing did)."""
         parts = []
         if auth_failed:
             parts.append("stopped at the first HTTP 401: the API rejected the credentials")
+        if api_down:
+            parts.append(
+                "stopped starting campaigns: the API kept failing after the retry budget was spent"
+            )
         if self.failed:
             more = " …" if self.failed > len(self.errors) else ""
             parts.append(

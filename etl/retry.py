@@ -54,10 +54,21 @@ class RetryGate:
         self._open_at = 0.0
         self._interval = 1.0 / max_rps if max_rps else 0.0
         self._next_slot = 0.0
+        self._failing = 0  # fetches in a row that ended on a transient failure
         self.stop = stop or Stop()
 
     def budget_left(self) -> float:
         return self._deadline - time.monotonic()
+
+    def settled(self, *, failed_transiently: bool) -> None:
+        """Note how a fetch ended, after its retries: on a failure worth retrying, or not."""
+        with self._lock:
+            self._failing = self._failing + 1 if failed_transiently else 0
+
+    def api_down(self, streak: int) -> bool:
+        """The budget is spent and the last ``streak`` fetches all ended on a transient
+        failure: starting another would only wait out its timeouts."""
+        return self._failing >= streak and self.budget_left() <= 0
 
     def close_for(self, seconds: float) -> None:
         with self._lock:

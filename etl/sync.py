@@ -71,6 +71,7 @@ class _Run:
         self.started = time.monotonic()
         self.handled: set[str] = set()
         self.auth_failed = False
+        self.api_down = False
 
     def execute(self) -> None:
         settings = self.settings
@@ -88,7 +89,7 @@ class _Run:
             ) as results:
                 for batch in batches(results, max_rows=settings.write.batch_rows, stop=self.stop):
                     self._recorded(self.writer.write(batch))
-                self.auth_failed = results.auth_failed
+                self.auth_failed, self.api_down = results.auth_failed, results.api_down
         self._recorded(self.writer.record(self._never_attempted()))
 
     def _discover(self, client: ThuliumClient) -> None:
@@ -109,6 +110,11 @@ class _Run:
             return "the run was interrupted (SIGTERM) before this campaign was written"
         if self.auth_failed:
             return "not attempted: the API rejected the credentials (HTTP 401) earlier in this run"
+        if self.api_down:
+            return (
+                "not attempted: the API kept failing, campaign after campaign, after the run's "
+                "THULIUM_RETRY_BUDGET was spent"
+            )
         return "not attempted"
 
     def _never_attempted(self) -> list[CampaignResult]:
@@ -174,7 +180,7 @@ def _sync(engine: Engine, settings: SyncCommand, stop: Stop, report: RunReport) 
             finally:
                 logs.status("")
         outcome = run.tally.outcome(interrupted=stop.is_set())
-        error = run.tally.summary(auth_failed=run.auth_failed)
+        error = run.tally.summary(auth_failed=run.auth_failed, api_down=run.api_down)
         totals, finished_at = run.writer.finish(
             outcome=outcome, error=error, unrecorded=run.skip_reason()
         )

@@ -18,13 +18,15 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
 from etl.standin import Fault, StandIn
-from tests.helpers.cli import PASSWORD, USER, spawn_cli
+from tests.helpers.cli import PASSWORD, USER, make_env, run_cli, spawn_cli
+from tests.helpers.data import last_run, seed_campaigns
 from tests.helpers.scenario import (
     STANDIN_REQUEST_ID,
     assert_all_synced,
     assert_victim_failed,
     prepare,
 )
+from tests.helpers.snapshots import assert_totals_add_up
 
 
 def arrivals(api: StandIn, campaign_id: str) -> list[float]:
@@ -129,6 +131,46 @@ def test_the_retry_budget_ends_retries_long_before_the_attempts_run_out(
         http_status=503,
         request_id=STANDIN_REQUEST_ID,
     )
+
+
+def test_an_api_still_down_when_the_budget_is_spent_ends_the_fetching(
+    migrated: Engine, api: StandIn, db_url: URL
+) -> None:
+    ids = [f"D{n:04d}" for n in range(20)]
+    seed_campaigns(api, ids)
+    for campaign_id in ids:
+        api.set_permanent_fault(campaign_id, Fault.status(503))
+    env = make_env(api, db_url, ids, THULIUM_RETRY_BUDGET="0", THULIUM_CONCURRENCY="2")
+
+    result = run_cli("sync", env=env)
+
+    assert result.code == 1, result.err
+    # three failures in a row (the least streak; concurrency 2 is less), and what was in
+    # flight: not twenty requests, each of which could wait out a timeout
+    assert 3 <= api.total_requests <= 4
+    run, outcomes = last_run(migrated)
+    assert run["outcome"] == "failed"
+    assert "the API kept failing after the retry budget was spent" in run["error"]
+    skipped = [o for o in outcomes.values() if o["outcome"] == "skipped"]
+    assert len(skipped) == len(ids) - api.total_requests
+    assert all("THULIUM_RETRY_BUDGET" in o["error"] for o in skipped)
+    assert_totals_add_up(migrated)
+
+
+def test_a_failure_now_and_then_past_the_budget_does_not_end_the_fetching(
+    migrated: Engine, api: StandIn, db_url: URL
+) -> None:
+    ids = [f"E{n:04d}" for n in range(12)]
+    seed_campaigns(api, ids)
+    for campaign_id in ids[::4]:  # never three in a row
+        api.set_permanent_fault(campaign_id, Fault.status(503))
+    env = make_env(api, db_url, ids, THULIUM_RETRY_BUDGET="0", THULIUM_CONCURRENCY="1")
+
+    result = run_cli("sync", env=env)
+
+    assert result.code == 1, result.err
+    _, outcomes = last_run(migrated)
+    assert sorted(o["outcome"] for o in outcomes.values()) == ["failed"] * 3 + ["succeeded"] * 9
 
 
 def test_a_429_holds_back_every_worker_until_retry_after_has_passed(
