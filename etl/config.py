@@ -556,8 +556,10 @@ class RetryPolicy:
     )
     budget: float = setting(
         "THULIUM_RETRY_BUDGET",
-        "seconds after a run's start after which failures are no longer retried: bounds a "
-        "run when the API is down",
+        "seconds after a run's start after which failures are no longer retried, and after "
+        "which 3 campaigns in a row (or THULIUM_CONCURRENCY, if more) failing with no answer, "
+        "a 5xx or a 429 end the fetching (the rest are recorded skipped): bounds a run when "
+        "the API is down or hangs",
         parse=Number(0, 604_800),
         default=600.0,
     )
@@ -593,7 +595,8 @@ class CampaignSettings:
         "campaign ids separated by commas and/or whitespace, e.g. 00001,00002; each exactly "
         "five characters of 0-9, A-Z, a-z. The word active adds every campaign Thulium lists "
         "as active (GET /outbounds/stats), found anew at each run; ids listed beside it are "
-        "always synced",
+        "synced too, active or not; if the active list cannot be had, the run syncs nothing "
+        "(exit 69; 1 if the credentials are refused)",
         parse=CampaignIds(),
         flag="--campaign",
         metavar="IDS",
