@@ -1,11 +1,13 @@
 """One sync at a time per shard: session-level Postgres advisory locks held for the whole run.
 
 An unsharded run takes the global lock exclusively. A sharded run takes the global lock in
-shared mode plus its shard's lock exclusively: shards run side by side, but never alongside
-an unsharded run or a second copy of the same shard. Session-level, so the server releases
-the locks the moment the process or its connection dies: a killed pod never leaves a stale
-lock. If the connection is lost mid-run (a database restart), :meth:`RunLock.ensure` takes
-the locks again on a new connection, or fails if another run got there first.
+shared mode, its shard's lock exclusively and its number of shards' lock in shared mode:
+shards of one count run side by side, but never alongside an unsharded run, a second copy of
+the same shard, or shards of another count (which would write the same campaigns).
+Session-level, so the server releases the locks the moment the process or its connection
+dies: a killed pod never leaves a stale lock. If the connection is lost mid-run (a database
+restart), :meth:`RunLock.ensure` takes the locks again on a new connection, or fails if
+another run got there first.
 """
 
 from __future__ import annotations
@@ -41,6 +43,25 @@ def lock_key(scope: str = "") -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+#: The first half of the two-key advisory lock (SHARD_COUNTS, N) a run of N shards holds
+#: shared: positive, so that ``pg_locks.classid`` shows it as it is.
+SHARD_COUNTS = lock_key("shard counts") & 0x7FFF_FFFF
+# Shards of one count split the campaigns; shards of two counts (0/2 and 0/3, while the
+# number of shards changes) would write the same campaigns at once. A sharded run holds its
+# count's lock shared and refuses to run while another count's is held.
+_TAKE_COUNT = text(
+    """
+    SELECT pg_try_advisory_lock_shared(CAST(:counts AS int), CAST(:count AS int))
+       AND NOT EXISTS (
+           SELECT 1 FROM pg_locks
+           WHERE locktype = 'advisory' AND granted AND objsubid = 2
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+             AND classid = CAST(CAST(:counts AS bigint) AS oid)
+             AND objid <> CAST(CAST(:count AS bigint) AS oid))
+    """
+)
+
+
 class RunLock:
     """Holds the run's advisory locks on a dedicated connection while a run is in progress."""
 
@@ -56,10 +77,14 @@ class RunLock:
     def _try(self) -> bool:
         connection = self._engine.connect()
         got = connection.execute(_TAKE, self._keys).scalar_one()
+        if got and self._shard is not None:
+            count = {"counts": SHARD_COUNTS, "count": self._shard.count}
+            got = connection.execute(_TAKE_COUNT, count).scalar_one()
         connection.commit()
         if got:
             self._connection = connection
         else:
+            connection.invalidate()  # its session, and any lock it took, end with it
             connection.close()
         return bool(got)
 
@@ -67,8 +92,9 @@ class RunLock:
         if self._shard is None:
             return "another thulium-etl sync is running against this database"
         return (
-            f"another thulium-etl sync of shard {self._shard}, or an unsharded one, is "
-            "running against this database"
+            f"another thulium-etl sync of shard {self._shard}, an unsharded one, or one "
+            f"with a number of shards other than {self._shard.count}, is running against this "
+            "database"
         )
 
     def acquire(self) -> None:

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
-from etl.lock import lock_key
+from etl.lock import SHARD_COUNTS, lock_key
 from etl.shards import Shard, select, shard_of
 from etl.standin import StandIn
 from tests.helpers.cli import make_env, run_cli, spawn_cli
@@ -74,6 +74,7 @@ def test_the_same_shard_twice_or_an_unsharded_run_alongside_exits_75(
     with psycopg.connect(libpq(db_url), autocommit=True) as shard_run:
         shard_run.execute("SELECT pg_advisory_lock_shared(%s)", (lock_key(),))
         shard_run.execute("SELECT pg_advisory_lock(%s)", (lock_key("shard 1/3"),))
+        shard_run.execute("SELECT pg_advisory_lock_shared(%s, 3)", (SHARD_COUNTS,))
 
         same = run_cli("sync", "--shard", "1/3", env=env)
         unsharded = run_cli("sync", env=env)
@@ -84,6 +85,26 @@ def test_the_same_shard_twice_or_an_unsharded_run_alongside_exits_75(
     assert other.code == 0, other.err
     with migrated.connect() as conn:
         assert conn.execute(text("SELECT shard FROM sync_runs")).scalars().all() == ["0/3"]
+
+
+def test_a_shard_of_another_count_alongside_exits_75(
+    api: StandIn, db_url: URL, migrated: Engine
+) -> None:
+    """0/2 and 0/3 (a change of the number of shards) would write the same campaigns."""
+    seed_campaigns(api, IDS[:3])
+    env = make_env(api, db_url, IDS[:3])
+    with psycopg.connect(libpq(db_url), autocommit=True) as shard_run:  # as 1/3 would
+        shard_run.execute("SELECT pg_advisory_lock_shared(%s)", (lock_key(),))
+        shard_run.execute("SELECT pg_advisory_lock(%s)", (lock_key("shard 1/3"),))
+        shard_run.execute("SELECT pg_advisory_lock_shared(%s, 3)", (SHARD_COUNTS,))
+
+        other_count = run_cli("sync", "--shard", "0/2", env=env)
+
+    assert other_count.code == 75
+    assert "number of shards other than 2" in other_count.err
+    with migrated.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM sync_runs")).scalar_one() == 0
+    assert run_cli("sync", "--shard", "0/2", env=env).code == 0  # its lock was not kept
 
 
 def test_a_kubernetes_indexed_job_picks_its_shard_from_job_completion_index(
