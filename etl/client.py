@@ -71,6 +71,11 @@ class _Target:
     def who(self) -> _Who:
         return {"campaign_id": self.campaign_id, "subject": self.subject}
 
+    @property
+    def listing(self) -> str:
+        """What its 200 answer lists."""
+        return "statuses" if self.campaign_id else "active campaigns"
+
 
 @dataclass(frozen=True)
 class Reply:
@@ -248,7 +253,7 @@ class ThuliumClient:
         if status < 300:
             raise ApiError(
                 f"HTTP {status} {answer.reason}: only a 200 answer is the complete list of "
-                "statuses, so nothing was changed",
+                f"{target.listing}, so nothing was changed",
                 **target.who(),
                 status=status,
                 request_id=answer.headers.get("X-Request-Id"),
@@ -275,8 +280,16 @@ class ThuliumClient:
                 attempts=attempt,
             )
         if 300 <= status < 400:
-            location = answer.headers.get("Location", "?")
-            message += f": redirected to {location}; check THULIUM_BASE_URL"
+            location = answer.headers.get("Location")
+            message += (
+                f": redirected to {location}; check THULIUM_BASE_URL"
+                if location
+                else f": not the list of {target.listing} (a {status} without a Location)"
+            )
+        elif status == 403:
+            message += ": the API user may lack Thulium's permission for this method"
+        elif status == 404 and not target.campaign_id:
+            message += ": this Thulium may not offer GET /outbounds/stats; list the ids instead"
         raise ApiError(
             message,
             **target.who(),

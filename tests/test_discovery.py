@@ -145,6 +145,10 @@ def _item(**change: object) -> str:
 BROKEN_DISCOVERY = {
     "503-every-time": (Fault.status(503), r"HTTP 503"),
     "401": (Fault.status(401), r"HTTP 401.*THULIUM_PASSWORD"),
+    "403": (Fault.status(403), r"HTTP 403.*permission for this method"),
+    "404": (Fault.status(404), r"HTTP 404.*may not offer GET /outbounds/stats"),
+    "204": (Fault.status(204, body=""), r"HTTP 204.*complete list of active campaigns"),
+    "304": (Fault.status(304, body=""), r"HTTP 304.*not the list of active campaigns"),
     "html-page": (Fault.html(200), r"not valid JSON"),
     "docs-sample-json": (Fault.invalid_json(), r"not valid JSON"),
     "object": (Fault.status(200, body='{"errors": []}'), r"expected an array of campaigns"),
