@@ -64,20 +64,22 @@ def abandon_stale_runs(connection: Connection, *, shard: Shard | None, reason: s
     return run_ids
 
 
-def hold(connection: Connection, run_id: int) -> None:
+def hold(connection: Connection, run_id: int, *, closing_as: RunOutcome | None = None) -> None:
     """Lock the run's row for the caller's transaction, and make sure the run is still ours.
 
     Every write transaction of a run starts here. A sync that takes over after this run's
     lock connection was lost waits for the transaction to end before it closes the run as
     abandoned (see :func:`abandon_stale_runs`), and a retry waits for an attempt whose COMMIT
-    was in flight; once the run is closed, nothing more of it is written.
+    was in flight; once the run is closed, nothing more of it is written, except by a retry
+    of its own closing (``closing_as``: the outcome it is closing with), whose first attempt
+    may have committed unheard.
     """
     outcome = connection.execute(
         select(sync_runs.c.outcome)
         .where(sync_runs.c.run_id == run_id)
         .with_for_update(key_share=True)
     ).scalar_one()
-    if outcome != RunOutcome.RUNNING:
+    if outcome not in (RunOutcome.RUNNING, closing_as):
         raise RunTakenOver(
             f"run {run_id} was closed as {outcome} by another sync while it ran (its lock's "
             "connection had been lost): it stops here; the campaigns it recorded are kept"

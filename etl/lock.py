@@ -76,16 +76,19 @@ class RunLock:
 
     def _try(self) -> bool:
         connection = self._engine.connect()
-        got = connection.execute(_TAKE, self._keys).scalar_one()
-        if got and self._shard is not None:
-            count = {"counts": SHARD_COUNTS, "count": self._shard.count}
-            got = connection.execute(_TAKE_COUNT, count).scalar_one()
-        connection.commit()
-        if got:
-            self._connection = connection
-        else:
-            connection.invalidate()  # its session, and any lock it took, end with it
-            connection.close()
+        got = False
+        try:
+            got = connection.execute(_TAKE, self._keys).scalar_one()
+            if got and self._shard is not None:
+                count = {"counts": SHARD_COUNTS, "count": self._shard.count}
+                got = connection.execute(_TAKE_COUNT, count).scalar_one()
+            connection.commit()
+        finally:
+            if got:
+                self._connection = connection
+            else:  # its session, and any lock it took, end with it
+                connection.invalidate()
+                connection.close()
         return bool(got)
 
     def _held_by(self) -> str:

@@ -174,16 +174,16 @@ def _sync(engine: Engine, settings: SyncCommand, stop: Stop, report: RunReport) 
             _announce(run_id, abandoned, campaign_ids, shard, settings)
             try:
                 run.execute()
+                logs.status("")
+                outcome = run.tally.outcome(interrupted=stop.is_set())
+                error = run.tally.summary(auth_failed=run.auth_failed, api_down=run.api_down)
+                totals, finished_at = run.writer.finish(
+                    outcome=outcome, error=error, unrecorded=run.skip_reason()
+                )
             except BaseException as exc:
+                logs.status("")
                 _finish_after_crash(engine, run_id, exc)
                 raise
-            finally:
-                logs.status("")
-        outcome = run.tally.outcome(interrupted=stop.is_set())
-        error = run.tally.summary(auth_failed=run.auth_failed, api_down=run.api_down)
-        totals, finished_at = run.writer.finish(
-            outcome=outcome, error=error, unrecorded=run.skip_reason()
-        )
         report.outcome, report.totals, report.finished_at = outcome, totals, finished_at
         return RunResult(
             run_id=run_id,
@@ -238,13 +238,12 @@ def _outcome_of(exc: BaseException) -> RunOutcome:
 
 def _finish_after_crash(engine: Engine, run_id: int, exc: BaseException) -> None:
     """Best effort: record why the run stopped, if the database still answers, and if the
-    run is still ours to close."""
-    if isinstance(exc, RunTakenOver):
-        return  # the sync that took over closed it
+    run is still ours to close (a sync that took over may have closed it)."""
     outcome = _outcome_of(exc)
     message = str(exc) or type(exc).__name__
     try:
         with engine.begin() as conn:
+            history.hold(conn, run_id)
             history.finish_run(
                 conn,
                 run_id,
@@ -252,6 +251,8 @@ def _finish_after_crash(engine: Engine, run_id: int, exc: BaseException) -> None
                 error=message,
                 unrecorded=f"not attempted: the run stopped first ({message})",
             )
+    except RunTakenOver:
+        pass  # the sync that took over closed it
     except DBAPIError:
         logger.warning(
             "could not record the outcome of run %d; the next run will mark it abandoned", run_id

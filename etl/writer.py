@@ -114,7 +114,8 @@ class Writer:
 
         def close(ascii_only: bool) -> tuple[RunTotals, float]:
             def attempt(_retried: bool) -> tuple[RunTotals, float]:
-                with self._transaction() as conn:
+                # Not cancelled by a stop: a stop is what this records.
+                with self._transaction(closing_as=outcome, cancellable=False) as conn:
                     return history.finish_run(
                         conn,
                         self._run_id,
@@ -135,7 +136,8 @@ class Writer:
             return write(False)
         except DBAPIError as exc:
             logger.warning(
-                "the database refused a text while %s (%s); storing it escaped to ASCII",
+                "the database refused the data while %s (%s); trying again with every text "
+                "escaped to ASCII, in case it is one the database's encoding cannot hold",
                 doing,
                 reason(exc),
             )
@@ -145,12 +147,18 @@ class Writer:
             raise DatabaseError(failure_message(self._engine.url, exc, doing=doing)) from None
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[Connection]:
+    def _transaction(
+        self, *, closing_as: RunOutcome | None = None, cancellable: bool = True
+    ) -> Iterator[Connection]:
         """One write transaction of the run: the lock checked, the run's row held (see
-        :func:`history.hold`), the statement in progress cancelled by a stop."""
+        :func:`history.hold`), the statement in progress cancelled by a stop (if
+        ``cancellable``)."""
         self._lock.ensure()
-        with self._engine.begin() as conn, stoppable(conn, self._stop):
-            history.hold(conn, self._run_id)
+        with (
+            self._engine.begin() as conn,
+            stoppable(conn, self._stop) if cancellable else contextlib.nullcontext(),
+        ):
+            history.hold(conn, self._run_id, closing_as=closing_as)
             yield conn
 
     @staticmethod

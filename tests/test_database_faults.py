@@ -261,6 +261,20 @@ def test_a_commit_whose_acknowledgement_is_lost_is_recorded_once(
     assert_history_matches(migrated)
 
 
+def test_a_run_whose_closing_commit_acknowledgement_is_lost_still_ends_succeeded(
+    api: StandIn, db_url: URL, migrated: Engine
+) -> None:
+    seed_campaigns(api, IDS)
+    with serving(CommitAckLoss(db_url, marker=b"campaigns_skipped = t.skipped")) as proxy:
+        result = run_cli("sync", env=make_env(api, proxy.url, IDS))
+
+    assert proxy.fired.is_set()
+    assert result.code == 0, result.err  # the retry finds the run closed by itself
+    run, _ = last_run(migrated)
+    assert (run["outcome"], run["campaigns_ok"]) == ("succeeded", len(IDS))
+    assert_totals_add_up(migrated)
+
+
 def test_discovery_whose_commit_acknowledgement_is_lost_is_recorded_once(
     api: StandIn, db_url: URL, migrated: Engine
 ) -> None:

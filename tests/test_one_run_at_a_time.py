@@ -6,7 +6,7 @@ import psycopg
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
-from etl.lock import lock_key
+from etl.lock import SHARD_COUNTS, lock_key
 from etl.standin import StandIn
 from tests.helpers.cli import make_env, run_cli, spawn_cli
 from tests.helpers.data import seed_campaigns
@@ -107,3 +107,30 @@ def test_a_run_whose_lock_connection_dies_mid_write_hands_over_without_double_co
     assert [tuple(run) for run in runs] == [("abandoned", 6), ("succeeded", 6)]
     assert_totals_add_up(migrated)
     assert_history_matches(migrated)
+
+
+def test_a_run_that_cannot_take_its_lock_again_closes_itself_when_nobody_took_over(
+    api: StandIn, db_url: URL, migrated: Engine
+) -> None:
+    seed_campaigns(api, IDS[:6])
+    env = make_env(api, db_url, IDS[:6], THULIUM_CONCURRENCY="1", THULIUM_SHARD="0/2")
+    waiting = "wait_event_type = 'Lock'"
+    with (
+        psycopg.connect(libpq(db_url)) as dba,
+        psycopg.connect(libpq(db_url), autocommit=True) as resharded,
+    ):
+        dba.execute("LOCK TABLE statuses IN EXCLUSIVE MODE")
+        run = spawn_cli("sync", env=env)
+        wait_until(lambda: _job_sessions(db_url, condition=waiting) == 1, timeout=30)
+        assert _job_sessions(db_url, condition="state = 'idle'", terminate=True)
+        # a run of 3 shards starts meanwhile: the lock cannot be taken again, and no run of
+        # shard 0/2 will ever come to close this one
+        resharded.execute("SELECT pg_advisory_lock_shared(%s, 3)", (SHARD_COUNTS,))
+        dba.rollback()
+        _, err = run.communicate(timeout=60)
+
+    assert run.returncode == 3, err
+    with migrated.connect() as conn:
+        outcome = conn.execute(text("SELECT outcome FROM sync_runs")).scalar_one()
+    assert outcome == "failed", err
+    assert_totals_add_up(migrated)
