@@ -175,8 +175,8 @@ class ThuliumClient:
         return self._fetch(_Target(url, "", STATS_SUBJECT))
 
     def api_down(self, streak: int) -> bool:
-        """See :meth:`RetryGate.api_down`."""
-        return self._gate.api_down(streak)
+        """:meth:`RetryGate.api_down`, for two read timeouts (``THULIUM_TIMEOUT``)."""
+        return self._gate.api_down(streak=streak, lasting=2 * self._api.timeout)
 
     def _fetch(self, target: _Target) -> Reply:
         attempts = 0

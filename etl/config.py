@@ -558,8 +558,8 @@ class RetryPolicy:
         "THULIUM_RETRY_BUDGET",
         "seconds after a run's start after which failures are no longer retried, and after "
         "which 3 campaigns in a row (or THULIUM_CONCURRENCY, if more) failing with no answer, "
-        "a 5xx or a 429 end the fetching (the rest are recorded skipped): bounds a run when "
-        "the API is down or hangs",
+        "a 5xx or a 429 for two THULIUM_TIMEOUTs end the fetching (the rest are recorded "
+        "skipped): bounds a run when the API is down or hangs",
         parse=Number(0, 604_800),
         default=600.0,
     )

@@ -6,9 +6,9 @@ so they share its retry gate (budget, 429 backoff, rate limit). Results stream o
 bounded queue, so memory never grows with the number of campaigns. A 401 stops the workers
 from starting another campaign: the credentials are the same for every one. So does an API
 that is down: once the retry budget is spent, :data:`DOWN_STREAK` campaigns in a row (or
-``concurrency``, if more) that failed transiently (no answer, 5xx, 429) end the fetching,
-or an API that hangs would cost every remaining campaign its timeout. Campaigns never
-started are not reported; the caller knows which ones it did not hear about.
+``concurrency``, if more) failing transiently (no answer, 5xx, 429) for two read timeouts
+end the fetching, or an API that hangs would cost every remaining campaign its timeout.
+Campaigns never started are not reported; the caller knows which ones it did not hear about.
 """
 
 from __future__ import annotations
@@ -187,7 +187,7 @@ class Fetcher:
         try:
             while not self._closing.is_set() and not self._stop.is_set():
                 if self._client.api_down(streak=self._down_streak):
-                    self.api_down = True
+                    self.api_down = self.api_down or not self._todo.empty()
                     return
                 try:
                     campaign_id = self._todo.get_nowait()

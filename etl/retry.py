@@ -55,6 +55,7 @@ class RetryGate:
         self._interval = 1.0 / max_rps if max_rps else 0.0
         self._next_slot = 0.0
         self._failing = 0  # fetches in a row that ended on a transient failure
+        self._failing_since = 0.0  # when the first of them ended
         self.stop = stop or Stop()
 
     def budget_left(self) -> float:
@@ -63,12 +64,21 @@ class RetryGate:
     def settled(self, *, failed_transiently: bool) -> None:
         """Note how a fetch ended, after its retries: on a failure worth retrying, or not."""
         with self._lock:
-            self._failing = self._failing + 1 if failed_transiently else 0
+            if not failed_transiently:
+                self._failing = 0
+                return
+            if not self._failing:
+                self._failing_since = time.monotonic()
+            self._failing += 1
 
-    def api_down(self, streak: int) -> bool:
-        """The budget is spent and the last ``streak`` fetches all ended on a transient
-        failure: starting another would only wait out its timeouts."""
-        return self._failing >= streak and self.budget_left() <= 0
+    def api_down(self, *, streak: int, lasting: float) -> bool:
+        """The budget is spent, and at least ``streak`` fetches in a row have ended on a
+        transient failure for ``lasting`` seconds: not a hiccup, an API down or hanging,
+        where starting another fetch would only wait out its timeouts."""
+        with self._lock:
+            failing = self._failing >= streak
+            for_long = time.monotonic() - self._failing_since >= lasting
+        return failing and for_long and self.budget_left() <= 0
 
     def close_for(self, seconds: float) -> None:
         with self._lock:
