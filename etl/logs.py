@@ -60,8 +60,15 @@ def add_secret(value: str | None) -> None:
             return
         _short_secrets.add(value)
         # Literals of a few characters: each position is tried against a bounded alternation.
-        words = "|".join(map(re.escape, sorted(_short_secrets, key=len, reverse=True)))
-        _short_pattern = re.compile(rf"(?<!\w)(?:{words})(?!\w)")
+        words = "|".join(map(_as_word, sorted(_short_secrets, key=len, reverse=True)))
+        _short_pattern = re.compile(words)
+
+
+def _as_word(secret: str) -> str:
+    """``secret`` where it is not glued to a word character on a side that is one itself."""
+    before = r"(?<!\w)" if re.match(r"\w", secret[0]) else ""
+    after = r"(?!\w)" if re.match(r"\w", secret[-1]) else ""
+    return before + re.escape(secret) + after
 
 
 @contextlib.contextmanager

@@ -25,7 +25,7 @@ MAX_ID_CHARS = 100
 CAMPAIGN_ID = re.compile(r"[0-9A-Za-z]{5}")  # five characters; leading zeros matter
 MAX_NAME_CHARS = 10_000
 _SNIPPET = 120
-_SECRET_ROOM = 4096  # read past the cut, so a secret that straddles it is still whole
+_SECRET_ROOM = 4096  # read past what is shown, so a secret that straddles it is still whole
 
 
 class Status(NamedTuple):
@@ -64,8 +64,15 @@ def snippet(body: bytes) -> str:
     Secrets are masked before the text is cut and its whitespace squeezed: a password cut in
     two, or with its double space made one, would no longer be recognised as one.
     """
-    head = body[: _SNIPPET + _SECRET_ROOM]
-    text = " ".join(logs.redact(head.decode("utf-8", errors="replace")).split())
+    size = _SNIPPET + _SECRET_ROOM
+    while True:
+        head = body[:size]
+        text = " ".join(logs.redact(head.decode("utf-8", errors="replace")).split())
+        # The end of the head, where a secret may be cut in two, must lie past what is shown
+        # once the whitespace is squeezed; a head of mostly whitespace is read further.
+        if len(head) == len(body) or len(text) >= _SNIPPET + _SECRET_ROOM:
+            break
+        size *= 4
     cut = len(text) > _SNIPPET or len(body) > len(head)
     return text[:_SNIPPET] + ("…" if cut else "")
 

@@ -19,6 +19,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
 from etl import logs
+from etl.records import snippet
 from etl.standin import Fault, StandIn
 from tests.helpers.cli import DB_PASSWORD, PASSWORD, USER, Result, make_env, run_cli, spawn_cli
 from tests.helpers.data import seed_campaigns
@@ -408,6 +409,34 @@ def test_a_short_secret_is_masked_where_it_stands_as_a_word_not_inside_words() -
     masked = logs.redact(f"login {secret} failed; user:{secret}; x{secret}y; {secret}")
 
     assert masked == f"login *** failed; user:***; x{secret}y; ***"
+
+
+@pytest.mark.parametrize(
+    ("shape", "template", "expected"),
+    [
+        ("-ǂ{}", "x_{secret} done", "x_*** done"),  # starts with punctuation
+        ("ǂ{}!", "key {secret}c", "key ***c"),  # ends with punctuation
+    ],
+)
+def test_a_short_secret_with_punctuation_is_masked_next_to_a_word(
+    shape: str, template: str, expected: str
+) -> None:
+    secret = shape.format(uuid.uuid4().hex[:2])
+    logs.add_secret(secret)
+
+    assert logs.redact(template.format(secret=secret)) == expected
+
+
+@pytest.mark.parametrize("space", [b" ", b"\n"])
+def test_a_secret_behind_kilobytes_of_whitespace_is_masked_in_an_error_snippet(
+    space: bytes,
+) -> None:
+    secret = _fresh("behind-the-blanks")
+    logs.add_secret(secret)
+
+    shown = snippet(space * 4200 + secret.encode() + b" tail")
+
+    assert secret[:10] not in shown and "***" in shown
 
 
 def test_redact_leaves_innocent_text_alone_and_is_idempotent() -> None:
