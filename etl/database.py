@@ -16,6 +16,7 @@ import os
 import socket
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import URL
@@ -183,6 +184,7 @@ def stoppable(connection: Connection, stop: Stop) -> Iterator[None]:
     assert isinstance(driver, psycopg.Connection)
     backend = driver.info.backend_pid
     done = threading.Event()
+    ending = threading.Lock()  # the block ends, or the connection is cut: never both
 
     def interrupt() -> None:
         try:
@@ -191,30 +193,40 @@ def stoppable(connection: Connection, stop: Stop) -> Iterator[None]:
             logger.warning("could not cancel the statement in progress: %s", exc)
         if done.wait(CUT_AFTER):
             return
-        logger.warning(
-            "the database did not end the cancelled statement within %gs: cutting the "
-            "connection and ending its session (pid %d)",
-            CUT_AFTER,
-            backend,
-        )
-        with contextlib.suppress(psycopg.Error, OSError):  # already closed: nothing to cut
-            _shut_down(driver.fileno())
-        try:
-            with connection.engine.connect() as other:
-                other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
-        except DBAPIError as exc:
-            logger.warning(
-                "could not end the session (pid %d): %s; its locks last until the server "
-                "notices the connection is gone",
-                backend,
-                reason(exc),
-            )
+        with ending:
+            if not done.is_set():
+                _cut(connection, driver, backend)
 
     with stop.cancelling(interrupt):
         try:
             yield
         finally:
-            done.set()
+            with ending:
+                done.set()
+
+
+def _cut(connection: Connection, driver: Any, backend: int) -> None:
+    """Shut the connection down under the driver, and end its server session."""
+    import psycopg
+
+    logger.warning(
+        "the database did not end the cancelled statement within %gs: cutting the "
+        "connection and ending its session (pid %d)",
+        CUT_AFTER,
+        backend,
+    )
+    with contextlib.suppress(psycopg.Error, OSError):  # already closed: nothing to cut
+        _shut_down(driver.fileno())
+    try:
+        with connection.engine.connect() as other:
+            other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+    except DBAPIError as exc:
+        logger.warning(
+            "could not end the session (pid %d): %s; its locks last until the server "
+            "notices the connection is gone",
+            backend,
+            reason(exc),
+        )
 
 
 def _shut_down(fd: int) -> None:
