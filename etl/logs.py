@@ -65,10 +65,13 @@ def add_secret(value: str | None) -> None:
 
 
 def _as_word(secret: str) -> str:
-    """``secret`` where it is not glued to a word character on a side that is one itself."""
-    before = r"(?<!\w)" if re.match(r"\w", secret[0]) else ""
+    """``secret`` where it is not glued to a word character on a side that is one itself.
+    The literal comes first (the check of what precedes it looks back over it), so that the
+    engine can search for the literal instead of trying every position."""
+    literal = re.escape(secret)
+    before = rf"(?<!\w{literal})" if re.match(r"\w", secret[0]) else ""
     after = r"(?!\w)" if re.match(r"\w", secret[-1]) else ""
-    return before + re.escape(secret) + after
+    return literal + before + after
 
 
 @contextlib.contextmanager
@@ -86,7 +89,7 @@ def redact(text: str) -> str:
     """Replace every known secret, URL password and Authorization value with ``***``."""
     with _secrets_lock:
         secrets = sorted(_secrets, key=len, reverse=True)
-        short = _short_pattern
+        short = _short_pattern if any(s in text for s in _short_secrets) else None
     for secret in secrets:
         if secret in text:
             text = text.replace(secret, _MASK)
