@@ -86,13 +86,8 @@ def _fetched(
             else:
                 detail = with_request_id(result.error or "", result.request_id)
                 yield Verdict(f"campaign {result.campaign_id}", detail, EXIT_CAMPAIGN_FAILED)
-        auth_failed, api_down = results.auth_failed, results.api_down
-    if auth_failed:
-        why = "not checked: the API rejected the credentials (HTTP 401) for another campaign"
-    elif api_down:
-        why = "not checked: the API kept failing after the retry budget was spent"
-    else:
-        why = "not checked: the check was interrupted"
+        halted = results.halted
+    why = f"not checked: {halted.value if halted else 'the check was interrupted'}"
     for campaign_id in ids:
         if campaign_id not in heard:
             yield Verdict(f"campaign {campaign_id}", why, EXIT_CAMPAIGN_FAILED)

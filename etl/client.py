@@ -174,9 +174,9 @@ class ThuliumClient:
         url = f"{self._api.base_url}/outbounds/stats"
         return self._fetch(_Target(url, "", STATS_SUBJECT))
 
-    def api_down(self, streak: int) -> bool:
-        """:meth:`RetryGate.api_down`, for two read timeouts (``THULIUM_TIMEOUT``)."""
-        return self._gate.api_down(streak=streak, lasting=2 * self._api.timeout)
+    def api_down(self, *, workers: int) -> bool:
+        """:meth:`RetryGate.api_down`, with this client's read timeout."""
+        return self._gate.api_down(workers=workers, read_timeout=self._api.timeout)
 
     def _fetch(self, target: _Target) -> Reply:
         attempts = 0

@@ -3,12 +3,12 @@
 ``concurrency`` worker threads take campaign ids in order and fetch each one
 (:func:`fetch_campaign`: the client fetches, the parser validates), all through one client,
 so they share its retry gate (budget, 429 backoff, rate limit). Results stream out through a
-bounded queue, so memory never grows with the number of campaigns. A 401 stops the workers
-from starting another campaign: the credentials are the same for every one. So does an API
-that is down: once the retry budget is spent, :data:`DOWN_STREAK` campaigns in a row (or
-``concurrency``, if more) failing transiently (no answer, 5xx, 429) for two read timeouts
-end the fetching, or an API that hangs would cost every remaining campaign its timeout.
-Campaigns never started are not reported; the caller knows which ones it did not hear about.
+bounded queue, so memory never grows with the number of campaigns. Workers stop starting
+campaigns (:class:`~etl.outcomes.Halt`) at a 401, since the credentials are the same for
+every one, and when the API is down past the retry budget
+(:meth:`etl.retry.RetryGate.api_down`), since an API that hangs would cost every remaining
+campaign its timeout. Campaigns never started are not reported; the caller knows which ones
+it did not hear about.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from types import TracebackType
 from etl.client import ThuliumClient
 from etl.config import WriteSettings
 from etl.errors import ApiError, AuthError, CampaignError, InterruptedRun, PayloadError
-from etl.outcomes import CampaignResult
+from etl.outcomes import CampaignResult, Halt
 from etl.records import Snapshot, parse_statuses
 from etl.stop import Stop
 
@@ -33,7 +33,6 @@ logger = logging.getLogger(__name__)
 
 _DONE = object()  # a worker's last word
 _POLL = 0.2  # seconds between looks at the stop request while waiting for results
-DOWN_STREAK = 3  # transient failures in a row, past the retry budget, that mean the API is down
 
 
 @dataclass(frozen=True)
@@ -129,9 +128,7 @@ class Fetcher:
             for n in range(min(concurrency, len(campaign_ids)))
         ]
         self._running = len(self._workers)
-        self._down_streak = max(DOWN_STREAK, len(self._workers))
-        self.auth_failed = False
-        self.api_down = False
+        self.halted: Halt | None = None
 
     def __enter__(self) -> Fetcher:
         for worker in self._workers:
@@ -186,8 +183,9 @@ class Fetcher:
     def _work(self) -> None:
         try:
             while not self._closing.is_set() and not self._stop.is_set():
-                if self._client.api_down(streak=self._down_streak):
-                    self.api_down = self.api_down or not self._todo.empty()
+                if self._client.api_down(workers=len(self._workers)):
+                    if not self._todo.empty():
+                        self.halted = self.halted or Halt.API_DOWN
                     return
                 try:
                     campaign_id = self._todo.get_nowait()
@@ -215,7 +213,7 @@ class Fetcher:
         try:
             return fetch_campaign(self._client, campaign_id)
         except AuthError as exc:
-            self.auth_failed = True
+            self.halted = Halt.AUTH
             self._closing.set()
             return CampaignResult.failed(exc, duration=time.monotonic() - started)
         except InterruptedRun:

@@ -21,6 +21,14 @@ class CampaignOutcome(enum.StrEnum):
     SKIPPED = "skipped"  # never attempted (a 401 earlier, a stop, a dead run)
 
 
+class Halt(enum.Enum):
+    """Why the workers stopped starting campaigns before the list ran out, in words that
+    follow "not attempted: " or "stopped starting campaigns: "."""
+
+    AUTH = "the API rejected the credentials (HTTP 401)"
+    API_DOWN = "the API kept failing after the retry budget was spent (THULIUM_RETRY_BUDGET)"
+
+
 class RunOutcome(enum.StrEnum):
     RUNNING = "running"  # only while its process holds the run lock
     SUCCEEDED = "succeeded"  # every campaign succeeded

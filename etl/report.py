@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass, field
 
 from etl.errors import with_request_id
-from etl.outcomes import CampaignOutcome, CampaignResult, Counts, RunOutcome, RunTotals
+from etl.outcomes import CampaignOutcome, CampaignResult, Counts, Halt, RunOutcome, RunTotals
 
 logger = logging.getLogger("etl.sync")
 
@@ -69,15 +69,11 @@ class Tally:
         failed = f", {self.failed} failed" if self.failed else ""
         return f"{done}/{self.total} campaigns{failed}, {rate:.1f}/s, {eta}"
 
-    def summary(self, *, auth_failed: bool, api_down: bool) -> str | None:
+    def summary(self, *, halted: Halt | None) -> str | None:
         """The run's error summary: what went wrong, in a line (None if nothing did)."""
         parts = []
-        if auth_failed:
-            parts.append("stopped at the first HTTP 401: the API rejected the credentials")
-        if api_down:
-            parts.append(
-                "stopped starting campaigns: the API kept failing after the retry budget was spent"
-            )
+        if halted:
+            parts.append(f"stopped starting campaigns: {halted.value}")
         if self.failed:
             more = " …" if self.failed > len(self.errors) else ""
             parts.append(

@@ -35,6 +35,11 @@ from etl.stop import Stop
 logger = logging.getLogger(__name__)
 
 TOO_MANY_REQUESTS = 429
+# When the API is taken as down (RetryGate.api_down): past the retry budget, this many
+# fetches in a row (or one per worker, if more) failing transiently over this many read
+# timeouts. An API that hangs would otherwise cost every remaining campaign its timeout.
+DOWN_STREAK = 3
+DOWN_TIMEOUTS = 2
 
 
 class RetryGate:
@@ -71,13 +76,14 @@ class RetryGate:
                 self._failing_since = time.monotonic()
             self._failing += 1
 
-    def api_down(self, *, streak: int, lasting: float) -> bool:
-        """The budget is spent, and at least ``streak`` fetches in a row have ended on a
-        transient failure for ``lasting`` seconds: not a hiccup, an API down or hanging,
-        where starting another fetch would only wait out its timeouts."""
+    def api_down(self, *, workers: int, read_timeout: float) -> bool:
+        """The budget is spent, and :data:`DOWN_STREAK` fetches in a row (or ``workers``, if
+        more) have ended on a transient failure for :data:`DOWN_TIMEOUTS` read timeouts: not
+        a hiccup, an API down or hanging, where another fetch would only wait out its
+        timeouts."""
         with self._lock:
-            failing = self._failing >= streak
-            for_long = time.monotonic() - self._failing_since >= lasting
+            failing = self._failing >= max(DOWN_STREAK, workers)
+            for_long = time.monotonic() - self._failing_since >= DOWN_TIMEOUTS * read_timeout
         return failing and for_long and self.budget_left() <= 0
 
     def close_for(self, seconds: float) -> None:

@@ -25,7 +25,7 @@ from etl.database import database_errors, reason
 from etl.errors import InterruptedRun, LockHeldError, RunTakenOver
 from etl.fetch import Fetcher, queued_weight
 from etl.lock import RunLock
-from etl.outcomes import CampaignResult, RunOutcome, RunReport, RunTotals
+from etl.outcomes import CampaignResult, Halt, RunOutcome, RunReport, RunTotals
 from etl.report import Tally, log_result
 from etl.retry import RetryGate
 from etl.shards import Shard
@@ -62,6 +62,7 @@ class _Run:
         stop: Stop,
         report: RunReport,
     ) -> None:
+        self.run_id = run_id
         self.settings = settings
         self.report = report
         self.campaign_ids = campaign_ids
@@ -70,8 +71,7 @@ class _Run:
         self.tally = Tally(total=len(campaign_ids))
         self.started = time.monotonic()
         self.handled: set[str] = set()
-        self.auth_failed = False
-        self.api_down = False
+        self.halted: Halt | None = None
 
     def execute(self) -> None:
         settings = self.settings
@@ -89,8 +89,25 @@ class _Run:
             ) as results:
                 for batch in batches(results, max_rows=settings.write.batch_rows, stop=self.stop):
                     self._recorded(self.writer.write(batch))
-                self.auth_failed, self.api_down = results.auth_failed, results.api_down
+                self.halted = results.halted
         self._recorded(self.writer.record(self._never_attempted()))
+
+    def finish(self) -> RunResult:
+        """Close the run with the outcome its campaigns add up to, and report it."""
+        outcome = self.tally.outcome(interrupted=self.stop.is_set())
+        error = self.tally.summary(halted=self.halted)
+        totals, finished_at = self.writer.finish(
+            outcome=outcome, error=error, unrecorded=self.skip_reason()
+        )
+        self.report.outcome, self.report.totals = outcome, totals
+        self.report.finished_at = finished_at
+        return RunResult(
+            run_id=self.run_id,
+            outcome=outcome,
+            totals=totals,
+            error=error,
+            write_seconds=self.writer.write_seconds,
+        )
 
     def _discover(self, client: ThuliumClient) -> None:
         """With ``THULIUM_CAMPAIGNS=active``: the campaigns this run syncs, from Thulium."""
@@ -108,13 +125,8 @@ class _Run:
         """Why a campaign this run never got to is recorded skipped."""
         if self.stop.is_set():
             return "the run was interrupted (SIGTERM) before this campaign was written"
-        if self.auth_failed:
-            return "not attempted: the API rejected the credentials (HTTP 401) earlier in this run"
-        if self.api_down:
-            return (
-                "not attempted: the API kept failing, campaign after campaign, after the run's "
-                "THULIUM_RETRY_BUDGET was spent"
-            )
+        if self.halted:
+            return f"not attempted: {self.halted.value}"
         return "not attempted"
 
     def _never_attempted(self) -> list[CampaignResult]:
@@ -174,24 +186,12 @@ def _sync(engine: Engine, settings: SyncCommand, stop: Stop, report: RunReport) 
             _announce(run_id, abandoned, campaign_ids, shard, settings)
             try:
                 run.execute()
-                logs.status("")
-                outcome = run.tally.outcome(interrupted=stop.is_set())
-                error = run.tally.summary(auth_failed=run.auth_failed, api_down=run.api_down)
-                totals, finished_at = run.writer.finish(
-                    outcome=outcome, error=error, unrecorded=run.skip_reason()
-                )
+                return run.finish()
             except BaseException as exc:
-                logs.status("")
                 _finish_after_crash(engine, run_id, exc)
                 raise
-        report.outcome, report.totals, report.finished_at = outcome, totals, finished_at
-        return RunResult(
-            run_id=run_id,
-            outcome=outcome,
-            totals=totals,
-            error=error,
-            write_seconds=run.writer.write_seconds,
-        )
+            finally:
+                logs.status("")
     finally:
         lock.release()
 
