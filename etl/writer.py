@@ -98,35 +98,37 @@ class Writer:
         """Record campaigns that bring no data: failed or skipped ones."""
         if not results:
             return []
-        return self._storing_text(
-            lambda ascii_only: self._retrying(
-                lambda retried: self._commit([], _texts(results, ascii_only), retried=retried),
-                doing="recording outcomes",
-            ),
-            doing="recording outcomes",
-        )
+        doing = "recording outcomes"
+
+        def commit(ascii_only: bool) -> list[CampaignResult]:
+            texts = _texts(results, ascii_only)
+            return self._retrying(lambda r: self._commit([], texts, retried=r), doing=doing)
+
+        return self._storing_text(commit, doing=doing)
 
     def finish(
         self, *, outcome: RunOutcome, error: str | None, unrecorded: str
     ) -> tuple[RunTotals, float]:
         """Close the run (:func:`history.finish_run`), retried like any write: it only
         records what is missing and counts the totals again, so a retry is harmless."""
+        doing = "recording the run's outcome"
 
         def close(ascii_only: bool) -> tuple[RunTotals, float]:
-            def attempt(_retried: bool) -> tuple[RunTotals, float]:
-                # Not cancelled by a stop: a stop is what this records.
-                with self._transaction(closing_as=outcome, cancellable=False) as conn:
-                    return history.finish_run(
-                        conn,
-                        self._run_id,
-                        outcome=outcome,
-                        error=_text(error, ascii_only),
-                        unrecorded=_text(unrecorded, ascii_only) or "",
-                    )
+            said, why = _text(error, ascii_only), _text(unrecorded, ascii_only)
+            return self._retrying(
+                lambda _: self._close(outcome, error=said, unrecorded=why), doing=doing
+            )
 
-            return self._retrying(attempt, doing="recording the run's outcome")
+        return self._storing_text(close, doing=doing)
 
-        return self._storing_text(close, doing="recording the run's outcome")
+    def _close(
+        self, outcome: RunOutcome, *, error: str | None, unrecorded: str | None
+    ) -> tuple[RunTotals, float]:
+        # Not cancelled by a stop: a stop is what this records.
+        with self._transaction(closing_as=outcome, cancellable=False) as conn:
+            return history.finish_run(
+                conn, self._run_id, outcome=outcome, error=error, unrecorded=unrecorded or ""
+            )
 
     def _storing_text(self, write: Callable[[bool], T], *, doing: str) -> T:
         """``write(False)``; if the database refuses the text it is given (a database whose
