@@ -8,6 +8,7 @@ dashboard would, and tries.
 from __future__ import annotations
 
 import uuid
+from typing import LiteralString
 
 import psycopg
 import pytest
@@ -58,6 +59,14 @@ def _a_column_of_each_table(engine: Engine) -> dict[str, str]:
         ).all()
     assert len(rows) == len(TABLES)
     return dict(rows)
+
+
+def _grant_beforehand(database: URL, role: str, *privileges: LiteralString) -> None:
+    """GRANT each of ``privileges`` (``INSERT ON statuses``, say) to ``role``, as a DBA might
+    have before grant-read runs."""
+    with psycopg.connect(libpq(database), autocommit=True) as admin:
+        for privilege in privileges:
+            admin.execute(sql.SQL(f"GRANT {privilege} TO {{}}").format(sql.Identifier(role)))
 
 
 def _levels(result: Result, level: str) -> list[str]:
@@ -147,11 +156,13 @@ def test_granting_again_changes_nothing(migrated: Engine, db_url: URL, reader_ro
 def test_privileges_to_write_granted_before_are_taken_away(
     migrated: Engine, db_url: URL, reader_role: str
 ) -> None:
-    who = sql.Identifier(reader_role)
-    with psycopg.connect(libpq(db_url), autocommit=True) as admin:
-        admin.execute(sql.SQL("GRANT INSERT, UPDATE ON statuses, campaigns TO {}").format(who))
-        admin.execute(sql.SQL("GRANT ALL ON alembic_version TO {}").format(who))
-        admin.execute(sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(who))
+    _grant_beforehand(
+        db_url,
+        reader_role,
+        "INSERT, UPDATE ON statuses, campaigns",
+        "ALL ON alembic_version",
+        "CREATE ON SCHEMA public",
+    )
 
     result = _grant_read(db_url, reader_role)
 
@@ -169,9 +180,7 @@ def test_privileges_to_write_granted_before_are_taken_away(
 def test_sequences_granted_before_are_taken_away(
     migrated: Engine, db_url: URL, reader_role: str
 ) -> None:
-    who = sql.Identifier(reader_role)
-    with psycopg.connect(libpq(db_url), autocommit=True) as admin:
-        admin.execute(sql.SQL("GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {}").format(who))
+    _grant_beforehand(db_url, reader_role, "ALL ON ALL SEQUENCES IN SCHEMA public")
 
     result = _grant_read(db_url, reader_role)
 
@@ -239,8 +248,8 @@ def test_writing_through_a_role_it_is_a_member_of_is_reported(
     pg_server: URL, migrated: Engine, db_url: URL, reader_role: str
 ) -> None:
     with login_role(pg_server, db_url, f"etl_writer_{uuid.uuid4().hex[:8]}") as writer:
+        _grant_beforehand(db_url, writer, "INSERT ON statuses")
         with psycopg.connect(libpq(db_url), autocommit=True) as admin:
-            admin.execute(sql.SQL("GRANT INSERT ON statuses TO {}").format(sql.Identifier(writer)))
             admin.execute(
                 sql.SQL("GRANT {} TO {}").format(
                     sql.Identifier(writer), sql.Identifier(reader_role)

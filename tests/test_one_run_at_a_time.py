@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from subprocess import Popen
+
 import psycopg
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
@@ -71,22 +75,32 @@ def _job_sessions(db_url: URL, *, condition: str, terminate: bool = False) -> in
     return int(row[0]) if row else 0
 
 
+WAITING = "wait_event_type = 'Lock'"
+
+
+@contextlib.contextmanager
+def losing_its_lock_mid_write(db_url: URL, env: dict[str, str]) -> Iterator[Popen[str]]:
+    """A sync writing behind a DBA's lock on ``statuses`` whose lock's connection dies (a
+    proxy's idle timeout, say): the run lock is free while its write is in flight. The
+    DBA's lock goes at the end of the block."""
+    with psycopg.connect(libpq(db_url)) as dba:
+        dba.execute("LOCK TABLE statuses IN EXCLUSIVE MODE")
+        run = spawn_cli("sync", env=env)
+        wait_until(lambda: _job_sessions(db_url, condition=WAITING) == 1, timeout=30)
+        assert _job_sessions(db_url, condition="state = 'idle'", terminate=True)
+        yield run
+        dba.rollback()
+
+
 def test_a_run_whose_lock_connection_dies_mid_write_hands_over_without_double_counting(
     api: StandIn, db_url: URL, migrated: Engine
 ) -> None:
     seed_campaigns(api, IDS[:6])
     env = make_env(api, db_url, IDS[:6], THULIUM_CONCURRENCY="1")
-    waiting = "wait_event_type = 'Lock'"
-    with psycopg.connect(libpq(db_url)) as dba:
-        dba.execute("LOCK TABLE statuses IN EXCLUSIVE MODE")
-        first = spawn_cli("sync", env=env)
-        wait_until(lambda: _job_sessions(db_url, condition=waiting) == 1, timeout=30)
-        # its lock's connection dies (a proxy's idle timeout, say): the lock is free
-        assert _job_sessions(db_url, condition="state = 'idle'", terminate=True)
+    with losing_its_lock_mid_write(db_url, env) as first:
         second = spawn_cli("sync", env=env)
         # the second waits for the first's write in flight before it closes the first's run
-        wait_until(lambda: _job_sessions(db_url, condition=waiting) == 2, timeout=30)
-        dba.rollback()
+        wait_until(lambda: _job_sessions(db_url, condition=WAITING) == 2, timeout=30)
     _, first_err = first.communicate(timeout=60)
     _, second_err = second.communicate(timeout=60)
 
@@ -114,19 +128,11 @@ def test_a_run_that_cannot_take_its_lock_again_closes_itself_when_nobody_took_ov
 ) -> None:
     seed_campaigns(api, IDS[:6])
     env = make_env(api, db_url, IDS[:6], THULIUM_CONCURRENCY="1", THULIUM_SHARD="0/2")
-    waiting = "wait_event_type = 'Lock'"
-    with (
-        psycopg.connect(libpq(db_url)) as dba,
-        psycopg.connect(libpq(db_url), autocommit=True) as resharded,
-    ):
-        dba.execute("LOCK TABLE statuses IN EXCLUSIVE MODE")
-        run = spawn_cli("sync", env=env)
-        wait_until(lambda: _job_sessions(db_url, condition=waiting) == 1, timeout=30)
-        assert _job_sessions(db_url, condition="state = 'idle'", terminate=True)
-        # a run of 3 shards starts meanwhile: the lock cannot be taken again, and no run of
-        # shard 0/2 will ever come to close this one
-        resharded.execute("SELECT pg_advisory_lock_shared(%s, 3)", (SHARD_COUNTS,))
-        dba.rollback()
+    with psycopg.connect(libpq(db_url), autocommit=True) as resharded:
+        with losing_its_lock_mid_write(db_url, env) as run:
+            # a run of 3 shards starts meanwhile: the lock cannot be taken again, and no run
+            # of shard 0/2 will ever come to close this one
+            resharded.execute("SELECT pg_advisory_lock_shared(%s, 3)", (SHARD_COUNTS,))
         _, err = run.communicate(timeout=60)
 
     assert run.returncode == 3, err
