@@ -124,8 +124,8 @@ class Writer:
     def _close(
         self, outcome: RunOutcome, *, error: str | None, unrecorded: str | None
     ) -> tuple[RunTotals, float]:
-        # Not cancelled by a stop: a stop is what this records.
-        with self._transaction(closing_as=outcome, cancellable=False) as conn:
+        # A stop that cancels it ends the run in sync's crash path, which closes it anyway.
+        with self._transaction(closing_as=outcome) as conn:
             return history.finish_run(
                 conn, self._run_id, outcome=outcome, error=error, unrecorded=unrecorded or ""
             )
@@ -149,17 +149,11 @@ class Writer:
             raise DatabaseError(failure_message(self._engine.url, exc, doing=doing)) from None
 
     @contextlib.contextmanager
-    def _transaction(
-        self, *, closing_as: RunOutcome | None = None, cancellable: bool = True
-    ) -> Iterator[Connection]:
+    def _transaction(self, *, closing_as: RunOutcome | None = None) -> Iterator[Connection]:
         """One write transaction of the run: the lock checked, the run's row held (see
-        :func:`history.hold`), the statement in progress cancelled by a stop (if
-        ``cancellable``)."""
+        :func:`history.hold`), the statement in progress cancelled by a stop."""
         self._lock.ensure()
-        with (
-            self._engine.begin() as conn,
-            stoppable(conn, self._stop) if cancellable else contextlib.nullcontext(),
-        ):
+        with self._engine.begin() as conn, stoppable(conn, self._stop):
             history.hold(conn, self._run_id, closing_as=closing_as)
             yield conn
 

@@ -156,7 +156,7 @@ def test_sigterm_cancels_a_statement_waiting_for_a_lock(
     with psycopg.connect(libpq(db_url)) as holder:
         holder.execute("LOCK TABLE statuses IN ACCESS EXCLUSIVE MODE")
         proc = spawn_cli("sync", env=env)
-        wait_until(lambda: _waiting_for_a_lock(db_url), timeout=30)
+        wait_until(lambda: _waiting_for(db_url, "Lock"), timeout=30)
 
         err, stopped_after = terminate(proc)
         holder.rollback()
@@ -181,6 +181,41 @@ def test_sigterm_in_the_middle_of_a_copy_cancels_it_and_writes_nothing(
     assert_interrupted_before_writing_anything(migrated)
 
 
+def test_sigterm_while_the_run_is_being_closed_still_closes_it(
+    api: StandIn, db_url: URL, migrated: Engine
+) -> None:
+    seed_campaigns(api, IDS)
+    with migrated.begin() as conn:  # a DBA's slow trigger: closing a run as succeeded hangs
+        conn.execute(
+            text(
+                "CREATE FUNCTION dba_slow() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                "BEGIN PERFORM pg_sleep(60); RETURN NEW; END $$"
+            )
+        )
+        conn.execute(
+            text(
+                "CREATE TRIGGER dba_slow BEFORE UPDATE ON sync_runs FOR EACH ROW "
+                "WHEN (NEW.outcome = 'succeeded') EXECUTE FUNCTION dba_slow()"
+            )
+        )
+    try:
+        proc = spawn_cli("sync", env=make_env(api, db_url, IDS))
+        wait_until(lambda: _waiting_for(db_url, "PgSleep"), timeout=30)
+
+        err, stopped_after = terminate(proc)
+    finally:
+        with migrated.begin() as conn:
+            conn.execute(text("DROP TRIGGER dba_slow ON sync_runs"))
+            conn.execute(text("DROP FUNCTION dba_slow()"))
+
+    assert proc.returncode == 143, err
+    assert stopped_after < 5
+    run, outcomes = last_run(migrated)
+    assert run["outcome"] == "interrupted"  # closed, not left running
+    assert sorted(outcomes) == IDS and all(o["outcome"] == "succeeded" for o in outcomes.values())
+    assert_totals_add_up(migrated)
+
+
 def assert_interrupted_before_writing_anything(engine: Engine) -> None:
     """The run is recorded interrupted, every campaign skipped, and no status written."""
     run, outcomes = last_run(engine)
@@ -192,12 +227,13 @@ def assert_interrupted_before_writing_anything(engine: Engine) -> None:
         assert conn.execute(text("SELECT count(*) FROM statuses")).scalar_one() == 0
 
 
-def _waiting_for_a_lock(db_url: URL) -> bool:
+def _waiting_for(db_url: URL, wait: str) -> bool:
+    """Whether one of the job's sessions waits for ``wait`` (a wait event or its type)."""
     with psycopg.connect(libpq(db_url), autocommit=True) as admin:
         row = admin.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'thulium-etl' "
-            "AND wait_event_type = 'Lock' AND datname = %s",
-            (db_url.database,),
+            "AND %s IN (wait_event_type, wait_event) AND datname = %s",
+            (wait, db_url.database),
         ).fetchone()
     return bool(row and row[0])
 
