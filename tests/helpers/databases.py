@@ -71,6 +71,15 @@ def postgres_server() -> Iterator[URL]:
             yield url
 
 
+def unix_socket(url: URL) -> str | None:
+    """The path of the server's Unix socket when ``url`` names a socket directory
+    (``?host=/dir``, as the embedded Postgres's does); None for a server on TCP."""
+    directory = url.query.get("host")
+    if isinstance(directory, str) and directory.startswith("/"):
+        return os.path.join(directory, f".s.PGSQL.{url.port or 5432}")
+    return None
+
+
 def libpq(url: URL) -> str:
     """The URL as libpq takes it, for psycopg connections of the tests' own."""
     return url.set(drivername="postgresql").render_as_string(hide_password=False)

@@ -21,6 +21,8 @@ from typing import TypeVar
 
 from sqlalchemy.engine import URL
 
+from tests.helpers.databases import unix_socket
+
 _QUERY_TYPES = (b"Q", b"P")  # a simple query; the Parse of an extended one
 _COPY_DATA = b"d"
 _ERROR = b"E"
@@ -47,11 +49,18 @@ class _Proxy:
     what to do with each message."""
 
     def __init__(self, upstream: URL) -> None:
-        self._upstream = (upstream.host or "127.0.0.1", upstream.port or 5432)
+        self._upstream = unix_socket(upstream) or (
+            upstream.host or "127.0.0.1",
+            upstream.port or 5432,
+        )
         self._listener = socket.create_server(("127.0.0.1", 0))
         port = self._listener.getsockname()[1]
-        self.url = upstream.set(host="127.0.0.1", port=port).update_query_dict(
-            {"sslmode": "disable", "gssencmode": "disable"}
+        # Clients reach the proxy over TCP whatever the server's URL said: a ?host= (the
+        # embedded Postgres's socket directory) would send them past it, to the server itself.
+        self.url = (
+            upstream.difference_update_query(["host"])
+            .set(host="127.0.0.1", port=port)
+            .update_query_dict({"sslmode": "disable", "gssencmode": "disable"})
         )
         self.closed = threading.Event()
         self._lock = threading.Lock()
@@ -86,8 +95,7 @@ class _Proxy:
             except OSError:
                 return
             try:
-                server = socket.create_connection(self._upstream, timeout=10)
-                server.settimeout(None)
+                server = _connect(self._upstream)
             except OSError:
                 _close(client)
                 continue
@@ -184,6 +192,21 @@ class CopyStall(_Proxy):
         if kind == _ERROR:
             link.refused.set()
         return True
+
+
+def _connect(address: tuple[str, int] | str) -> socket.socket:
+    if isinstance(address, str):
+        sock = socket.socket(socket.AF_UNIX)
+        try:
+            sock.settimeout(10)
+            sock.connect(address)
+        except OSError:
+            sock.close()
+            raise
+    else:
+        sock = socket.create_connection(address, timeout=10)
+    sock.settimeout(None)
+    return sock
 
 
 def _read(sock: socket.socket, size: int) -> bytes:

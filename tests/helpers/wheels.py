@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import URL
 
+from tests.helpers.databases import unix_socket
 from tests.helpers.deploy import ROOT, dockerfile_stages, require
 
 PIP = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
@@ -104,11 +105,10 @@ def over_tcp(url: URL) -> Iterator[URL]:
     """``url`` over TCP on loopback. A server on a Unix socket (the embedded Postgres keeps
     its socket in a directory only its owner may enter) gets a relay on 127.0.0.1, so a
     process of another user reaches it the way a container reaches its database."""
-    socket_dir = url.query.get("host")
-    if not isinstance(socket_dir, str) or not socket_dir.startswith("/"):
+    path = unix_socket(url)
+    if path is None:
         yield url
         return
-    path = os.path.join(socket_dir, f".s.PGSQL.{url.port or 5432}")
     listener = socket.create_server(("127.0.0.1", 0))
 
     def pump(source: socket.socket, sink: socket.socket) -> None:
@@ -134,8 +134,8 @@ def over_tcp(url: URL) -> Iterator[URL]:
 
     threading.Thread(target=serve, daemon=True).start()
     try:
-        query = {k: v for k, v in url.query.items() if k != "host"}
-        yield url.set(host="127.0.0.1", port=listener.getsockname()[1], query=query)
+        tcp = url.difference_update_query(["host"])
+        yield tcp.set(host="127.0.0.1", port=listener.getsockname()[1])
     finally:
         listener.close()
 
