@@ -25,7 +25,7 @@ from psycopg import sql
 from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.engine import URL, make_url
 
-from etl import cli, config, migrate
+from etl import cli, config, grants, migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -60,15 +60,16 @@ columns (Metabase shows the same text as field descriptions; `\\d+ name` in psql
 timestamps are `timestamp with time zone`, in UTC. The views are the reporting layer: start
 there. [`queries.md`](queries.md) answers common questions with them, and
 `thulium-etl grant-read ROLE` lets a BI tool's role read them (and the tables) and change
-nothing. `alembic_version`, the migrations' bookkeeping, is left out.
-"""
+nothing. The job's bookkeeping ({bookkeeping}), which no role but the job's own may use, is
+left out.
+""".format(bookkeeping=" and ".join(f"`{name}`" for name in grants.UNREADABLE))
 
 _RELATIONS = text(
     """
     SELECT c.oid, c.relname, c.relkind, obj_description(c.oid, 'pg_class') AS comment
     FROM pg_class AS c
     WHERE c.relnamespace = CAST(current_schema() AS regnamespace)
-      AND c.relkind IN ('r', 'v') AND c.relname <> 'alembic_version'
+      AND c.relkind IN ('r', 'v') AND c.relname <> ALL(CAST(:bookkeeping AS text[]))
     ORDER BY c.relname
     """
 )
@@ -130,7 +131,7 @@ def _relation(connection: Connection, oid: int, name: str, comment: str | None) 
 
 def tables_markdown(connection: Connection) -> str:
     """``docs/tables.md``: every view, then every table, of the schema, with its columns."""
-    relations = connection.execute(_RELATIONS).all()
+    relations = connection.execute(_RELATIONS, {"bookkeeping": list(grants.UNREADABLE)}).all()
     lines = [_INTRO]
     for title, kind in (("Views", "v"), ("Tables", "r")):
         lines += [f"## {title}", ""]

@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from etl import discovery, migrate
 from etl.client import ThuliumClient
 from etl.config import CheckCommand
-from etl.database import database_errors, describe
+from etl.database import bounded, database_errors, describe
 from etl.errors import (
     EXIT_CAMPAIGN_FAILED,
     EXIT_OK,
@@ -43,9 +43,15 @@ class Verdict:
         return self.exit_code == EXIT_OK
 
 
-def check_database(engine: Engine) -> Verdict:
+def check_database(engine: Engine, *, stop: Stop) -> Verdict:
+    """Is the database reachable and at this version's revision? A stop raises
+    :class:`~etl.errors.InterruptedRun`."""
     try:
-        with database_errors(engine, doing="checking"), engine.connect() as conn:
+        with (
+            database_errors(engine, doing="checking"),
+            engine.connect() as conn,
+            bounded(conn, stop, doing="checking the schema"),
+        ):
             migrate.require_current(conn)
     except DatabaseError as exc:
         return Verdict("database", str(exc), exc.exit_code)

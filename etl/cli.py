@@ -53,7 +53,8 @@ EXIT_CODES = """\
 exit codes:
   0   success (every campaign synced / every check passed)
   1   at least one campaign failed or was skipped; the others were saved (also: the API
-      rejected the credentials while listing the active campaigns)
+      rejected the credentials while listing the active campaigns, or the database refused
+      what discovery found)
   2   configuration or usage error; nothing was contacted (grant-read: ROLE does
       not exist; nothing was changed)
   3   the database is unreachable, refuses writes, or its schema is not at this
@@ -63,8 +64,9 @@ exit codes:
       was synced
   70  internal error (a bug in thulium-etl: please report it with the log)
   74  the output could not be written (a full disk, a closed pipe)
-  75  another sync holds the lock; this run did nothing (try again later)
-  143 stopped by SIGTERM/SIGINT; finished campaigns are saved, the run is 'interrupted'
+  75  another sync holds the lock (the message names it); this run did nothing (try later)
+  143 stopped by SIGTERM/SIGINT within seconds; finished campaigns are saved, the run is
+      'interrupted' (other commands: their transaction rolled back)
 """
 
 
@@ -72,12 +74,14 @@ exit codes:
 
 
 @contextlib.contextmanager
-def _stop_on_signals() -> Iterator[Stop]:
-    """A stop request that SIGTERM/SIGINT set while the block runs; handlers restored after."""
+def _stop_on_signals(*, announce: bool = False) -> Iterator[Stop]:
+    """A stop request that SIGTERM/SIGINT set while the block runs; handlers restored after.
+    With ``announce``, the first signal is logged (a sync has a run to wind down); otherwise
+    the error it ends the command with is its one line."""
     stop = Stop()
 
     def handle(signum: int, frame: FrameType | None) -> None:
-        if not stop.is_set():
+        if announce and not stop.is_set():
             logger.warning(
                 "received %s: stopping (a write in progress is rolled back)",
                 signal.Signals(signum).name,
@@ -133,6 +137,23 @@ def _engine(database: config.DatabaseSettings) -> Iterator[Any]:
         engine.dispose()
 
 
+@contextlib.contextmanager
+def _connected(
+    database: config.DatabaseSettings, *, doing: str, stop: Stop, begin: bool = False
+) -> Iterator[Any]:
+    """A connection (in one transaction if ``begin``) for a command's database work: its
+    waits are bounded and a stop ends it (exit 143); a failure is exit 3."""
+    from etl.database import bounded, database_errors
+
+    with (
+        _engine(database) as engine,
+        database_errors(engine, doing=doing),
+        engine.begin() if begin else engine.connect() as conn,
+        bounded(conn, stop, doing=doing),
+    ):
+        yield conn
+
+
 # -- the commands ---------------------------------------------------------------------------
 
 
@@ -140,8 +161,12 @@ def cmd_migrate(args: argparse.Namespace, settings: config.DatabaseCommand) -> i
     from etl import migrate
     from etl.database import database_errors, describe
 
-    with _engine(settings.database) as engine, database_errors(engine, doing="migrating"):
-        before, after = migrate.upgrade(engine)
+    with (
+        _stop_on_signals() as stop,
+        _engine(settings.database) as engine,
+        database_errors(engine, doing="migrating"),
+    ):
+        before, after = migrate.upgrade(engine, stop=stop)
     where = describe(settings.database.url)
     if before == after:
         logger.info("schema of %s is already at revision %s: nothing to do", where, after)
@@ -153,7 +178,7 @@ def cmd_migrate(args: argparse.Namespace, settings: config.DatabaseCommand) -> i
 def cmd_sync(args: argparse.Namespace, settings: config.SyncCommand) -> int:
     from etl.sync import run_sync
 
-    with _engine(settings.database) as engine, _stop_on_signals() as stop:
+    with _engine(settings.database) as engine, _stop_on_signals(announce=True) as stop:
         result = run_sync(engine, settings, stop=stop)
     code = EXIT_BY_OUTCOME[result.outcome]
     t = result.totals
@@ -185,11 +210,11 @@ def cmd_sync(args: argparse.Namespace, settings: config.SyncCommand) -> int:
 def cmd_check(args: argparse.Namespace, settings: config.CheckCommand) -> int:
     from etl.check import check_campaigns, check_database
 
-    with _engine(settings.database) as engine:
-        database = check_database(engine)
-    _emit_verdict(database)
-    code = database.exit_code
     with _stop_on_signals() as stop:
+        with _engine(settings.database) as engine:
+            database = check_database(engine, stop=stop)
+        _emit_verdict(database)
+        code = database.exit_code
         for verdict in check_campaigns(settings, quick=args.quick, stop=stop):
             _emit_verdict(verdict)
             code = code or verdict.exit_code
@@ -233,12 +258,10 @@ _CAMPAIGN_COLUMNS = [
 
 def cmd_runs(args: argparse.Namespace, settings: config.DatabaseCommand) -> int:
     from etl import history, migrate
-    from etl.database import database_errors
 
     with (
-        _engine(settings.database) as engine,
-        database_errors(engine, doing="reading run history"),
-        engine.connect() as conn,
+        _stop_on_signals() as stop,
+        _connected(settings.database, doing="reading run history", stop=stop) as conn,
     ):
         migrate.require_current(conn)
         if args.run is not None:
@@ -256,13 +279,13 @@ def cmd_runs(args: argparse.Namespace, settings: config.DatabaseCommand) -> int:
 
 def cmd_grant_read(args: argparse.Namespace, settings: config.DatabaseCommand) -> int:
     from etl import grants, migrate
-    from etl.database import database_errors, describe
+    from etl.database import describe
 
     role = grants.role_name(args.role)
+    doing = f"granting read access to role {role}"
     with (
-        _engine(settings.database) as engine,
-        database_errors(engine, doing=f"granting read access to role {role}"),
-        engine.begin() as conn,
+        _stop_on_signals() as stop,
+        _connected(settings.database, doing=doing, stop=stop, begin=True) as conn,
     ):
         migrate.require_current(conn)
         grant = grants.grant_read(conn, role)
@@ -460,6 +483,9 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
     except EtlError as exc:
         logger.error("%s", exc)
         return exc.exit_code
+    except KeyboardInterrupt:  # Ctrl-C before the command's own handling of it was in place
+        logger.error("stopped by SIGINT before %s began its work", args.command)
+        return EXIT_TERMINATED
     except Exception as exc:  # a bug: one log event (its traceback inside), not a crash
         logger.error(
             "internal error (a bug in thulium-etl; please report it with this log): %s: %s",

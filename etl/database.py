@@ -15,7 +15,9 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, text
@@ -23,7 +25,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from etl.config import DatabaseSettings
-from etl.errors import DatabaseError
+from etl.errors import DatabaseError, InterruptedRun
 from etl.stop import Stop
 
 logger = logging.getLogger(__name__)
@@ -57,7 +59,8 @@ class Failure(enum.Enum):
 
 
 _CONNECTION_LOST = {"57P01", "57P02", "57P03"}  # admin or crash shutdown, not yet accepting
-_TIMEOUTS = {"55P03", "57014", "40001", "40P01"}  # lock and statement timeouts, conflicts
+LOCK_TIMEOUT = "55P03"  # lock_timeout ran out, or NOWAIT found the lock taken
+_TIMEOUTS = {LOCK_TIMEOUT, "57014", "40001", "40P01"}  # lock and statement timeouts, conflicts
 # Data exceptions, integrity violations, program limits (an index row too large), a raise
 # in a trigger: the values of this batch, not the database, are the problem.
 _DATA_CLASSES = {"22", "23", "54", "P0"}
@@ -146,11 +149,13 @@ def describe(url: URL) -> str:
 
 
 def reason(exc: DBAPIError) -> str:
-    """The driver's own message, first line only, with a hint for the common causes."""
+    """The driver's own message, first line only, with a hint for the common causes and
+    what the job learnt meanwhile (who held the lock it waited for)."""
     text = str(exc.orig) if exc.orig is not None else str(exc)
     first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
     hint = _HINTS.get(sqlstate(exc) or "")
-    return f"{first} ({hint})" if hint else first
+    said = f"{first} ({hint})" if hint else first
+    return "; ".join([said, *getattr(exc, "__notes__", ())])
 
 
 def failure_message(url: URL, exc: DBAPIError, *, doing: str, attempts: int = 1) -> str:
@@ -169,8 +174,124 @@ def database_errors(engine: Engine, *, doing: str) -> Iterator[None]:
         raise DatabaseError(failure_message(engine.url, exc, doing=doing)) from None
 
 
+@dataclass(frozen=True)
+class Holder:
+    """A session that holds a lock the job wanted, as ``pg_stat_activity`` shows it (the
+    server hides when another user's transaction began unless the job's role may read all
+    statistics)."""
+
+    pid: int
+    user: str | None
+    application: str | None
+    since: datetime | None
+
+    def __str__(self) -> str:
+        since = f"since {self.since.astimezone(UTC):%Y-%m-%d %H:%M:%S}Z" if self.since else ""
+        facts = [
+            f"user {self.user or 'unknown'}",
+            f"application {self.application!r}" if self.application else "no application name",
+            since or "since an unknown time",
+        ]
+        return f"pid {self.pid} ({', '.join(facts)})"
+
+
+#: The columns of ``pg_stat_activity`` (as ``a``) a :class:`Holder` is made of, in order.
+HOLDER_COLUMNS = "a.pid, a.usename, a.application_name, a.xact_start"
+
+
+def holders(rows: Iterable[Sequence[Any]]) -> tuple[Holder, ...]:
+    return tuple(Holder(*row[:4]) for row in rows)
+
+
+def named(found: Sequence[Holder]) -> str:
+    """``held by pid 42 (…)``, or what to say when the holder is already gone."""
+    if not found:
+        return "held by a session that has ended since"
+    return "held by " + "; ".join(map(str, found))
+
+
+#: Seconds a statement waits for a lock before the job logs who holds it.
+LOCK_NOTICE_AFTER = 1.0
+# What the session `pid` waits for, and the sessions it waits behind.
+_WAITING_BEHIND = text(
+    f"""
+    SELECT {HOLDER_COLUMNS}, w.what
+    FROM (
+        SELECT coalesce(CAST(CAST(l.relation AS regclass) AS text), l.locktype) AS what
+        FROM pg_locks AS l WHERE l.pid = :pid AND NOT l.granted LIMIT 1
+    ) AS w
+    CROSS JOIN pg_stat_activity AS a
+    WHERE a.pid = ANY(pg_blocking_pids(:pid))
+    ORDER BY a.pid
+    """
+)
+_GRACE_TIMEOUTS = text(
+    "SELECT set_config('lock_timeout', :ms, true), set_config('statement_timeout', :ms, true)"
+)
+
+
 @contextlib.contextmanager
-def stoppable(connection: Connection, stop: Stop) -> Iterator[None]:
+def bounded(connection: Connection, stop: Stop, *, doing: str) -> Iterator[None]:
+    """Every wait of the block's statements on ``connection`` is bounded and explained.
+
+    - A stop cancels the statement in progress (:func:`_stoppable`); if the stop came before
+      the block, its statements have what is left of the stop's grace as their lock and
+      statement timeouts. A failure after a stop is :class:`InterruptedRun`.
+    - A statement that waits :data:`LOCK_NOTICE_AFTER` for a lock logs who holds it, and a
+      lock timeout's message names them.
+    """
+    if stop.is_set():
+        ms = str(max(1, _ms(stop.grace_left())))
+        connection.execute(_GRACE_TIMEOUTS, {"ms": ms})
+    seen: list[Holder] = []
+    backend = _driver(connection).info.backend_pid
+    notice = threading.Timer(
+        LOCK_NOTICE_AFTER, _notice_waits, (connection.engine, backend, doing, seen)
+    )
+    notice.daemon = True
+    notice.start()
+    try:
+        with _stoppable(connection, stop):
+            yield
+    except DBAPIError as exc:
+        if sqlstate(exc) == LOCK_TIMEOUT and seen:
+            exc.add_note(named(seen))
+        if stop.is_set():
+            raise InterruptedRun(f"stopped while {doing}: {reason(exc)}") from exc
+        raise
+    finally:
+        notice.cancel()
+
+
+def _notice_waits(engine: Engine, backend: int, doing: str, seen: list[Holder]) -> None:
+    """Log what the session ``backend`` waits for, and who holds it (on a thread)."""
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(_WAITING_BEHIND, {"pid": backend}).all()
+    except DBAPIError as exc:
+        logger.debug("could not tell who holds the lock the job waits for: %s", reason(exc))
+        return
+    if not rows:
+        return
+    seen.extend(holders(rows))
+    logger.warning(
+        "%s: waiting for a lock on %s %s; the wait ends at THULIUM_DB_LOCK_TIMEOUT, or at a stop",
+        doing,
+        rows[0][-1],
+        named(seen),
+    )
+
+
+def _driver(connection: Connection) -> Any:
+    import psycopg
+
+    driver = connection.connection.driver_connection
+    assert isinstance(driver, psycopg.Connection)
+    return driver
+
+
+@contextlib.contextmanager
+def _stoppable(connection: Connection, stop: Stop) -> Iterator[None]:
     """While the block runs, a stop cancels the statement in progress on ``connection``.
 
     If the statement has not ended :data:`CUT_AFTER` seconds later (a COPY waiting for data
@@ -180,8 +301,7 @@ def stoppable(connection: Connection, stop: Stop) -> Iterator[None]:
     """
     import psycopg
 
-    driver = connection.connection.driver_connection
-    assert isinstance(driver, psycopg.Connection)
+    driver = _driver(connection)
     backend = driver.info.backend_pid
     done = threading.Event()
     ending = threading.Lock()  # the block ends, or the connection is cut: never both

@@ -87,7 +87,7 @@ class OutputError(EtlError):
 
 
 class LockHeldError(EtlError):
-    """Another sync of the same campaigns holds the advisory lock."""
+    """Another sync of the same campaigns holds the run lock."""
 
     exit_code = EXIT_LOCKED
 

@@ -42,8 +42,9 @@ TABLES = (
     "sync_run_batches",
 )
 READABLE = VIEWS + TABLES
-#: Alembic's bookkeeping: not data, so never granted (its privileges are revoked like the rest).
-UNREADABLE = ("alembic_version",)
+#: The job's bookkeeping, not data: Alembic's revision, and the run lock (a role that could lock
+#: its rows could stop every sync). Never granted; privileges on them are revoked like the rest.
+UNREADABLE = ("alembic_version", "run_locks")
 
 _NAME_BYTES = 63  # PostgreSQL's identifier limit (NAMEDATALEN - 1)
 

@@ -26,7 +26,7 @@ from etl.database import reason
 from etl.errors import RunTakenOver
 from etl.outcomes import CampaignOutcome, CampaignResult, Counts, RunOutcome, RunTotals
 from etl.records import CampaignStat
-from etl.schema import sync_run_campaigns, sync_runs
+from etl.schema import run_locks, sync_run_campaigns, sync_runs
 from etl.shards import Shard
 
 logger = logging.getLogger(__name__)
@@ -38,30 +38,48 @@ def _text(value: str | None, *, limit: int = logs.TEXT_LIMIT) -> str | None:
     return None if value is None else logs.clean(value, limit=limit)
 
 
-def abandon_stale_runs(connection: Connection, *, shard: Shard | None, reason: str) -> list[int]:
-    """Mark runs still ``running`` as ``abandoned`` when the caller's locks prove them dead.
+#: Why a run is closed as abandoned when it left no word of how it ended.
+DIED = "the process died without finishing (its lock was free when a later run started)"
 
-    An unsharded run holds the global lock exclusively, so no other run can be alive; a
-    sharded one rules out runs of its own shard and unsharded runs, not other shards. Each
-    is closed like a finished run: what it never recorded is recorded skipped, and its
-    totals are counted from its rows.
+
+def abandon_stale_runs(connection: Connection, *, shard: Shard | None) -> list[int]:
+    """Mark runs still ``running`` as ``abandoned`` when the caller's lock proves them dead.
+
+    An unsharded run's lock rules out every other run; a sharded one's rules out runs of its
+    own shard, unsharded runs and runs of another number of shards, not the other shards of
+    its own count (see :mod:`etl.lock`). Each is closed like a finished run: what it never
+    recorded is recorded skipped, and its totals are counted from its rows. Its error says
+    how it ended: in its own words if it left them on its lock's row (it could not record its
+    outcome), else that its process died.
     """
     stale = sync_runs.c.outcome == RunOutcome.RUNNING
     if shard is not None:
-        stale &= sync_runs.c.shard.is_(None) | (sync_runs.c.shard == str(shard))
+        stale &= (
+            sync_runs.c.shard.is_(None)
+            | (sync_runs.c.shard == str(shard))
+            | (func.split_part(sync_runs.c.shard, "/", 2) != str(shard.count))
+        )
     # FOR UPDATE waits for a transaction of a run still writing (see hold()), then skips the
     # run if another sync closed it meanwhile: what is recorded below is counted after that.
-    found = select(sync_runs.c.run_id).where(stale).order_by(sync_runs.c.run_id).with_for_update()
-    run_ids = list(connection.execute(found).scalars())
-    for run_id in run_ids:
+    found = (
+        select(sync_runs.c.run_id, run_locks.c.unrecorded_end)
+        .outerjoin(run_locks, run_locks.c.unrecorded_run == sync_runs.c.run_id)
+        .where(stale)
+        .order_by(sync_runs.c.run_id)
+        .with_for_update(of=sync_runs)
+    )
+    stale_runs = connection.execute(found).all()
+    for run_id, last_words in stale_runs:
         finish_run(
             connection,
             run_id,
             outcome=RunOutcome.ABANDONED,
-            error=reason,
-            unrecorded="never attempted: the run's process died before it got to this campaign",
+            error=f"it could not record how it ended: {last_words}" if last_words else DIED,
+            unrecorded="never attempted: the run ended before it got to this campaign"
+            if last_words
+            else "never attempted: the run's process died before it got to this campaign",
         )
-    return run_ids
+    return [run_id for run_id, _ in stale_runs]
 
 
 def hold(connection: Connection, run_id: int, *, closing_as: RunOutcome | None = None) -> None:

@@ -15,16 +15,14 @@ that allows one open version per status is checked at commit.)
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, text
 
 from etl.database import driver_errors
 from etl.outcomes import Counts
 from etl.records import Snapshot
-
-logger = logging.getLogger(__name__)
 
 _STAGE = "etl_stage_statuses"
 _STAGE_DDL = f"""
@@ -155,30 +153,34 @@ def _per_campaign(
     return {campaign_id: count for campaign_id, count in result}
 
 
+@dataclass(frozen=True)
+class Applied:
+    """What applying a batch's snapshots changed, once its transaction commits."""
+
+    counts: dict[str, Counts] = field(default_factory=dict)  # per campaign
+    new_codes: tuple[str, ...] = ()  # system_status codes stored for the first time
+
+
 def apply_snapshots(
     connection: Connection, snapshots: Sequence[Snapshot], *, run_id: int | None
-) -> dict[str, Counts]:
+) -> Applied:
     """Merge complete snapshots into ``statuses`` and its history, in the caller's
     transaction; ``run_id`` is the run the new and closed versions belong to.
 
     Each snapshot is the whole truth for its campaign: statuses it lacks are soft-deleted.
-    Returns the rows inserted, updated (including revived) and deleted per campaign.
+    Returns the rows inserted, updated (including revived) and deleted per campaign, and the
+    undocumented system_status codes it added (for the caller to report once it commits).
     """
     if not snapshots:
-        return {}
+        return Applied()
     ids = [snapshot.campaign_id for snapshot in snapshots]
     _stage(connection, snapshots)
     connection.execute(_NEW_CAMPAIGNS, {"ids": ids})
-    for (code,) in connection.execute(_NEW_SYSTEM_STATUSES):
-        logger.warning(
-            "system_status %r is not in Thulium's documented list: added to system_statuses "
-            "with documented = false",
-            code,
-        )
+    new_codes = tuple(connection.execute(_NEW_SYSTEM_STATUSES).scalars())
     updated = _per_campaign(connection, _UPDATE_CHANGED, ids=ids, run_id=run_id)
     inserted = _per_campaign(connection, _INSERT_NEW, ids=ids, run_id=run_id)
     deleted = _per_campaign(connection, _SOFT_DELETE, ids=ids, run_id=run_id)
-    return {
+    counts = {
         campaign_id: Counts(
             inserted=inserted.get(campaign_id, 0),
             updated=updated.get(campaign_id, 0),
@@ -186,3 +188,4 @@ def apply_snapshots(
         )
         for campaign_id in ids
     }
+    return Applied(counts, new_codes)

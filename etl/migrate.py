@@ -5,8 +5,14 @@ Alembic is imported only to migrate: checking the schema before a sync compares 
 (a test keeps that list equal to the shipped revisions). A revision missing from that list
 was written by a newer thulium-etl: this one refuses to touch such a database.
 
-Migrations run one at a time: ``migrate`` holds a transaction-level advisory lock, so a
-second ``migrate`` started meanwhile waits for the first and then finds nothing to do.
+Migrations run one at a time: ``migrate`` locks ``alembic_version`` (EXCLUSIVE: readers go
+on) for its transaction, so a second ``migrate`` started meanwhile waits for the first and then
+finds nothing to do. A read-only role cannot take that lock (it has no privilege at all on
+``alembic_version``). On a database never migrated there is no table to lock yet, and a
+transaction-level advisory lock serves instead. Every lock a migration waits for (that one,
+or a table it alters that a long query reads) is waited for at most
+``THULIUM_DB_LOCK_TIMEOUT``, with a log line naming who holds it (:func:`etl.database.bounded`);
+a stop rolls the migration back at once.
 """
 
 from __future__ import annotations
@@ -18,14 +24,19 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Connection, Engine, text
 
 from etl import __version__
+from etl.database import bounded
 from etl.errors import SchemaNotCurrentError, SchemaTooNewError
-from etl.lock import lock_key
 from etl.schema import REVISION, REVISIONS
+from etl.stop import Stop
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
 logger = logging.getLogger(__name__)
+
+# The advisory lock that makes migrations of a database without alembic_version take turns:
+# a key of the job's own (blake2b of "thulium-etl migrate", as a signed 64-bit number).
+_FIRST_MIGRATION = -4_903_495_528_376_997_170
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -49,9 +60,14 @@ def head_revision() -> str:
     return head
 
 
+def _has_revisions(connection: Connection) -> bool:
+    """Whether Alembic ever touched the database (its table is there; read without a lock)."""
+    return connection.execute(text("SELECT to_regclass('alembic_version')")).scalar() is not None
+
+
 def current_revision(connection: Connection) -> str | None:
     """The revision the database is at, or None for a database Alembic never touched."""
-    if connection.execute(text("SELECT to_regclass('alembic_version')")).scalar() is None:
+    if not _has_revisions(connection):
         return None
     return connection.execute(text("SELECT max(version_num) FROM alembic_version")).scalar()
 
@@ -65,21 +81,34 @@ def _refuse_newer(current: str | None) -> None:
         )
 
 
-def upgrade(engine: Engine) -> tuple[str | None, str]:
+def upgrade(engine: Engine, *, stop: Stop | None = None) -> tuple[str | None, str]:
     """Upgrade to head in one transaction; returns (revision before, revision after)."""
     from alembic import command
 
+    # Asked on a connection of its own, thrown away after: a server session caches that a
+    # table is missing, and would still miss the table another migrate creates while this
+    # one waits for the advisory lock.
+    with engine.connect() as conn:
+        first = not _has_revisions(conn)
+        conn.invalidate()
     with engine.begin() as conn:
-        # A migration may take its time and wait for a running sync's locks.
-        conn.execute(text("SET LOCAL lock_timeout = 0"))
-        conn.execute(text("SET LOCAL statement_timeout = 0"))
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key("migrate")})
-        before = current_revision(conn)
-        _refuse_newer(before)
-        command.upgrade(alembic_config(conn), "head")
-        after = current_revision(conn)
+        conn.execute(text("SET LOCAL statement_timeout = 0"))  # a migration may take its time
+        with bounded(conn, stop or Stop(), doing="migrating"):
+            _take_turn(conn, first=first)
+            before = current_revision(conn)
+            _refuse_newer(before)
+            command.upgrade(alembic_config(conn), "head")
+            after = current_revision(conn)
     assert after is not None
     return before, after
+
+
+def _take_turn(connection: Connection, *, first: bool) -> None:
+    """Wait until no other ``migrate`` is running (see the module's docstring)."""
+    if first:
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _FIRST_MIGRATION})
+    else:
+        connection.execute(text("LOCK TABLE alembic_version IN EXCLUSIVE MODE"))
 
 
 def require_current(connection: Connection) -> None:

@@ -23,6 +23,7 @@ class Tally:
     skipped: int = 0
     rows: Counts = field(default_factory=Counts)
     errors: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # of the run, not of one campaign
 
     def add(self, result: CampaignResult) -> None:
         if result.outcome is CampaignOutcome.SUCCEEDED:
@@ -55,7 +56,7 @@ class Tally:
     def outcome(self, *, interrupted: bool) -> RunOutcome:
         if interrupted:
             return RunOutcome.INTERRUPTED
-        if self.failed == 0 and self.skipped == 0:
+        if self.failed == 0 and self.skipped == 0 and not self.problems:
             return RunOutcome.SUCCEEDED
         if self.ok == 0:
             return RunOutcome.FAILED
@@ -71,7 +72,7 @@ class Tally:
 
     def summary(self, *, halted: Halt | None) -> str | None:
         """The run's error summary: what went wrong, in a line (None if nothing did)."""
-        parts = []
+        parts = list(self.problems)
         if halted:
             parts.append(f"stopped starting campaigns: {halted.value}")
         if self.failed:

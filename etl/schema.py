@@ -40,7 +40,7 @@ from etl.outcomes import CampaignOutcome, RunOutcome
 # The Alembic revisions this code knows (migrations/versions), oldest first; the tables below
 # match the last. A test keeps the list equal to the shipped revisions, so the job can check
 # the schema without loading Alembic.
-REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007")
+REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008")
 REVISION = REVISIONS[-1]
 
 metadata = MetaData(
@@ -310,8 +310,9 @@ sync_runs = Table(
         nullable=False,
         server_default=text(repr(str(RunOutcome.RUNNING))),
         comment="running; succeeded (every campaign synced); partial (some failed or were "
-        "skipped, the others saved); failed (none synced, or the run stopped on an error); "
-        "interrupted (SIGTERM/SIGINT); abandoned (its process died)",
+        "skipped, or the database refused what discovery found; the rest saved); failed (none "
+        "synced, or the run stopped on an error); interrupted (SIGTERM/SIGINT); abandoned (it "
+        "never recorded how it ended: error says why)",
     ),
     _count("campaigns_total", "Campaigns the run set out to sync"),
     _count("campaigns_ok", "Campaigns synced successfully"),
@@ -450,6 +451,36 @@ sync_run_batches = Table(
     comment="Storage behind the view sync_run_campaigns, which is what to query: one row of "
     "parallel arrays per write transaction of a run (element i of every array describes "
     "campaign_id[i]).",
+)
+
+#: The run lock's scope that an unsharded run locks (revision 0008 inserts its row).
+ALL_CAMPAIGNS = "all"
+
+# The run lock (see etl.lock): a run holds its scope's row FOR UPDATE while it runs.
+run_locks = Table(
+    "run_locks",
+    metadata,
+    Column(
+        "scope",
+        Text,
+        primary_key=True,
+        comment="What a run holding this row's lock syncs: all (an unsharded run) or shard I/N",
+    ),
+    Column(
+        "unrecorded_run",
+        BigInteger,
+        comment="The last run of this scope that stopped without being able to record how it "
+        "ended (sync_runs.run_id); null if none",
+    ),
+    Column(
+        "unrecorded_end",
+        Text,
+        comment="How that run ended, in its own words: the error recorded when a later run "
+        "closes it as abandoned",
+    ),
+    comment="The job's bookkeeping, not data: a sync holds its scope's row locked (FOR UPDATE) "
+    "for as long as it runs, so that no other sync of the same campaigns runs meanwhile. Only "
+    "the job's own role may lock it.",
 )
 
 # The view over sync_run_batches, one row per campaign and run. Not in ``metadata``: the

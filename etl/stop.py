@@ -6,6 +6,10 @@ it cannot poll (a statement waiting for a lock in Postgres) registers a cancelle
 duration of the call with :meth:`Stop.cancelling`; a stop request runs them on a thread of
 its own, so the signal handler that requests the stop returns at once. The handler itself
 takes no lock: it runs on the main thread, which may hold one at that very moment.
+
+What a run still does after a stop (recording that it was interrupted) has :data:`GRACE`
+seconds from the first request (:meth:`Stop.grace_left`), so the process ends well within
+the 30 s a Kubernetes pod is given.
 """
 
 from __future__ import annotations
@@ -13,11 +17,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 from etl.errors import InterruptedRun
 
 logger = logging.getLogger(__name__)
+
+#: Seconds the work that follows a stop may take: recording the run as interrupted.
+GRACE = 3.0
 
 
 class Stop:
@@ -28,12 +36,17 @@ class Stop:
         self._cancellers: dict[int, Callable[[], object]] = {}
         self._lock = threading.Lock()
         self._next = 0
+        self._requested_at: float | None = None
 
     def is_set(self) -> bool:
         return self._event.is_set()
 
     def request(self) -> None:
-        """Ask everything to stop, and cancel the blocking calls in progress (on a thread)."""
+        """Ask everything to stop, and cancel the blocking calls in progress (on a thread).
+        Every request cancels what is registered then: a second signal ends work begun
+        after the first."""
+        if self._requested_at is None:
+            self._requested_at = time.monotonic()
         self._event.set()
         threading.Thread(target=self._cancel_all, name="cancel", daemon=True).start()
 
@@ -45,6 +58,12 @@ class Stop:
                 cancel()
             except Exception as exc:  # the stop goes on; the call ends by its own timeout
                 logger.warning("could not cancel a call in progress: %s", exc)
+
+    def grace_left(self) -> float:
+        """Seconds left of the :data:`GRACE` that follows the first request (GRACE if none)."""
+        if self._requested_at is None:
+            return GRACE
+        return max(0.0, self._requested_at + GRACE - time.monotonic())
 
     def wait(self, seconds: float) -> bool:
         """Sleep up to ``seconds``; True if a stop was requested meanwhile."""

@@ -21,8 +21,8 @@ from etl import discovery, history, logs, migrate, shards
 from etl.batches import batches
 from etl.client import ThuliumClient
 from etl.config import SyncCommand
-from etl.database import database_errors, reason
-from etl.errors import InterruptedRun, LockHeldError, RunTakenOver
+from etl.database import bounded, database_errors, reason
+from etl.errors import EtlError, InterruptedRun, LockHeldError
 from etl.fetch import Fetcher, queued_weight
 from etl.lock import RunLock
 from etl.outcomes import CampaignResult, Halt, RunOutcome, RunReport, RunTotals
@@ -33,8 +33,6 @@ from etl.stop import Stop
 from etl.writer import Writer
 
 logger = logging.getLogger(__name__)
-
-_DIED = "the process died without finishing (its lock was free when a later run started)"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -117,9 +115,13 @@ class _Run:
         active = discovery.discover(client)
         self.campaign_ids = discovery.campaigns(selection, active, self.settings.shards.shard)
         self.tally.total = len(self.campaign_ids)
-        self.writer.record_discovery(active=active, planned=self.campaign_ids)
+        refused = self.writer.record_discovery(active=active, planned=self.campaign_ids)
         log = logger.info if active else logger.warning
         log("discovery: %d active campaign(s); this run syncs %d", len(active), self.tally.total)
+        if refused:
+            problem = f"the database refused what discovery found (campaign_stats): {refused}"
+            logger.error("%s; the run goes on without it", problem)
+            self.tally.problems.append(problem)
 
     def skip_reason(self) -> str:
         """Why a campaign this run never got to is recorded skipped."""
@@ -155,13 +157,18 @@ def run_sync(engine: Engine, settings: SyncCommand, *, stop: Stop | None = None)
     (or failed before it) reports its metrics, if configured.
     """
     report = RunReport(shard=settings.shards.shard, started=time.monotonic())
+    stop = stop or Stop()
     try:
-        result = _sync(engine, settings, stop or Stop(), report)
+        result = _sync(engine, settings, stop, report)
     except LockHeldError:
+        if stop.is_set():
+            raise InterruptedRun("stopped before the run began") from None
         raise  # another run is doing the work, and reports it
     except BaseException as exc:
-        report.outcome = _outcome_of(exc)
+        report.outcome = _outcome_of(exc, stop)
         _export_metrics(engine, settings, report)
+        if stop.is_set() and isinstance(exc, EtlError) and not isinstance(exc, InterruptedRun):
+            raise InterruptedRun(f"stopped; then {exc}") from exc  # a stop's exit code
         raise
     _export_metrics(engine, settings, report)
     return result
@@ -170,14 +177,24 @@ def run_sync(engine: Engine, settings: SyncCommand, *, stop: Stop | None = None)
 def _sync(engine: Engine, settings: SyncCommand, stop: Stop, report: RunReport) -> RunResult:
     shard = settings.shards.shard
     campaign_ids = shards.select(settings.campaigns.selection.ids, shard)
-    with database_errors(engine, doing="checking the schema"), engine.connect() as conn:
+    doing = "checking the schema"
+    with (
+        database_errors(engine, doing=doing),
+        engine.connect() as conn,
+        bounded(conn, stop, doing=doing),
+    ):
         migrate.require_current(conn)
     lock = RunLock(engine, shard=shard)
     with database_errors(engine, doing="taking the run lock"):
         lock.acquire()
     try:
-        with database_errors(engine, doing="starting the run"), engine.begin() as conn:
-            abandoned = history.abandon_stale_runs(conn, shard=shard, reason=_DIED)
+        doing = "starting the run"
+        with (
+            database_errors(engine, doing=doing),
+            engine.begin() as conn,
+            bounded(conn, stop, doing=doing),
+        ):
+            abandoned = history.abandon_stale_runs(conn, shard=shard)
             run_id = history.start_run(conn, campaign_ids=campaign_ids, shard=shard)
         run = _Run(
             engine, settings, campaign_ids, run_id=run_id, lock=lock, stop=stop, report=report
@@ -188,7 +205,10 @@ def _sync(engine: Engine, settings: SyncCommand, stop: Stop, report: RunReport) 
                 run.execute()
                 return run.finish()
             except BaseException as exc:
-                _finish_after_crash(engine, run_id, exc)
+                outcome = _outcome_of(exc, stop)
+                run.writer.close_after_failure(
+                    outcome=outcome, error=str(exc) or type(exc).__name__
+                )
                 raise
             finally:
                 logs.status("")
@@ -230,30 +250,7 @@ def _announce(
     )
 
 
-def _outcome_of(exc: BaseException) -> RunOutcome:
+def _outcome_of(exc: BaseException, stop: Stop) -> RunOutcome:
     """A run that ended on ``exc``: interrupted by a stop, failed by anything else."""
-    stopped = isinstance(exc, InterruptedRun | KeyboardInterrupt)
+    stopped = stop.is_set() or isinstance(exc, InterruptedRun | KeyboardInterrupt)
     return RunOutcome.INTERRUPTED if stopped else RunOutcome.FAILED
-
-
-def _finish_after_crash(engine: Engine, run_id: int, exc: BaseException) -> None:
-    """Best effort: record why the run stopped, if the database still answers, and if the
-    run is still ours to close (a sync that took over may have closed it)."""
-    outcome = _outcome_of(exc)
-    message = str(exc) or type(exc).__name__
-    try:
-        with engine.begin() as conn:
-            history.hold(conn, run_id)
-            history.finish_run(
-                conn,
-                run_id,
-                outcome=outcome,
-                error=message,
-                unrecorded=f"not attempted: the run stopped first ({message})",
-            )
-    except RunTakenOver:
-        pass  # the sync that took over closed it
-    except DBAPIError:
-        logger.warning(
-            "could not record the outcome of run %d; the next run will mark it abandoned", run_id
-        )

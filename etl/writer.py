@@ -23,8 +23,8 @@ from tenacity import RetryCallState
 from etl import history, load, logs
 from etl.batches import Batch
 from etl.config import WriteSettings
-from etl.database import Failure, classify, failure_message, reason, stoppable
-from etl.errors import CampaignError, DatabaseError, InterruptedRun
+from etl.database import Failure, bounded, classify, failure_message, reason
+from etl.errors import CampaignError, DatabaseError, InterruptedRun, RunTakenOver
 from etl.fetch import Fetched
 from etl.lock import RunLock
 from etl.outcomes import CampaignResult, RunOutcome, RunTotals
@@ -78,21 +78,35 @@ class Writer:
             results += self.write(alone)
         return results + self.record(batch.others)
 
-    def record_discovery(self, *, active: Sequence[CampaignStat], planned: Sequence[str]) -> None:
-        """What discovery found, and the campaigns the run now sets out to sync."""
+    def record_discovery(
+        self, *, active: Sequence[CampaignStat], planned: Sequence[str]
+    ) -> str | None:
+        """The campaigns the run now sets out to sync, and what discovery found of them.
+        Returns why the database refused what discovery found (a DBA's constraint or trigger
+        on ``campaign_stats``), if it did: the run goes on without it."""
         mine = set(planned)
+        refused: str | None = None
 
         def record(_retried: bool) -> None:  # its statements are idempotent
-            with self._transaction() as conn:
-                history.record_discovery(
-                    conn,
-                    self._run_id,
-                    active=[stat.campaign_id for stat in active],
-                    stats=[stat for stat in active if stat.campaign_id in mine],
-                )
+            nonlocal refused
+            with self._transaction(doing="recording the active campaigns") as conn:
                 history.plan(conn, self._run_id, planned)
+                try:
+                    with conn.begin_nested():
+                        history.record_discovery(
+                            conn,
+                            self._run_id,
+                            active=[stat.campaign_id for stat in active],
+                            stats=[stat for stat in active if stat.campaign_id in mine],
+                        )
+                    refused = None
+                except DBAPIError as exc:
+                    if classify(exc) is not Failure.DATA:
+                        raise
+                    refused = reason(exc)
 
         self._retrying(record, doing="recording the active campaigns")
+        return refused
 
     def record(self, results: Sequence[CampaignResult]) -> list[CampaignResult]:
         """Record campaigns that bring no data: failed or skipped ones."""
@@ -121,11 +135,37 @@ class Writer:
 
         return self._storing_text(close, doing=doing)
 
+    def close_after_failure(self, *, outcome: RunOutcome, error: str) -> None:
+        """Record that the run ended on ``error``: one attempt, best effort (within the stop's
+        grace after a stop). If the database refuses it, the run's lock keeps a note of how
+        it ended for the run that later closes it as abandoned."""
+        try:
+            why = f"not attempted: the run stopped first ({error})"
+            self._close(outcome, error=error, unrecorded=why, locked=False)
+        except RunTakenOver:
+            pass  # the sync that took over closed it
+        except (DBAPIError, InterruptedRun) as exc:
+            why = reason(exc) if isinstance(exc, DBAPIError) else str(exc)
+            logger.warning(
+                "could not record the outcome of run %d (%s); the next run will close it",
+                self._run_id,
+                why,
+            )
+            self._lock.leave_note(
+                self._run_id, f"{outcome} ({error}); recording that failed: {why}"
+            )
+
     def _close(
-        self, outcome: RunOutcome, *, error: str | None, unrecorded: str | None
+        self,
+        outcome: RunOutcome,
+        *,
+        error: str | None,
+        unrecorded: str | None,
+        locked: bool = True,
     ) -> tuple[RunTotals, float]:
         # A stop that cancels it ends the run in sync's crash path, which closes it anyway.
-        with self._transaction(closing_as=outcome) as conn:
+        doing = "recording the run's outcome"
+        with self._transaction(doing=doing, closing_as=outcome, locked=locked) as conn:
             return history.finish_run(
                 conn, self._run_id, outcome=outcome, error=error, unrecorded=unrecorded or ""
             )
@@ -149,11 +189,15 @@ class Writer:
             raise DatabaseError(failure_message(self._engine.url, exc, doing=doing)) from None
 
     @contextlib.contextmanager
-    def _transaction(self, *, closing_as: RunOutcome | None = None) -> Iterator[Connection]:
-        """One write transaction of the run: the lock checked, the run's row held (see
-        :func:`history.hold`), the statement in progress cancelled by a stop."""
-        self._lock.ensure()
-        with self._engine.begin() as conn, stoppable(conn, self._stop):
+    def _transaction(
+        self, *, doing: str, closing_as: RunOutcome | None = None, locked: bool = True
+    ) -> Iterator[Connection]:
+        """One write transaction of the run: the lock checked (unless not ``locked``: a run
+        that failed closes itself if no other run has closed it, lock or no lock), the run's
+        row held (see :func:`history.hold`), its waits bounded (:func:`etl.database.bounded`)."""
+        if locked:
+            self._lock.ensure()
+        with self._engine.begin() as conn, bounded(conn, self._stop, doing=doing):
             history.hold(conn, self._run_id, closing_as=closing_as)
             yield conn
 
@@ -174,7 +218,7 @@ class Writer:
         earlier attempt committed (a connection lost after COMMIT reached the server): what it
         recorded stands, and only the rest is written."""
         started = time.monotonic()
-        with self._transaction() as conn:
+        with self._transaction(doing="writing a batch") as conn:
             recorded: list[CampaignResult] = []
             if retried:
                 ids = [item.campaign_id for item in fetched] + [o.campaign_id for o in others]
@@ -189,13 +233,13 @@ class Writer:
                     done = {result.campaign_id for result in recorded}
                     fetched = [item for item in fetched if item.campaign_id not in done]
                     others = [result for result in others if result.campaign_id not in done]
-            counts = load.apply_snapshots(
+            applied = load.apply_snapshots(
                 conn, [item.snapshot for item in fetched], run_id=self._run_id
             )
             results = [
                 CampaignResult.succeeded(
                     item.campaign_id,
-                    counts[item.campaign_id],
+                    applied.counts[item.campaign_id],
                     attempts=item.attempts,
                     duration=item.duration,
                     http_status=item.http_status,
@@ -205,6 +249,12 @@ class Writer:
             results.extend(others)
             history.record(conn, self._run_id, results)
         self.write_seconds += time.monotonic() - started
+        for code in applied.new_codes:
+            logger.warning(
+                "system_status %r is not in Thulium's documented list: added to "
+                "system_statuses with documented = false",
+                code,
+            )
         return recorded + results
 
     def _retrying(self, action: Callable[[bool], T], *, doing: str) -> T:

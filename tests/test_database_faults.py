@@ -22,6 +22,7 @@ from tests.helpers.data import (
 )
 from tests.helpers.databases import libpq
 from tests.helpers.history import assert_history_matches
+from tests.helpers.locks import HOLDER_APPLICATION, dba_lock
 from tests.helpers.pgproxy import CommitAckLoss, CopyStall, serving
 from tests.helpers.snapshots import assert_totals_add_up, wait_until
 
@@ -124,6 +125,24 @@ def test_a_lock_held_by_another_session_times_out_and_ends_the_run_with_exit_3(
         assert campaign["last_attempt_outcome"] == "skipped" and "lock" in campaign["last_error"]
     assert_totals_add_up(migrated)
     assert_history_matches(migrated)
+
+
+def test_a_write_waiting_for_a_lock_says_who_holds_it(
+    api: StandIn, db_url: URL, migrated: Engine
+) -> None:
+    seed_campaigns(api, IDS)
+    env = make_env(api, db_url, IDS, THULIUM_DB_LOCK_TIMEOUT="2", THULIUM_DB_RETRY_ATTEMPTS="1")
+    with dba_lock(db_url, "statuses") as holder:
+        result = run_cli("sync", env=env)
+
+    assert result.code == 3, result.err
+    held_by = f"held by pid {holder} (user postgres, application '{HOLDER_APPLICATION}', since"
+    waits = [e["message"] for e in result.events() if "waiting for a lock" in e["message"]]
+    assert waits and all("statuses" in w and held_by in w for w in waits), result.err
+    errors = _errors(result.err)
+    assert len(errors) == 1 and "lock timeout" in errors[0] and held_by in errors[0]
+    with migrated.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM statuses")).scalar_one() == 0
 
 
 def test_a_run_failed_by_a_lock_on_campaigns_still_records_its_outcome(

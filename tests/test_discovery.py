@@ -124,6 +124,38 @@ def test_every_discovery_keeps_what_it_saw_of_each_campaign(
     assert all(r.observed_at >= r.started_at for r in rows)
 
 
+def test_stats_the_database_refuses_cost_the_run_its_success_not_its_campaigns(
+    api: StandIn, db_url: URL, migrated: Engine
+) -> None:
+    """A DBA's trigger or constraint refuses what discovery found: one clear line, exit 1
+    (partial), and every campaign is still synced."""
+    served = serve(api, ACTIVE)
+    with migrated.begin() as conn:
+        conn.execute(
+            text("ALTER TABLE campaign_stats ADD CONSTRAINT dba_small CHECK (records_count < 200)")
+        )
+    try:
+        result = run_cli("sync", env=make_env(api, db_url, [], THULIUM_CAMPAIGNS="active"))
+    finally:
+        with migrated.begin() as conn:
+            conn.execute(text("ALTER TABLE campaign_stats DROP CONSTRAINT dba_small"))
+
+    assert result.code == 1, result.err
+    assert "Traceback" not in result.err and '"exception"' not in result.err
+    errors = [e["message"] for e in result.events() if e["level"] == "error"]
+    refused = [m for m in errors if m.startswith("the database refused what discovery found")]
+    assert len(refused) == 1 and "dba_small" in refused[0] and "\n" not in refused[0]
+    assert "campaign_stats" in errors[-1]  # and the run's summary
+    for campaign_id, statuses in served.items():
+        assert as_api(stored_statuses(migrated, campaign_id)) == canonical(statuses)
+    run, outcomes = last_run(migrated)
+    assert run["outcome"] == "partial" and "campaign_stats" in run["error"]
+    assert "\n" not in run["error"]
+    assert {o["outcome"] for o in outcomes.values()} == {"succeeded"}
+    with migrated.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM campaign_stats")).scalar_one() == 0
+
+
 def test_a_transient_failure_of_discovery_is_retried(
     api: StandIn, db_url: URL, migrated: Engine
 ) -> None:

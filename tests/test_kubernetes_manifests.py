@@ -227,7 +227,7 @@ def test_evicted_or_preempted_pods_are_retried_without_counting_as_failures(
         first = template.job["podFailurePolicy"]["rules"][0]
         assert first["action"] == "Ignore", template.owner
         assert first["onPodConditions"] == [{"type": "DisruptionTarget", "status": "True"}]
-        # the replacement starts once the evicted pod is gone, with its advisory lock
+        # the replacement starts once the evicted pod is gone, with its run lock
         assert template.job["podReplacementPolicy"] == "Failed"
 
 

@@ -20,9 +20,10 @@ from etl.schema import REVISION
 from etl.standin import StandIn
 from tests.helpers.cli import make_env, run_cli, spawn_cli
 from tests.helpers.data import seed_campaigns, stored_statuses
+from tests.helpers.locks import HOLDER_APPLICATION, dba_lock
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-HEAD = "0007"
+HEAD = "0008"
 TABLES = [
     "alembic_version",
     "campaign_freshness",
@@ -30,6 +31,7 @@ TABLES = [
     "campaign_stats",
     "campaigns",
     "current_statuses",
+    "run_locks",
     "status_changes",
     "status_history",
     "status_mix",
@@ -367,6 +369,26 @@ def test_two_migrates_at_once_both_succeed_one_after_the_other(
     assert _tables(empty_database) == TABLES
     upgraded = [err for err in errs if "upgraded from empty" in err]
     assert len(upgraded) == 1, errs  # the others waited, then had nothing to do
+
+
+def test_a_migrate_waiting_for_a_lock_says_who_holds_it_and_gives_up_at_the_lock_timeout(
+    empty_database: Engine, api: StandIn
+) -> None:
+    env = make_env(api, empty_database.url, ["00001"], THULIUM_DB_LOCK_TIMEOUT="3")
+    assert run_cli("migrate", env=env).code == 0
+    with dba_lock(empty_database.url, "alembic_version", "SHARE") as holder:  # as a migrate
+        migrate = spawn_cli("migrate", env=env)
+        _, err = migrate.communicate(timeout=30)  # it used to wait for good, without a word
+
+    assert migrate.returncode == 3, err
+    events = [json.loads(line) for line in err.splitlines()]
+    held_by = f"held by pid {holder} (user postgres, application '{HOLDER_APPLICATION}', since"
+    waiting = _messages(events, "warning")
+    assert len(waiting) == 1 and "waiting for a lock on alembic_version" in waiting[0], err
+    assert held_by in waiting[0] and "THULIUM_DB_LOCK_TIMEOUT" in waiting[0]
+    errors = _messages(events, "error")
+    assert len(errors) == 1 and "lock timeout" in errors[0] and held_by in errors[0], err
+    assert _revision(empty_database) == [HEAD]
 
 
 def test_revision_0005_recounts_the_totals_of_runs_already_abandoned(

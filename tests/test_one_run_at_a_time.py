@@ -1,4 +1,4 @@
-"""The advisory lock: a second sync exits 75 and touches nothing."""
+"""The run lock: a second sync exits 75, touches nothing, and says who holds the lock."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ import psycopg
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
-from etl.lock import SHARD_COUNTS, lock_key
+from etl.shards import Shard
 from etl.standin import StandIn
 from tests.helpers.cli import make_env, run_cli, spawn_cli
 from tests.helpers.data import seed_campaigns
 from tests.helpers.databases import libpq
 from tests.helpers.history import assert_history_matches
+from tests.helpers.locks import HOLDER_APPLICATION, WAITING, holding_run_lock, job_sessions
 from tests.helpers.snapshots import assert_totals_add_up, wait_until
 
 IDS = [f"{n:05d}" for n in range(1, 21)]
@@ -33,13 +34,14 @@ def test_a_sync_that_finds_the_lock_taken_exits_75_and_writes_nothing(
 ) -> None:
     seed_campaigns(api, IDS[:2])
     env = make_env(api, db_url, IDS[:2])
-    with psycopg.connect(libpq(db_url), autocommit=True) as holder:
-        holder.execute("SELECT pg_advisory_lock(%s)", (lock_key(),))
-
+    with holding_run_lock(db_url) as holder:
         result = run_cli("sync", env=env)
 
     assert result.code == 75
     assert "another thulium-etl sync is running" in result.err
+    # who holds it: pid, user, application name, since when
+    held_by = f"held by pid {holder} (user postgres, application '{HOLDER_APPLICATION}', since 20"
+    assert held_by in result.err
     assert _counts(migrated) == (0, 0)
     assert api.total_requests == 0
 
@@ -62,22 +64,6 @@ def test_two_syncs_started_at_once_exactly_one_runs(
     assert api.total_requests == len(IDS)
 
 
-def _job_sessions(db_url: URL, *, condition: str, terminate: bool = False) -> int:
-    """How many of the job's sessions meet ``condition``; with ``terminate``, end them."""
-    what = "pg_terminate_backend(pid)" if terminate else "*"
-    with psycopg.connect(libpq(db_url), autocommit=True) as admin:
-        row = admin.execute(
-            f"SELECT count({what}) FROM (SELECT pid FROM pg_stat_activity "
-            "WHERE application_name = 'thulium-etl' AND datname = %s "
-            f"AND {condition} OFFSET 0) AS job",  # OFFSET 0: filtered before anything ends
-            (db_url.database,),
-        ).fetchone()
-    return int(row[0]) if row else 0
-
-
-WAITING = "wait_event_type = 'Lock'"
-
-
 @contextlib.contextmanager
 def losing_its_lock_mid_write(db_url: URL, env: dict[str, str]) -> Iterator[Popen[str]]:
     """A sync writing behind a DBA's lock on ``statuses`` whose lock's connection dies (a
@@ -86,8 +72,10 @@ def losing_its_lock_mid_write(db_url: URL, env: dict[str, str]) -> Iterator[Pope
     with psycopg.connect(libpq(db_url)) as dba:
         dba.execute("LOCK TABLE statuses IN EXCLUSIVE MODE")
         run = spawn_cli("sync", env=env)
-        wait_until(lambda: _job_sessions(db_url, condition=WAITING) == 1, timeout=30)
-        assert _job_sessions(db_url, condition="state = 'idle'", terminate=True)
+        wait_until(lambda: job_sessions(db_url, condition=WAITING) == 1, timeout=30)
+        assert job_sessions(
+            db_url, condition="state IN ('idle', 'idle in transaction')", terminate=True
+        )
         yield run
         dba.rollback()
 
@@ -100,7 +88,7 @@ def test_a_run_whose_lock_connection_dies_mid_write_hands_over_without_double_co
     with losing_its_lock_mid_write(db_url, env) as first:
         second = spawn_cli("sync", env=env)
         # the second waits for the first's write in flight before it closes the first's run
-        wait_until(lambda: _job_sessions(db_url, condition=WAITING) == 2, timeout=30)
+        wait_until(lambda: job_sessions(db_url, condition=WAITING) == 2, timeout=30)
     _, first_err = first.communicate(timeout=60)
     _, second_err = second.communicate(timeout=60)
 
@@ -128,11 +116,10 @@ def test_a_run_that_cannot_take_its_lock_again_closes_itself_when_nobody_took_ov
 ) -> None:
     seed_campaigns(api, IDS[:6])
     env = make_env(api, db_url, IDS[:6], THULIUM_CONCURRENCY="1", THULIUM_SHARD="0/2")
-    with psycopg.connect(libpq(db_url), autocommit=True) as resharded:
+    with contextlib.ExitStack() as resharded:
         with losing_its_lock_mid_write(db_url, env) as run:
-            # a run of 3 shards starts meanwhile: the lock cannot be taken again, and no run
-            # of shard 0/2 will ever come to close this one
-            resharded.execute("SELECT pg_advisory_lock_shared(%s, 3)", (SHARD_COUNTS,))
+            # a run of 3 shards starts meanwhile: the lock cannot be taken again
+            resharded.enter_context(holding_run_lock(db_url, Shard(1, 3)))
         _, err = run.communicate(timeout=60)
 
     assert run.returncode == 3, err

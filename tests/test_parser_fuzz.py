@@ -280,7 +280,7 @@ def _store_and_read_back(engine: Engine, snapshot: Snapshot) -> set[Status]:
     with engine.connect() as conn:
         tx = conn.begin()
         try:
-            counts = apply_snapshots(conn, [snapshot], run_id=None)
+            counts = apply_snapshots(conn, [snapshot], run_id=None).counts
             assert counts[snapshot.campaign_id].inserted == len(snapshot.statuses)
             rows = conn.execute(
                 text(

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
+import signal
 from collections import Counter
 from pathlib import Path
 
-import psycopg
 import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
-from etl.lock import SHARD_COUNTS, lock_key
 from etl.shards import Shard, select, shard_of
 from etl.standin import StandIn
 from tests.helpers.cli import make_env, run_cli, spawn_cli
 from tests.helpers.data import seed_campaigns
-from tests.helpers.databases import libpq
+from tests.helpers.locks import holding_run_lock
 from tests.helpers.reporting import sql_blocks
+from tests.helpers.snapshots import assert_totals_add_up, committed, wait_until
 
 IDS = [f"{n:05d}" for n in range(1, 61)]
 
@@ -70,12 +70,7 @@ def test_the_same_shard_twice_or_an_unsharded_run_alongside_exits_75(
 ) -> None:
     seed_campaigns(api, IDS[:3])
     env = make_env(api, db_url, IDS[:3])
-    # as a running shard 1/3 would:
-    with psycopg.connect(libpq(db_url), autocommit=True) as shard_run:
-        shard_run.execute("SELECT pg_advisory_lock_shared(%s)", (lock_key(),))
-        shard_run.execute("SELECT pg_advisory_lock(%s)", (lock_key("shard 1/3"),))
-        shard_run.execute("SELECT pg_advisory_lock_shared(%s, 3)", (SHARD_COUNTS,))
-
+    with holding_run_lock(db_url, Shard(1, 3)):  # as a running shard 1/3 does
         same = run_cli("sync", "--shard", "1/3", env=env)
         unsharded = run_cli("sync", env=env)
         other = run_cli("sync", "--shard", "0/3", env=env)
@@ -93,11 +88,7 @@ def test_a_shard_of_another_count_alongside_exits_75(
     """0/2 and 0/3 (a change of the number of shards) would write the same campaigns."""
     seed_campaigns(api, IDS[:3])
     env = make_env(api, db_url, IDS[:3])
-    with psycopg.connect(libpq(db_url), autocommit=True) as shard_run:  # as 1/3 would
-        shard_run.execute("SELECT pg_advisory_lock_shared(%s)", (lock_key(),))
-        shard_run.execute("SELECT pg_advisory_lock(%s)", (lock_key("shard 1/3"),))
-        shard_run.execute("SELECT pg_advisory_lock_shared(%s, 3)", (SHARD_COUNTS,))
-
+    with holding_run_lock(db_url, Shard(1, 3)):  # as a running shard 1/3 does
         other_count = run_cli("sync", "--shard", "0/2", env=env)
 
     assert other_count.code == 75
@@ -105,6 +96,34 @@ def test_a_shard_of_another_count_alongside_exits_75(
     with migrated.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM sync_runs")).scalar_one() == 0
     assert run_cli("sync", "--shard", "0/2", env=env).code == 0  # its lock was not kept
+
+
+def test_a_killed_shard_is_closed_by_a_run_of_another_number_of_shards(
+    api: StandIn, db_url: URL, migrated: Engine
+) -> None:
+    """A 0/2 run killed, then nights of 0/3, 1/3, 2/3: no run of 2 shards will come again,
+    and the lock of a 3-shard run proves no 2-shard run is alive."""
+    ids = IDS[:20]
+    seed_campaigns(api, ids)
+    api.latency = 0.05
+    env = make_env(api, db_url, ids, THULIUM_CONCURRENCY="1", THULIUM_BATCH_ROWS="1")
+    killed = spawn_cli("sync", "--shard", "0/2", env=env)
+    wait_until(lambda: committed(migrated) >= 2, timeout=30)
+    killed.send_signal(signal.SIGKILL)
+    killed.communicate(timeout=30)
+    api.latency = 0
+
+    assert run_cli("sync", "--shard", "0/3", env=env).code == 0
+
+    with migrated.connect() as conn:
+        runs = conn.execute(
+            text("SELECT shard, outcome, campaigns_total FROM sync_runs ORDER BY run_id")
+        ).all()
+    assert [tuple(run) for run in runs] == [
+        ("0/2", "abandoned", len(select(ids, Shard(0, 2)))),
+        ("0/3", "succeeded", len(select(ids, Shard(0, 3)))),
+    ]
+    assert_totals_add_up(migrated)
 
 
 def test_a_kubernetes_indexed_job_picks_its_shard_from_job_completion_index(

@@ -84,3 +84,34 @@ def test_unknown_system_status_is_stored_and_reported_once(
     assert _warnings_about(second.events(), UNKNOWN) == []
     assert _system_statuses(migrated) == lookup  # first_seen_at of the new code kept
     assert stored_statuses(migrated, "00001")["4"]["system_status"] == UNKNOWN
+
+
+def test_an_unknown_code_is_reported_only_when_its_write_commits(
+    api: StandIn, db_url: URL, migrated: Engine
+) -> None:
+    """The campaign that brings it is refused (a DBA's CHECK on names): nothing is stored,
+    and nothing is said to have been added."""
+    with migrated.begin() as conn:
+        conn.execute(
+            text("ALTER TABLE statuses ADD CONSTRAINT dba_short_names CHECK (name <> 'X')")
+        )
+    try:
+        api.set_statuses(
+            "00001",
+            [
+                {
+                    "status_id": "1",
+                    "system_status": UNKNOWN,
+                    "dictionary_status_id": None,
+                    "name": "X",
+                }
+            ],
+        )
+        result = run_cli("sync", env=make_env(api, db_url, ["00001"]))
+    finally:
+        with migrated.begin() as conn:
+            conn.execute(text("ALTER TABLE statuses DROP CONSTRAINT dba_short_names"))
+
+    assert result.code == 1, result.err
+    assert UNKNOWN not in _system_statuses(migrated)
+    assert _warnings_about(result.events(), UNKNOWN) == []
