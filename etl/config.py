@@ -699,10 +699,12 @@ class WritablePath:
         path = Path(raw)
         if path.is_dir() or not path.parent.is_dir():
             raise ConfigError(f"{source}: {raw} is not a file in an existing directory")
+        if path.exists() and not path.is_file():  # a FIFO, a socket, a device
+            raise ConfigError(f"{source}: {raw} exists and is not a regular file")
         return raw
 
     def describe(self) -> str:
-        return "a file path"
+        return "a file path (a regular file, or none yet)"
 
 
 @group

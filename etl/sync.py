@@ -155,15 +155,16 @@ def run_sync(engine: Engine, settings: SyncCommand, *, stop: Stop | None = None)
     (or failed before it) reports its metrics, if configured.
     """
     report = RunReport(shard=settings.shards.shard, started=time.monotonic())
+    stop = stop or Stop()
     try:
-        result = _sync(engine, settings, stop or Stop(), report)
+        result = _sync(engine, settings, stop, report)
     except LockHeldError:
         raise  # another run is doing the work, and reports it
     except BaseException as exc:
         report.outcome = _outcome_of(exc)
-        _export_metrics(engine, settings, report)
+        _export_metrics(engine, settings, report, stop=stop)
         raise
-    _export_metrics(engine, settings, report)
+    _export_metrics(engine, settings, report, stop=stop)
     return result
 
 
@@ -196,8 +197,11 @@ def _sync(engine: Engine, settings: SyncCommand, stop: Stop, report: RunReport) 
         lock.release()
 
 
-def _export_metrics(engine: Engine, settings: SyncCommand, report: RunReport) -> None:
-    """Report the run to Prometheus, if configured (imported only then)."""
+def _export_metrics(
+    engine: Engine, settings: SyncCommand, report: RunReport, *, stop: Stop
+) -> None:
+    """Report the run to Prometheus, if configured (imported only then); a stop requested
+    meanwhile cuts the reporting short."""
     if not (settings.metrics.file or settings.metrics.pushgateway_url):
         return
     from etl import metrics
@@ -209,7 +213,7 @@ def _export_metrics(engine: Engine, settings: SyncCommand, report: RunReport) ->
             report.last_success = history.last_success(conn, shard=report.shard)
     except DBAPIError as exc:
         logger.warning("metrics: the last success is unknown, the database failed: %s", reason(exc))
-    metrics.export(settings.metrics, report)
+    metrics.export(settings.metrics, report, stop=stop)
 
 
 def _announce(

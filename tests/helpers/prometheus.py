@@ -1,14 +1,18 @@
-"""Reading what a run reported to Prometheus: a real Pushgateway, and the textfile format."""
+"""Reading what a run reported to Prometheus: a real Pushgateway, the textfile format, and
+a loopback server that answers a push the way a broken Pushgateway or proxy would."""
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import socket
 import subprocess
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import requests
@@ -103,3 +107,56 @@ def pushgateway() -> Iterator[Pushgateway]:
         proc.terminate()
         proc.wait(timeout=10)
         state.cleanup()
+
+
+# -- a Pushgateway, or a proxy before one, that misbehaves ----------------------------------
+
+Answer = Callable[[BaseHTTPRequestHandler, threading.Event], None]
+
+
+@dataclass
+class BrokenGateway:
+    """A loopback server answering every request with ``answer``."""
+
+    url: str
+    pushed: threading.Event = field(default_factory=threading.Event)  # a push has arrived
+
+
+@contextlib.contextmanager
+def broken_gateway(answer: Answer) -> Iterator[BrokenGateway]:
+    """Serve ``answer(request, closing)`` on loopback until the block ends (``closing`` is
+    set then, for an answer that takes its time)."""
+    closing = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def serve(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if self.command in ("POST", "PUT"):
+                gateway.pushed.set()
+            answer(self, closing)
+
+        do_GET = do_POST = do_PUT = serve
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    gateway = BrokenGateway(f"http://127.0.0.1:{server.server_address[1]}")
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield gateway
+    finally:
+        closing.set()
+        server.shutdown()
+        server.server_close()
+
+
+def trickle(request: BaseHTTPRequestHandler, closing: threading.Event) -> None:
+    """An answer whose headers never end: one byte every 2 s (for two minutes at most)."""
+    endless = itertools.chain(b"HTTP/1.1 200 OK\r\nX-Slow: ", itertools.repeat(ord("a")))
+    for byte in itertools.islice(endless, 60):
+        request.wfile.write(bytes([byte]))
+        request.wfile.flush()
+        if closing.wait(2):
+            return
