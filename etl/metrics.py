@@ -17,7 +17,9 @@ run's outcome or exit code, and the textfile and the push together get :data:`RE
 seconds. Each runs on a daemon thread of its own, which the job leaves behind when the deadline
 passes or a stop is requested (SIGTERM/SIGINT) while it waits, and which never keeps the process
 alive: nothing that blocks inside urllib or ``open()`` (a Pushgateway that trickles its answer
-a byte at a time, a FIFO) can hold a finished job.
+a byte at a time, a FIFO) can hold a finished job. A push is an HTTP POST that follows no
+redirect (urllib would re-send it as a body-less GET, and a proxy's page would read as a
+success) and counts anything but a 2xx as a failure.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import queue
 import stat
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -163,6 +166,7 @@ def export(settings: MetricsSettings, report: RunReport, *, stop: Stop) -> None:
                     registry=registry(report, labels={}),
                     grouping_key=shard,
                     timeout=REPORT_DEADLINE,
+                    handler=_handler(),
                 ),
             )
         )
@@ -218,6 +222,38 @@ def _run_within_deadline(tasks: Sequence[_Task], *, stop: Stop) -> None:
                 logger.warning("could not %s: %s", task.what, error)
     for task in pending:
         logger.warning("could not %s: %s", task.what, why)
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Every redirect is an error (urllib's HTTPError, as any answer but a 2xx is): followed,
+    a push would be re-sent as a body-less GET, whose 200 would read as a success."""
+
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+_Send = Callable[[str, str, float | None, list[tuple[str, str]], bytes], Callable[[], None]]
+
+
+def _handler() -> _Send:
+    """prometheus-client's ``handler``: urllib with no redirects."""
+    opener = urllib.request.build_opener(_NoRedirects)
+
+    def handler(
+        url: str,
+        method: str,
+        timeout: float | None,
+        headers: list[tuple[str, str]],
+        data: bytes,
+    ) -> Callable[[], None]:
+        def send() -> None:
+            request = urllib.request.Request(url, data=data, headers=dict(headers), method=method)
+            with opener.open(request, timeout=timeout):
+                pass
+
+        return send
+
+    return handler
 
 
 def _write_textfile(path: Path, report: RunReport, *, labels: Mapping[str, str]) -> None:

@@ -16,6 +16,7 @@ import stat
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
@@ -28,6 +29,7 @@ from tests.helpers.prometheus import (
     Pushgateway,
     broken_gateway,
     promtool_accepts,
+    redirect,
     series,
     trickle,
     value,
@@ -313,3 +315,19 @@ def test_a_fifo_that_replaced_the_metrics_file_during_the_run_is_a_warning_not_a
     [warning] = warnings(result)
     assert f"could not write the metrics to {file}" in warning and "regular file" in warning
     assert stat.S_ISFIFO(file.stat().st_mode)  # left as it was
+
+
+@pytest.mark.parametrize("code", [301, 302, 303, 307, 308])
+def test_a_redirected_push_is_a_failed_push(
+    api: StandIn, db_url: URL, migrated: Engine, code: int
+) -> None:
+    seed_campaigns(api, IDS[:2])
+    with broken_gateway(redirect(code)) as moved:
+        env = make_env(api, db_url, IDS[:2], THULIUM_PUSHGATEWAY_URL=moved.url)
+        result = run_cli("sync", env=env)
+
+    assert result.code == 0, result.err
+    [warning] = warnings(result)
+    assert warning.startswith(f"could not push the metrics to {moved.url}: HTTP Error {code}")
+    assert not any("metrics pushed" in e["message"] for e in result.events())
+    assert [(a.method, a.path) for a in moved.asked] == [("POST", "/metrics/job/thulium-etl")]

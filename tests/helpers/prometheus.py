@@ -114,11 +114,19 @@ def pushgateway() -> Iterator[Pushgateway]:
 Answer = Callable[[BaseHTTPRequestHandler, threading.Event], None]
 
 
+@dataclass(frozen=True)
+class Asked:
+    method: str
+    path: str
+    authorization: str | None
+
+
 @dataclass
 class BrokenGateway:
-    """A loopback server answering every request with ``answer``."""
+    """A loopback server answering every request with ``answer``, and what it was asked."""
 
     url: str
+    asked: list[Asked] = field(default_factory=list)  # in order
     pushed: threading.Event = field(default_factory=threading.Event)  # a push has arrived
 
 
@@ -131,6 +139,7 @@ def broken_gateway(answer: Answer) -> Iterator[BrokenGateway]:
     class Handler(BaseHTTPRequestHandler):
         def serve(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            gateway.asked.append(Asked(self.command, self.path, self.headers.get("Authorization")))
             if self.command in ("POST", "PUT"):
                 gateway.pushed.set()
             answer(self, closing)
@@ -160,3 +169,18 @@ def trickle(request: BaseHTTPRequestHandler, closing: threading.Event) -> None:
         request.wfile.flush()
         if closing.wait(2):
             return
+
+
+def redirect(code: int) -> Answer:
+    """A push redirected elsewhere (``code``, to ``/elsewhere``), where any GET gets a 200."""
+
+    def answer(request: BaseHTTPRequestHandler, closing: threading.Event) -> None:
+        if request.command == "GET":
+            request.send_response(200)
+        else:
+            request.send_response(code)
+            request.send_header("Location", "/elsewhere")
+        request.send_header("Content-Length", "0")
+        request.end_headers()
+
+    return answer
