@@ -166,7 +166,7 @@ def export(settings: MetricsSettings, report: RunReport, *, stop: Stop) -> None:
                     registry=registry(report, labels={}),
                     grouping_key=shard,
                     timeout=REPORT_DEADLINE,
-                    handler=_handler(),
+                    handler=_handler(settings.pushgateway_url, settings.pushgateway_auth),
                 ),
             )
         )
@@ -235,9 +235,15 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 _Send = Callable[[str, str, float | None, list[tuple[str, str]], bytes], Callable[[], None]]
 
 
-def _handler() -> _Send:
-    """prometheus-client's ``handler``: urllib with no redirects."""
-    opener = urllib.request.build_opener(_NoRedirects)
+def _handler(gateway: str, auth: tuple[str, str] | None) -> _Send:
+    """prometheus-client's ``handler`` for the Pushgateway at ``gateway``: urllib with no
+    redirects, and Basic auth if given (sent with the first request, UTF-8 as RFC 7617 says)."""
+    passwords = urllib.request.HTTPPasswordMgrWithPriorAuth()
+    if auth:
+        passwords.add_password(None, gateway, *auth, is_authenticated=True)
+    opener = urllib.request.build_opener(
+        _NoRedirects, urllib.request.HTTPBasicAuthHandler(passwords)
+    )
 
     def handler(
         url: str,

@@ -9,6 +9,7 @@ servers of the test's own on loopback.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import signal
@@ -26,12 +27,15 @@ from etl.standin import StandIn
 from tests.helpers.cli import Result, exited, make_env, run_cli, spawn_cli
 from tests.helpers.data import seed_campaigns, stored_statuses
 from tests.helpers.prometheus import (
+    GATEWAY_AUTH,
+    Asked,
     Pushgateway,
     broken_gateway,
     promtool_accepts,
     redirect,
     series,
     trickle,
+    unauthorized,
     value,
 )
 
@@ -331,3 +335,43 @@ def test_a_redirected_push_is_a_failed_push(
     assert warning.startswith(f"could not push the metrics to {moved.url}: HTTP Error {code}")
     assert not any("metrics pushed" in e["message"] for e in result.events())
     assert [(a.method, a.path) for a in moved.asked] == [("POST", "/metrics/job/thulium-etl")]
+
+
+def test_the_push_authenticates_to_a_pushgateway_that_requires_basic_auth(
+    api: StandIn, db_url: URL, migrated: Engine, guarded_gateway: Pushgateway, tmp_path: Path
+) -> None:
+    seed_campaigns(api, IDS[:2])
+    user, password = GATEWAY_AUTH
+    password_file = tmp_path / "pushgateway-password"
+    password_file.write_text(password + "\n", encoding="utf-8")
+    auth = {
+        "THULIUM_PUSHGATEWAY_USER": user,
+        "THULIUM_PUSHGATEWAY_PASSWORD_FILE": str(password_file),
+    }
+    env = make_env(api, db_url, IDS[:2], THULIUM_PUSHGATEWAY_URL=guarded_gateway.url, **auth)
+
+    result = run_cli("sync", env=env)
+
+    assert result.code == 0, result.err
+    assert warnings(result) == []
+    group = guarded_gateway.groups()[frozenset(JOB.items())]
+    assert outcome_of(group, **JOB) == "succeeded"
+
+
+def test_a_refused_password_is_a_warning_that_names_no_secret(
+    api: StandIn, db_url: URL, migrated: Engine
+) -> None:
+    seed_campaigns(api, IDS[:2])
+    user, wrong = "etl-pusher", "wrong-Pa55-lynx"
+    token = base64.b64encode(f"{user}:{wrong}".encode()).decode()
+    auth = {"THULIUM_PUSHGATEWAY_USER": user, "THULIUM_PUSHGATEWAY_PASSWORD": wrong}
+    with broken_gateway(unauthorized) as guarded:
+        env = make_env(api, db_url, IDS[:2], THULIUM_PUSHGATEWAY_URL=guarded.url, **auth)
+        result = run_cli("sync", env=env)
+
+    assert result.code == 0, result.err
+    [warning] = warnings(result)
+    assert warning.startswith(f"could not push the metrics to {guarded.url}: HTTP Error 401")
+    # sent with the first request, and not again once refused
+    assert guarded.asked == [Asked("POST", "/metrics/job/thulium-etl", f"Basic {token}")]
+    assert wrong not in result.err + result.out and token not in result.err + result.out
