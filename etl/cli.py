@@ -120,10 +120,17 @@ def _keep_secrets(settings: object) -> None:
             logs.add_secret(secret if isinstance(secret, str) else None)
     api = getattr(settings, "api", None)
     if isinstance(api, config.ApiSettings):
-        logs.add_secret(api.password)
-        # The Basic token (UTF-8, as the client sends it), as an echoed header would show it.
-        credentials = f"{api.user}:{api.password}".encode()
-        logs.add_secret(base64.b64encode(credentials).decode("ascii"))
+        _keep_basic_auth(api.user, api.password)
+    metrics = getattr(settings, "metrics", None)
+    if isinstance(metrics, config.MetricsSettings) and metrics.pushgateway_auth:
+        _keep_basic_auth(*metrics.pushgateway_auth)
+
+
+def _keep_basic_auth(user: str, password: str) -> None:
+    """Register a password and its Basic token (UTF-8, as it is sent), as an echoed header
+    would show it."""
+    logs.add_secret(password)
+    logs.add_secret(base64.b64encode(f"{user}:{password}".encode()).decode("ascii"))
 
 
 @contextlib.contextmanager

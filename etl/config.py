@@ -140,11 +140,17 @@ class ExistingFile:
         return "a file"
 
 
-def _http_url(raw: str, source: str, *, invalid: str) -> urllib.parse.SplitResult:
-    """``raw`` split, if it is an http(s) URL with a host and a valid port; else the
-    configuration error ``{source}={raw!r} {invalid}``."""
+def _http_url(raw: str, source: str, *, invalid: str, credentials: str) -> urllib.parse.SplitResult:
+    """``raw`` split, if it is an http(s) URL with a host and a valid port, and no user or
+    password (refused before any of it is shown, saying ``credentials``: what to use instead);
+    else the configuration error ``{source}={raw!r} {invalid}``."""
     try:
         parts = urllib.parse.urlsplit(raw)
+    except ValueError:  # its message may quote the host part, credentials and all
+        raise ConfigError(f"{source} {invalid}") from None
+    if "@" in parts.netloc:
+        raise ConfigError(f"{source} must not carry credentials: {credentials}")
+    try:
         port_ok = parts.port is None or parts.port > 0
     except ValueError as exc:
         raise ConfigError(f"{source}={raw!r} is not a valid URL: {exc}") from None
@@ -164,11 +170,12 @@ class BaseUrl:
 
     def __call__(self, raw: str, source: str) -> str:
         expected = "expected a plain base such as https://<system>.thulium.com/api"
-        parts = _http_url(raw, source, invalid=f"is not a valid URL: {expected}")
-        if "@" in parts.netloc:
-            raise ConfigError(
-                f"{source} must not carry credentials: use THULIUM_USER/THULIUM_PASSWORD"
-            )
+        parts = _http_url(
+            raw,
+            source,
+            invalid=f"is not a valid URL: {expected}",
+            credentials="use THULIUM_USER/THULIUM_PASSWORD",
+        )
         if "?" in raw or "#" in raw:
             raise ConfigError(
                 f"{source}={raw!r} must not have a query string or fragment: {expected}"
@@ -682,13 +689,18 @@ class HttpUrl:
     """An ``http(s)://host[:port][/path]`` URL, such as a Pushgateway's."""
 
     def __call__(self, raw: str, source: str) -> str:
-        parts = _http_url(raw, source, invalid="is not a valid http(s) URL")
+        parts = _http_url(
+            raw,
+            source,
+            invalid="is not a valid http(s) URL",
+            credentials="use THULIUM_PUSHGATEWAY_USER/THULIUM_PUSHGATEWAY_PASSWORD",
+        )
         if parts.query or parts.fragment:
             raise ConfigError(f"{source}={raw!r} must not have a query string or fragment")
         return raw.rstrip("/")
 
     def describe(self) -> str:
-        return "http(s)://host[:port]"
+        return "http(s)://host[:port], no credentials"
 
 
 @dataclass(frozen=True)
@@ -699,10 +711,12 @@ class WritablePath:
         path = Path(raw)
         if path.is_dir() or not path.parent.is_dir():
             raise ConfigError(f"{source}: {raw} is not a file in an existing directory")
+        if path.exists() and not path.is_file():  # a FIFO, a socket, a device
+            raise ConfigError(f"{source}: {raw} exists and is not a regular file")
         return raw
 
     def describe(self) -> str:
-        return "a file path"
+        return "a file path (a regular file, or none yet)"
 
 
 @group
@@ -720,11 +734,42 @@ class MetricsSettings:
     pushgateway_url: str | None = setting(
         "THULIUM_PUSHGATEWAY_URL",
         "push the run's metrics to this Prometheus Pushgateway at its end, grouped by job "
-        "(thulium-etl) and shard",
+        "(thulium-etl) and shard. No credentials in it: see THULIUM_PUSHGATEWAY_USER",
         parse=HttpUrl(),
         default=None,
         shown_default="off",
     )
+    pushgateway_user: str | None = setting(
+        "THULIUM_PUSHGATEWAY_USER",
+        "the user for HTTP Basic auth to the Pushgateway; set with "
+        "THULIUM_PUSHGATEWAY_PASSWORD, or neither",
+        parse=Text(),
+        default=None,
+        shown_default="none",
+    )
+    pushgateway_password: str | None = setting(
+        "THULIUM_PUSHGATEWAY_PASSWORD",
+        "the Pushgateway user's password, sent as UTF-8 (RFC 7617)",
+        parse=Text(),
+        default=None,
+        file=True,
+        secret=True,
+        shown_default="none",
+    )
+
+    def validate(self) -> None:
+        if (self.pushgateway_user is None) != (self.pushgateway_password is None):
+            raise ConfigError(
+                "THULIUM_PUSHGATEWAY_USER and THULIUM_PUSHGATEWAY_PASSWORD (or its _FILE) go "
+                "together: set both, or neither"
+            )
+
+    @property
+    def pushgateway_auth(self) -> tuple[str, str] | None:
+        """The Pushgateway's user and password, if set."""
+        if self.pushgateway_user is None or self.pushgateway_password is None:
+            return None
+        return self.pushgateway_user, self.pushgateway_password
 
 
 # -- what each command reads -----------------------------------------------------------------

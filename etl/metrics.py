@@ -12,8 +12,14 @@ succeeded run of the same shard), so a failed run never moves it. When the datab
 say, it is left out: a push then leaves the Pushgateway's value alone (POST replaces only the
 metrics it carries), and a textfile keeps the value of the file it replaces.
 
-Reporting is best effort: a failed push or write is logged and never changes the run's
-outcome or exit code.
+Reporting is best effort, and bounded: a failed push or write is logged and never changes the
+run's outcome or exit code, and the textfile and the push together get :data:`REPORT_DEADLINE`
+seconds. Each runs on a daemon thread of its own, which the job leaves behind when the deadline
+passes or a stop is requested (SIGTERM/SIGINT) while it waits, and which never keeps the process
+alive: nothing that blocks inside urllib or ``open()`` (a Pushgateway that trickles its answer
+a byte at a time, a FIFO) can hold a finished job. A push is an HTTP POST that follows no
+redirect (urllib would re-send it as a body-less GET, and a proxy's page would read as a
+success) and counts anything but a 2xx as a failure.
 """
 
 from __future__ import annotations
@@ -21,7 +27,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Iterable, Mapping
+import queue
+import stat
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -37,11 +50,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from etl import __version__
 from etl.config import MetricsSettings
 from etl.outcomes import CampaignOutcome, RunOutcome, RunReport
+from etl.stop import Stop
 
 logger = logging.getLogger(__name__)
 
 JOB = "thulium-etl"
 LAST_SUCCESS = "thulium_etl_last_success_timestamp_seconds"
+#: Seconds the end of a run may spend reporting, the textfile and the push together.
+REPORT_DEADLINE = 10.0
 _REPORTED_OUTCOMES = (
     RunOutcome.SUCCEEDED,
     RunOutcome.PARTIAL,
@@ -123,33 +139,151 @@ def _series(metric: M, labels: Mapping[str, str]) -> M:
     return metric.labels(**labels) if labels else metric
 
 
-def export(settings: MetricsSettings, report: RunReport) -> None:
-    """Write and/or push the run's metrics, as configured; never raises."""
+def export(settings: MetricsSettings, report: RunReport, *, stop: Stop) -> None:
+    """Write and/or push the run's metrics, as configured; never raises, and returns within
+    :data:`REPORT_DEADLINE` seconds, at once if ``stop`` is requested meanwhile."""
     shard = {"shard": str(report.shard)} if report.shard else {}
+    tasks = []
     if settings.file:
-        try:
-            _write_textfile(Path(settings.file), report, labels={"job": JOB, **shard})
-            logger.info("metrics written to %s", settings.file)
-        except (OSError, ValueError) as exc:
-            logger.warning("could not write the metrics to %s: %s", settings.file, exc)
-    if settings.pushgateway_url:
-        try:
-            pushadd_to_gateway(
-                settings.pushgateway_url,
-                job=JOB,
-                registry=registry(report, labels={}),
-                grouping_key=shard,
-                timeout=10,
+        path = Path(settings.file)
+        labels = {"job": JOB, **shard}
+        tasks.append(
+            _Task(
+                what=f"write the metrics to {settings.file}",
+                done=f"metrics written to {settings.file}",
+                work=partial(_write_textfile, path, report, labels=labels),
             )
-            logger.info("metrics pushed to %s", settings.pushgateway_url)
-        except Exception as exc:  # urllib's errors, a refused connection, a proxy's page
-            logger.warning("could not push the metrics to %s: %s", settings.pushgateway_url, exc)
+        )
+    if settings.pushgateway_url:
+        tasks.append(
+            _Task(
+                what=f"push the metrics to {settings.pushgateway_url}",
+                done=f"metrics pushed to {settings.pushgateway_url}",
+                work=partial(
+                    pushadd_to_gateway,
+                    settings.pushgateway_url,
+                    job=JOB,
+                    registry=registry(report, labels={}),
+                    grouping_key=shard,
+                    timeout=REPORT_DEADLINE,
+                    handler=_handler(settings.pushgateway_url, settings.pushgateway_auth),
+                ),
+            )
+        )
+    _run_within_deadline(tasks, stop=stop)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Task:
+    """One way of reporting: what it does, for a warning, and what it did, for the log."""
+
+    what: str
+    done: str
+    work: Callable[[], None]
+
+
+_STOPPED = "the job was stopped before it was done"
+
+
+def _run_within_deadline(tasks: Sequence[_Task], *, stop: Stop) -> None:
+    """Run ``tasks`` side by side on daemon threads and log how each ended: one line each,
+    written here, so a task left behind never logs after the job has moved on."""
+    ended: queue.SimpleQueue[tuple[_Task, Exception | None] | str] = queue.SimpleQueue()
+
+    def run(task: _Task) -> None:
+        try:
+            task.work()
+        except Exception as exc:  # urllib's errors, a refused connection, a full disk
+            ended.put((task, exc))
+        else:
+            ended.put((task, None))
+
+    pending = list(tasks)
+    deadline = time.monotonic() + REPORT_DEADLINE
+    why = f"not done within {REPORT_DEADLINE:g} s, the deadline for reporting"
+    # Stop.request() runs the cancellers at every call: a run already interrupted still
+    # reports, and a further signal ends the wait.
+    with stop.cancelling(partial(ended.put, _STOPPED)):
+        for task in tasks:
+            threading.Thread(target=run, args=(task,), name="metrics", daemon=True).start()
+        while pending:
+            try:
+                item = ended.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if isinstance(item, str):
+                why = item
+                break
+            task, error = item
+            pending.remove(task)
+            if error is None:
+                logger.info("%s", task.done)
+            else:
+                logger.warning("could not %s: %s", task.what, error)
+    for task in pending:
+        logger.warning("could not %s: %s", task.what, why)
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Every redirect is an error (urllib's HTTPError, as any answer but a 2xx is): followed,
+    a push would be re-sent as a body-less GET, whose 200 would read as a success."""
+
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+_Send = Callable[[str, str, float | None, list[tuple[str, str]], bytes], Callable[[], None]]
+
+
+def _handler(gateway: str, auth: tuple[str, str] | None) -> _Send:
+    """prometheus-client's ``handler`` for the Pushgateway at ``gateway``: urllib with no
+    redirects, and Basic auth if given (sent with the first request, UTF-8 as RFC 7617 says)."""
+    passwords = urllib.request.HTTPPasswordMgrWithPriorAuth()
+    if auth:
+        passwords.add_password(None, gateway, *auth, is_authenticated=True)
+    opener = urllib.request.build_opener(
+        _NoRedirects, urllib.request.HTTPBasicAuthHandler(passwords)
+    )
+
+    def handler(
+        url: str,
+        method: str,
+        timeout: float | None,
+        headers: list[tuple[str, str]],
+        data: bytes,
+    ) -> Callable[[], None]:
+        def send() -> None:
+            request = urllib.request.Request(url, data=data, headers=dict(headers), method=method)
+            with opener.open(request, timeout=timeout):
+                pass
+
+        return send
+
+    return handler
 
 
 def _write_textfile(path: Path, report: RunReport, *, labels: Mapping[str, str]) -> None:
+    previous = _previous_text(path)
     if report.last_success is None:
-        report = _with_previous_success(path, report)
+        report = _with_previous_success(previous, report)
     _replace(path, generate_latest(registry(report, labels=labels)))
+
+
+def _previous_text(path: Path) -> str:
+    """The text of the file a run replaces ("" if there is none, or it cannot be read).
+    Anything but a regular file is refused, opened without blocking: a FIFO with no writer
+    would otherwise hold ``open()`` for good."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return ""
+    with open(fd, encoding="utf-8") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError("it is not a regular file")
+        try:
+            return f.read()
+        except OSError:
+            return ""
 
 
 def _replace(path: Path, content: bytes) -> None:
@@ -167,13 +301,9 @@ def _replace(path: Path, content: bytes) -> None:
         raise
 
 
-def _with_previous_success(path: Path, report: RunReport) -> RunReport:
+def _with_previous_success(previous: str, report: RunReport) -> RunReport:
     """The report with the last success the file it replaces recorded, if any."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError:
-        return report
-    for family in text_string_to_metric_families(text):
+    for family in text_string_to_metric_families(previous):
         for sample in family.samples:
             if sample.name == LAST_SUCCESS:
                 return dataclasses.replace(report, last_success=sample.value)

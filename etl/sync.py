@@ -166,11 +166,11 @@ def run_sync(engine: Engine, settings: SyncCommand, *, stop: Stop | None = None)
         raise  # another run is doing the work, and reports it
     except BaseException as exc:
         report.outcome = _outcome_of(exc, stop)
-        _export_metrics(engine, settings, report)
+        _export_metrics(engine, settings, report, stop=stop)
         if stop.is_set() and isinstance(exc, EtlError) and not isinstance(exc, InterruptedRun):
             raise InterruptedRun(f"stopped; then {exc}") from exc  # a stop's exit code
         raise
-    _export_metrics(engine, settings, report)
+    _export_metrics(engine, settings, report, stop=stop)
     return result
 
 
@@ -216,20 +216,25 @@ def _sync(engine: Engine, settings: SyncCommand, stop: Stop, report: RunReport) 
         lock.release()
 
 
-def _export_metrics(engine: Engine, settings: SyncCommand, report: RunReport) -> None:
-    """Report the run to Prometheus, if configured (imported only then)."""
+def _export_metrics(
+    engine: Engine, settings: SyncCommand, report: RunReport, *, stop: Stop
+) -> None:
+    """Report the run to Prometheus, if configured (imported only then); a stop requested
+    meanwhile cuts the reporting short."""
     if not (settings.metrics.file or settings.metrics.pushgateway_url):
         return
     from etl import metrics
 
     report.duration = time.monotonic() - report.started
     report.finished_at = report.finished_at or time.time()  # not recorded: it crashed
+    doing = "reading the last success"
     try:
-        with engine.connect() as conn:
+        with engine.connect() as conn, bounded(conn, stop, doing=doing):
             report.last_success = history.last_success(conn, shard=report.shard)
-    except DBAPIError as exc:
-        logger.warning("metrics: the last success is unknown, the database failed: %s", reason(exc))
-    metrics.export(settings.metrics, report)
+    except (DBAPIError, InterruptedRun) as exc:
+        why = reason(exc) if isinstance(exc, DBAPIError) else str(exc)
+        logger.warning("metrics: the last success is unknown, the database failed: %s", why)
+    metrics.export(settings.metrics, report, stop=stop)
 
 
 def _announce(

@@ -31,7 +31,7 @@ from etl import migrate
 from etl.standin import StandIn
 from tests.helpers.cli import PASSWORD, USER
 from tests.helpers.databases import DATA_TABLES, fresh_database, postgres_server
-from tests.helpers.prometheus import Pushgateway, pushgateway
+from tests.helpers.prometheus import GATEWAY_AUTH, Pushgateway, pushgateway
 from tests.helpers.reporting import Sample, sync_sample
 from tests.helpers.roles import login_role
 from tests.helpers.scenario import Scenario, prepare
@@ -154,4 +154,11 @@ def sharded_manifests() -> list[dict[str, Any]]:
 def gateway() -> Iterator[Pushgateway]:
     """A real Prometheus Pushgateway on loopback, empty, for this test alone."""
     with pushgateway() as started:
+        yield started
+
+
+@pytest.fixture
+def guarded_gateway() -> Iterator[Pushgateway]:
+    """The same, requiring HTTP Basic auth as ``GATEWAY_AUTH``."""
+    with pushgateway(auth=GATEWAY_AUTH) as started:
         yield started

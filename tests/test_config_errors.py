@@ -344,6 +344,50 @@ def test_credentials_in_the_base_url_are_refused_without_echoing_them(
 @pytest.mark.parametrize(
     "value",
     [
+        "http://pusher:{pw}@127.0.0.1:9091",
+        "https://pusher:{pw}@pushgateway.example:9091/",
+        "http://:{pw}@127.0.0.1:9091",
+        "ftp://pusher:{pw}@127.0.0.1:9091",
+        "http://pusher:{pw}@127.0.0.1:abc",
+        "http://pusher:{pw}@[::1:9091",
+    ],
+    ids=["plain", "https", "no-user", "not-http", "port-not-a-number", "broken-ipv6"],
+)
+def test_credentials_in_the_pushgateway_url_are_refused_without_echoing_them(
+    api: StandIn, db_url: URL, migrated: Engine, value: str
+) -> None:
+    password = f"gnu-{uuid.uuid4().hex}"  # never registered as a secret by an earlier test
+    env = make_env(api, db_url, IDS, THULIUM_PUSHGATEWAY_URL=value.format(pw=password))
+
+    result = run_cli("sync", env=env)
+
+    message = one_error_event(result)["message"]
+    assert "THULIUM_PUSHGATEWAY_URL" in message
+    if "@[" not in value:  # a URL that cannot be parsed is refused as such
+        assert "THULIUM_PUSHGATEWAY_USER" in message and "THULIUM_PUSHGATEWAY_PASSWORD" in message
+    assert password not in result.err
+    assert_nothing_contacted(result, api, migrated)
+
+
+@pytest.mark.parametrize("given", ["THULIUM_PUSHGATEWAY_USER", "THULIUM_PUSHGATEWAY_PASSWORD"])
+def test_a_pushgateway_user_without_a_password_or_the_reverse_is_refused(
+    api: StandIn, db_url: URL, migrated: Engine, given: str
+) -> None:
+    env = make_env(
+        api, db_url, IDS, THULIUM_PUSHGATEWAY_URL="http://127.0.0.1:1", **{given: "gnu-Pa55-only"}
+    )
+
+    result = run_cli("sync", env=env)
+
+    message = one_error_event(result)["message"]
+    assert "THULIUM_PUSHGATEWAY_USER" in message and "THULIUM_PUSHGATEWAY_PASSWORD" in message
+    assert "gnu-Pa55-only" not in result.err
+    assert_nothing_contacted(result, api, migrated)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
         "not a url",
         "mysql://etl:{pw}@127.0.0.1/thulium",
         "sqlite:///thulium.db",

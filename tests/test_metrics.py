@@ -2,29 +2,57 @@
 real Pushgateway, read back here the way Prometheus would read them.
 
 A failed run never moves the last-success timestamp, and a report that cannot be written or
-pushed is logged and never changes the run's outcome or exit code.
+pushed is logged and never changes the run's outcome or exit code. Reporting has a total
+deadline, and a stop ends it at once: Pushgateways that trickle, redirect or refuse are
+servers of the test's own on loopback.
 """
 
 from __future__ import annotations
 
+import base64
+import os
 import re
+import signal
 import stat
 import time
 from pathlib import Path
 
-from sqlalchemy import Engine
+import pytest
+from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
 from etl import __version__
+from etl.metrics import REPORT_DEADLINE
 from etl.standin import StandIn
-from tests.helpers.cli import make_env, run_cli, spawn_cli
+from tests.helpers.cli import Result, exited, make_env, run_cli, spawn_cli
 from tests.helpers.data import seed_campaigns, stored_statuses
-from tests.helpers.prometheus import Pushgateway, promtool_accepts, series, value
+from tests.helpers.prometheus import (
+    GATEWAY_AUTH,
+    Asked,
+    Pushgateway,
+    broken_gateway,
+    promtool_accepts,
+    redirect,
+    series,
+    trickle,
+    unauthorized,
+    value,
+)
 
 IDS = ["00001", "00002", "00404"]  # the stand-in serves two; 00404 is unknown to it (404)
 JOB = {"job": "thulium-etl"}
 OUTCOMES = ("succeeded", "partial", "failed", "interrupted")
 UNREACHABLE_DB = "postgresql://etl@127.0.0.1:1/thulium"
+
+
+def warnings(result: Result) -> list[str]:
+    return [e["message"] for e in result.events() if e["level"] == "warning"]
+
+
+def last_run_outcome(engine: Engine) -> str:
+    with engine.connect() as conn:
+        query = text("SELECT outcome FROM sync_runs ORDER BY run_id DESC LIMIT 1")
+        return str(conn.execute(query).scalar_one())
 
 
 def outcome_of(found: dict, **labels: str) -> str:  # type: ignore[type-arg]
@@ -203,3 +231,147 @@ def test_every_figure_of_the_last_run_is_a_gauge(
 
     types = dict(re.findall(r"^# TYPE (\S+) (\S+)$", file.read_text(), re.M))
     assert set(types.values()) == {"gauge"}, types
+
+
+def test_a_pushgateway_that_trickles_its_answer_holds_the_job_no_longer_than_the_deadline(
+    api: StandIn, db_url: URL, migrated: Engine
+) -> None:
+    seed_campaigns(api, IDS[:2])
+    with broken_gateway(trickle) as slow:  # a byte every 2 s: no single read ever times out
+        env = make_env(api, db_url, IDS[:2], THULIUM_PUSHGATEWAY_URL=slow.url)
+        result = exited(spawn_cli("sync", env=env), within=REPORT_DEADLINE + 20)
+
+    assert result.code == 0, result.err
+    [warning] = warnings(result)
+    assert f"could not push the metrics to {slow.url}" in warning
+    assert f"within {REPORT_DEADLINE:g} s" in warning
+    assert last_run_outcome(migrated) == "succeeded"
+
+
+def test_sigterm_during_the_push_ends_the_job_at_once_with_its_runs_exit_code(
+    api: StandIn, db_url: URL, migrated: Engine
+) -> None:
+    seed_campaigns(api, IDS[:2])
+    with broken_gateway(trickle) as slow:
+        env = make_env(api, db_url, IDS[:2], THULIUM_PUSHGATEWAY_URL=slow.url)
+        proc = spawn_cli("sync", env=env)
+        assert slow.pushed.wait(30), "the job never pushed"
+        proc.send_signal(signal.SIGTERM)
+        result = exited(proc, within=5)
+
+    assert result.code == 0, result.err  # the run succeeded before the signal
+    assert any(f"could not push the metrics to {slow.url}" in w for w in warnings(result))
+    assert last_run_outcome(migrated) == "succeeded"
+
+
+def test_an_interrupted_run_still_pushes_and_a_second_sigterm_ends_the_push_at_once(
+    api: StandIn, db_url: URL, migrated: Engine
+) -> None:
+    seed_campaigns(api, IDS[:2])
+    api.latency = 20  # the run is still fetching when the first SIGTERM comes
+    with broken_gateway(trickle) as slow:
+        env = make_env(api, db_url, IDS[:2], THULIUM_PUSHGATEWAY_URL=slow.url)
+        proc = spawn_cli("sync", env=env)
+        deadline = time.monotonic() + 30
+        while api.total_requests == 0:
+            assert time.monotonic() < deadline, "the job never asked the API"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        assert slow.pushed.wait(30), "the interrupted run never pushed"
+        proc.send_signal(signal.SIGTERM)
+        result = exited(proc, within=5)
+
+    assert result.code == 143, result.err
+    assert last_run_outcome(migrated) == "interrupted"
+
+
+def test_a_fifo_as_the_metrics_file_is_refused_before_the_run(
+    api: StandIn, db_url: URL, migrated: Engine, tmp_path: Path
+) -> None:
+    fifo = tmp_path / "thulium-etl.prom"
+    os.mkfifo(fifo)  # with no writer: opening it to read would wait for one for good
+    env = make_env(api, db_url, IDS[:2], THULIUM_METRICS_FILE=str(fifo))
+
+    result = exited(spawn_cli("sync", env=env), within=30)
+
+    assert result.code == 2, result.err
+    assert "THULIUM_METRICS_FILE" in result.err and "not a regular file" in result.err
+    assert api.total_requests == 0
+
+
+def test_a_fifo_that_replaced_the_metrics_file_during_the_run_is_a_warning_not_a_hang(
+    api: StandIn, db_url: URL, migrated: Engine, tmp_path: Path
+) -> None:
+    seed_campaigns(api, IDS[:2])
+    api.latency = 1  # long enough to put the FIFO there while the run fetches
+    file = tmp_path / "thulium-etl.prom"
+    env = make_env(api, db_url, IDS[:2], THULIUM_METRICS_FILE=str(file))
+    proc = spawn_cli("sync", env=env)
+    deadline = time.monotonic() + 30
+    while api.total_requests == 0:
+        assert time.monotonic() < deadline, "the job never asked the API"
+        time.sleep(0.02)
+    os.mkfifo(file)
+
+    result = exited(proc, within=30)
+
+    assert result.code == 0, result.err
+    [warning] = warnings(result)
+    assert f"could not write the metrics to {file}" in warning and "regular file" in warning
+    assert stat.S_ISFIFO(file.stat().st_mode)  # left as it was
+
+
+@pytest.mark.parametrize("code", [301, 302, 303, 307, 308])
+def test_a_redirected_push_is_a_failed_push(
+    api: StandIn, db_url: URL, migrated: Engine, code: int
+) -> None:
+    seed_campaigns(api, IDS[:2])
+    with broken_gateway(redirect(code)) as moved:
+        env = make_env(api, db_url, IDS[:2], THULIUM_PUSHGATEWAY_URL=moved.url)
+        result = run_cli("sync", env=env)
+
+    assert result.code == 0, result.err
+    [warning] = warnings(result)
+    assert warning.startswith(f"could not push the metrics to {moved.url}: HTTP Error {code}")
+    assert not any("metrics pushed" in e["message"] for e in result.events())
+    assert [(a.method, a.path) for a in moved.asked] == [("POST", "/metrics/job/thulium-etl")]
+
+
+def test_the_push_authenticates_to_a_pushgateway_that_requires_basic_auth(
+    api: StandIn, db_url: URL, migrated: Engine, guarded_gateway: Pushgateway, tmp_path: Path
+) -> None:
+    seed_campaigns(api, IDS[:2])
+    user, password = GATEWAY_AUTH
+    password_file = tmp_path / "pushgateway-password"
+    password_file.write_text(password + "\n", encoding="utf-8")
+    auth = {
+        "THULIUM_PUSHGATEWAY_USER": user,
+        "THULIUM_PUSHGATEWAY_PASSWORD_FILE": str(password_file),
+    }
+    env = make_env(api, db_url, IDS[:2], THULIUM_PUSHGATEWAY_URL=guarded_gateway.url, **auth)
+
+    result = run_cli("sync", env=env)
+
+    assert result.code == 0, result.err
+    assert warnings(result) == []
+    group = guarded_gateway.groups()[frozenset(JOB.items())]
+    assert outcome_of(group, **JOB) == "succeeded"
+
+
+def test_a_refused_password_is_a_warning_that_names_no_secret(
+    api: StandIn, db_url: URL, migrated: Engine
+) -> None:
+    seed_campaigns(api, IDS[:2])
+    user, wrong = "etl-pusher", "wrong-Pa55-lynx"
+    token = base64.b64encode(f"{user}:{wrong}".encode()).decode()
+    auth = {"THULIUM_PUSHGATEWAY_USER": user, "THULIUM_PUSHGATEWAY_PASSWORD": wrong}
+    with broken_gateway(unauthorized) as guarded:
+        env = make_env(api, db_url, IDS[:2], THULIUM_PUSHGATEWAY_URL=guarded.url, **auth)
+        result = run_cli("sync", env=env)
+
+    assert result.code == 0, result.err
+    [warning] = warnings(result)
+    assert warning.startswith(f"could not push the metrics to {guarded.url}: HTTP Error 401")
+    # sent with the first request, and not again once refused
+    assert guarded.asked == [Asked("POST", "/metrics/job/thulium-etl", f"Basic {token}")]
+    assert wrong not in result.err + result.out and token not in result.err + result.out

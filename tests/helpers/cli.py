@@ -86,6 +86,18 @@ def spawn_cli(*argv: str, env: Mapping[str, str], **popen: Any) -> subprocess.Po
     )
 
 
+def exited(proc: subprocess.Popen[str], *, within: float) -> Result:
+    """What the process printed and its exit code, once it exits; if it is still running
+    after ``within`` seconds, it is killed and the test fails (instead of hanging)."""
+    try:
+        out, err = proc.communicate(timeout=within)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        raise AssertionError(f"still running after {within:g} s; its log:\n{err}") from None
+    return Result(proc.returncode, out, err)
+
+
 def terminate(proc: subprocess.Popen[str], *, timeout: float = 30) -> tuple[str, float]:
     """Send SIGTERM, as Kubernetes and systemd do; the job's stderr, and the seconds it took
     to exit."""
