@@ -185,16 +185,40 @@ class BaseUrl:
         return "http(s)://host[:port]/path, no query, fragment or credentials"
 
 
+# In a user name or password, each of these ends it or starts another part of the URL.
+_USERINFO = re.compile(r"[^@/?#\[\]]*")
+_PERCENT_ENCODE = (
+    "percent-encode the user name and password (@ as %40, / as %2F, ? as %3F, # as %23, "
+    "[ as %5B, ] as %5D; & as %26 in a password in the query string), e.g. with Python's "
+    "urllib.parse.quote(password, safe='')"
+)
+
+
+def _unencoded_credentials(raw: str) -> bool:
+    """Whether a user name or password holds a character that must be percent-encoded.
+
+    SQLAlchemy takes the first ``@`` for the end of the password, and a user name with a
+    ``/`` for the host and database: either way part of a password would become the host
+    or the database name, which messages print. So the only ``@`` allowed is the one
+    before the host, and what precedes it must be free of ``/ ? # [ ]``.
+    """
+    credentials, at, rest = raw.partition("://")[2].partition("@")
+    return bool(at) and ("@" in rest or not _USERINFO.fullmatch(credentials))
+
+
 @dataclass(frozen=True)
 class DatabaseUrl:
     """A PostgreSQL URL, always with the psycopg 3 driver.
 
     Query parameters are libpq's (``sslmode``, ``options``, …); an unknown one is refused
-    here rather than by the driver at connection time.
+    here rather than by the driver at connection time. A URL whose password SQLAlchemy
+    could split (a raw ``@``, say) is refused without a word of its value.
     """
 
     def __call__(self, raw: str, source: str) -> URL:
         example = "expected postgresql://user:password@host:5432/db"
+        if _unencoded_credentials(raw):
+            raise ConfigError(f"{source} is ambiguous: {_PERCENT_ENCODE}")
         try:
             url = make_url(raw)
         except (ArgumentError, ValueError):  # ValueError: a port that is not a number
@@ -207,6 +231,8 @@ class DatabaseUrl:
         if url.port is not None and not 0 < url.port < 65536:
             raise ConfigError(f"{source} has an invalid port {url.port}")
         unknown = sorted(set(url.query) - _libpq_options())
+        if unknown and "password" in url.query:  # perhaps a password split at a raw &
+            raise ConfigError(f"{source} has an unknown connection option: {_PERCENT_ENCODE}")
         if unknown:
             raise ConfigError(
                 f"{source} has unknown connection option(s) {', '.join(unknown)}: the query "
@@ -459,7 +485,9 @@ class DatabaseSettings:
         "DATABASE_URL",
         "the PostgreSQL URL, e.g. postgresql://user:password@host:5432/db; postgres:// and "
         "postgresql+psycopg:// mean psycopg 3 too. libpq options go in the query string "
-        "(?sslmode=require); a ?password= is a secret like the URL's password",
+        "(?sslmode=require); a ?password= is a secret like the URL's password. A user name or "
+        "password must be percent-encoded (@ as %40, / as %2F, ? as %3F, # as %23): a URL "
+        "that would split them is refused",
         parse=DatabaseUrl(),
         file=True,
     )

@@ -366,6 +366,51 @@ def test_a_malformed_database_url_is_named_without_its_password(
     assert api.total_requests == 0
 
 
+# Each a password (or user name) with a character that must be percent-encoded: SQLAlchemy
+# would read part of it as the host, the database or a connection option, and print it.
+AMBIGUOUS_DATABASE_URLS = {
+    "at-in-password": "postgresql://etl:{a}@{b}@127.0.0.1:1/thulium",
+    "at-and-slash-in-password": "postgresql://etl:{a}@{b}/x@127.0.0.1:1/thulium",
+    "at-and-colon-in-password": "postgresql://etl:{a}@{b}:x@127.0.0.1:1/thulium",
+    "slash-in-password": "postgresql://etl:{a}/{b}@127.0.0.1:1/thulium",
+    "question-mark-in-password": "postgresql://etl:{a}?{b}@127.0.0.1:1/thulium",
+    "hash-in-password": "postgresql://etl:{a}#{b}@127.0.0.1:1/thulium",
+    "bracket-in-password": "postgresql://etl:{a}[{b}@127.0.0.1:1/thulium",
+    "slash-in-user-name": "postgresql://{a}/{b}:pw@127.0.0.1:1/thulium",
+    "at-in-query-password": "postgresql://127.0.0.1:1/thulium?password={a}@{b}",
+    "at-in-query-and-url-password": "postgresql://etl:pw@127.0.0.1:1/thulium?password={a}@{b}",
+    "ampersand-in-query-password": "postgresql://127.0.0.1:1/thulium?password={a}&{b}=x",
+}
+
+
+@pytest.mark.parametrize("given_as", ["variable", "file"])
+@pytest.mark.parametrize(
+    "template", AMBIGUOUS_DATABASE_URLS.values(), ids=AMBIGUOUS_DATABASE_URLS.keys()
+)
+def test_a_database_url_whose_password_is_not_percent_encoded_is_refused_unprinted(
+    api: StandIn, db_url: URL, tmp_path: Path, template: str, given_as: str
+) -> None:
+    first, second = (f"{animal}{uuid.uuid4().hex[:12]}" for animal in ("tapir", "okapi"))
+    env = make_env(api, db_url, IDS)
+    value = template.format(a=first, b=second)
+    if given_as == "file":
+        del env["DATABASE_URL"]
+        (tmp_path / "url").write_text(value + "\n")
+        env["DATABASE_URL_FILE"] = str(tmp_path / "url")
+    else:
+        env["DATABASE_URL"] = value
+
+    # A process of its own: no secret an earlier test registered can hide a leak.
+    proc = spawn_cli("sync", env=env)
+    out, err = proc.communicate(timeout=60)
+
+    message = one_error_event(Result(proc.returncode, out, err))["message"]
+    assert "DATABASE_URL" in message and "percent-encode" in message and "%40" in message
+    for part in (first, second):
+        assert part not in out + err
+    assert api.total_requests == 0  # and exit 2, not 3: the database was not tried
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
