@@ -326,6 +326,7 @@ class Setting:
     repeatable: bool = False  # the flag may be given several times; values join with ","
     shown_default: str | None = None  # the default as the docs say it, when not the value
     metavar: str | None = None  # what the flag's value is called in --help
+    secret: bool = False  # taken exactly as given, surrounding spaces included; never shown
 
     def argument(self) -> str:
         """The flag's value as ``--help`` names it: the choices, if it has a few."""
@@ -355,7 +356,8 @@ def setting(
 ) -> Any:
     """Declare a settings field: read from ``env`` (or ``env_FILE``, or ``flag``).
 
-    A ``secret`` is left out of the group's ``repr``.
+    A ``secret`` is taken exactly as given, surrounding spaces included, and is left out of
+    the group's ``repr``; any other value is read without surrounding whitespace.
     """
     declaration = Setting(
         env=env,
@@ -366,6 +368,7 @@ def setting(
         repeatable=repeatable,
         shown_default=shown_default,
         metavar=metavar,
+        secret=secret,
     )
     return field(default=default, repr=not secret, metadata={"setting": declaration})
 
@@ -395,14 +398,17 @@ def _group(cls: type, item: dataclasses.Field[Any]) -> type:
 
 
 def _raw(declared: Setting, env: Environ, flags: Mapping[str, str]) -> tuple[str | None, str]:
-    """The value as given, and where it came from; an empty variable counts as unset."""
+    """The value as given, and where it came from; an empty variable counts as unset.
+
+    A secret is taken exactly, surrounding spaces included (from a file, without its
+    trailing line ending); any other value without surrounding whitespace.
+    """
     if declared.flag and flags.get(declared.env) is not None:
         return flags[declared.env], declared.flag
-    direct = env.get(declared.env)
-    direct = direct.strip() if direct is not None and direct.strip() else None
+    direct = _given(env, declared.env, exact=declared.secret)
     if not declared.file:
         return direct, declared.env
-    file_name = (env.get(f"{declared.env}_FILE") or "").strip() or None
+    file_name = _given(env, f"{declared.env}_FILE")
     if direct and file_name:
         raise ConfigError(f"set either {declared.env} or {declared.env}_FILE, not both")
     if file_name is None:
@@ -413,10 +419,18 @@ def _raw(declared: Setting, env: Environ, flags: Mapping[str, str]) -> tuple[str
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
         raise ConfigError(f"{source}: cannot read {file_name}: {reason}") from None
-    value = value.rstrip("\r\n")
+    value = value.rstrip("\r\n") if declared.secret else value.strip()
     if not value:
         raise ConfigError(f"{source}: {file_name} is empty")
     return value, source
+
+
+def _given(env: Environ, name: str, *, exact: bool = False) -> str | None:
+    """Variable ``name``, exactly or without surrounding whitespace; None if unset or empty."""
+    value = env.get(name)
+    if value is not None and not exact:
+        value = value.strip()
+    return value or None
 
 
 def load(cls: type[T], env: Environ, flags: Mapping[str, str] | None = None) -> T:
@@ -519,7 +533,9 @@ class ApiSettings:
     user: str = setting("THULIUM_USER", "the Thulium API user", parse=Text())
     password: str = setting(
         "THULIUM_PASSWORD",
-        "the API user's password, sent as UTF-8 (RFC 7617): Polish letters and € work",
+        "the API user's password, taken exactly as given, surrounding spaces included (from "
+        "the file, without its trailing line ending); sent as UTF-8 (RFC 7617): Polish "
+        "letters and € work",
         parse=Text(),
         file=True,
         secret=True,

@@ -50,8 +50,11 @@ _STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", 
 
 
 def add_secret(value: str | None) -> None:
-    """Remember a value that must never be printed or stored."""
+    """Remember a value that must never be printed or stored, with or without whitespace
+    around it (a password may have some, and a message may lose it)."""
     global _short_pattern
+    if value and value.strip() != value:
+        add_secret(value.strip())
     if not value:
         return
     with _secrets_lock:

@@ -295,6 +295,48 @@ def test_the_password_is_read_from_its_file_without_the_line_ending(
     assert PASSWORD not in result.err + result.out
 
 
+SPACED_PASSWORD = "  Pa55 with spaces\t "
+
+
+@pytest.mark.parametrize("given_as", ["variable", "file"])
+def test_a_password_is_taken_exactly_surrounding_spaces_included_from_variable_or_file(
+    db_url: URL, migrated: Engine, tmp_path: Path, given_as: str
+) -> None:
+    with StandIn(user=USER, password=SPACED_PASSWORD) as api:  # it takes only this exact one
+        served = seed_campaigns(api, IDS, n=2)
+        env = env_without(api, db_url, "THULIUM_PASSWORD")
+        if given_as == "file":
+            (tmp_path / "password").write_text(SPACED_PASSWORD + "\n")
+            env["THULIUM_PASSWORD_FILE"] = str(tmp_path / "password")
+        else:
+            env["THULIUM_PASSWORD"] = SPACED_PASSWORD
+
+        result = run_cli("sync", env=env)
+
+    assert result.code == 0, result.err
+    for campaign_id in IDS:
+        assert as_api(stored_statuses(migrated, campaign_id)) == canonical(served[campaign_id])
+
+
+def test_other_settings_ignore_surrounding_whitespace_from_variable_or_file(
+    api: StandIn, db_url: URL, migrated: Engine, tmp_path: Path
+) -> None:
+    served = seed_campaigns(api, IDS, n=2)
+    env = make_env(api, db_url, IDS)
+    (tmp_path / "url").write_text(f"  {env.pop('DATABASE_URL')}\t\n")
+    env |= {
+        "DATABASE_URL_FILE": str(tmp_path / "url"),
+        "THULIUM_USER": f" {USER} ",
+        "THULIUM_CAMPAIGNS": f"  {','.join(IDS)}\n",
+    }
+
+    result = run_cli("sync", env=env)
+
+    assert result.code == 0, result.err
+    for campaign_id in IDS:
+        assert as_api(stored_statuses(migrated, campaign_id)) == canonical(served[campaign_id])
+
+
 # -- malformed values -----------------------------------------------------------------------
 
 
