@@ -54,15 +54,22 @@ def _shown(raw: str) -> str:
     return repr(raw[:40] + ("…" if len(raw) > 40 else ""))
 
 
+def utf8(raw: str, source: str) -> str:
+    """``raw`` if it is UTF-8 text. Python reads bytes of the command line and the
+    environment that are not UTF-8 as lone surrogates, which no driver, socket or stream
+    can take: every value is checked here as it is read, before anything is contacted."""
+    try:
+        raw.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"{source} is not valid UTF-8 text") from None
+    return raw
+
+
 @dataclass(frozen=True)
 class Text:
-    """Any non-empty UTF-8 text (a value with undecodable bytes is refused)."""
+    """Any non-empty text."""
 
     def __call__(self, raw: str, source: str) -> str:
-        try:
-            raw.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ConfigError(f"{source} is not valid UTF-8 text") from None
         return raw
 
     def describe(self) -> str:
@@ -404,7 +411,7 @@ def _raw(declared: Setting, env: Environ, flags: Mapping[str, str]) -> tuple[str
     trailing line ending); any other value without surrounding whitespace.
     """
     if declared.flag and flags.get(declared.env) is not None:
-        return flags[declared.env], declared.flag
+        return utf8(flags[declared.env], declared.flag), declared.flag
     direct = _given(env, declared.env, exact=declared.secret)
     if not declared.file:
         return direct, declared.env
@@ -428,9 +435,10 @@ def _raw(declared: Setting, env: Environ, flags: Mapping[str, str]) -> tuple[str
 def _given(env: Environ, name: str, *, exact: bool = False) -> str | None:
     """Variable ``name``, exactly or without surrounding whitespace; None if unset or empty."""
     value = env.get(name)
-    if value is not None and not exact:
-        value = value.strip()
-    return value or None
+    if value is None:
+        return None
+    value = utf8(value, name)
+    return (value if exact else value.strip()) or None
 
 
 def load(cls: type[T], env: Environ, flags: Mapping[str, str] | None = None) -> T:

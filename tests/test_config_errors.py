@@ -584,6 +584,52 @@ def test_a_text_format_configuration_error_is_one_line(
     assert_nothing_contacted(result, api, migrated)
 
 
+# -- bytes that are not UTF-8 --------------------------------------------------------------
+
+NOT_UTF8: dict[str, tuple[list[str | bytes], dict[str, bytes], str]] = {
+    "role-argument": (["grant-read", b"bi\xe9"], {}, "ROLE"),
+    "database-url": (
+        ["runs"],
+        {"DATABASE_URL": b"postgresql://etl@127.0.0.1:1/thu\xfflium"},
+        "DATABASE_URL",
+    ),
+    "database-url-file-name": (
+        ["runs"],
+        {"DATABASE_URL_FILE": b"/run/db-\xff"},
+        "DATABASE_URL_FILE",
+    ),
+    "base-url": (["check"], {"THULIUM_BASE_URL": b"http://127.0.0.1/\xff"}, "THULIUM_BASE_URL"),
+    "campaigns": (["sync"], {"THULIUM_CAMPAIGNS": b"00001,0000\xff"}, "THULIUM_CAMPAIGNS"),
+    "number": (["sync"], {"THULIUM_TIMEOUT": b"3\xff"}, "THULIUM_TIMEOUT"),
+    "log-format": (["runs"], {"THULIUM_LOG_FORMAT": b"js\xffon"}, "THULIUM_LOG_FORMAT"),
+    "campaign-flag": (["sync", "--campaign", b"0000\xff"], {}, "--campaign"),
+    "shard-flag": (["sync", "--shard", b"0/\xff2"], {}, "--shard"),
+    "log-format-flag": (["--log-format", b"t\xffext", "runs"], {}, "--log-format"),
+}
+
+
+@pytest.mark.parametrize(("argv", "variables", "named"), NOT_UTF8.values(), ids=NOT_UTF8.keys())
+def test_an_argument_or_variable_that_is_not_utf8_is_a_configuration_error(
+    api: StandIn, db_url: URL, argv: list[str | bytes], variables: dict[str, bytes], named: str
+) -> None:
+    env: dict[str, str | bytes] = {**make_env(api, db_url, IDS), **variables}
+    if "DATABASE_URL_FILE" in variables:
+        del env["DATABASE_URL"]
+    elif "DATABASE_URL" not in variables:
+        env["DATABASE_URL"] = UNREACHABLE_DB  # a connection attempt would give exit 3
+
+    proc = spawn_cli(*argv, env=env)  # real bytes, as a shell passes them
+    out, err = proc.communicate(timeout=60)
+
+    assert proc.returncode == 2, err
+    assert out == ""
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert named in lines[0] and "not valid UTF-8" in lines[0]
+    assert "Traceback" not in err
+    assert api.total_requests == 0
+
+
 # -- usage errors ----------------------------------------------------------------------------
 
 
