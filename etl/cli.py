@@ -472,6 +472,7 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
 
 def run() -> None:
     """Console-script entry point."""
+    logs.escape_unencodable(sys.stdout, sys.stderr)
     code = main()
     # Everything is written, flushed and closed by now: exit without the collector walking
     # the whole heap once more on the way out (~0.08 s of every run).

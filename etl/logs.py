@@ -13,7 +13,9 @@ able to stall the job while it is being logged.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
+import io
 import json
 import logging
 import re
@@ -110,6 +112,26 @@ def clean(text: str, *, limit: int | None = None) -> str:
     if limit is not None and len(text) > limit:
         text = text[: limit - 1] + "…"
     return _UNSTORABLE.sub(_REPLACEMENT, text)
+
+
+def _as_json_escapes(error: UnicodeError) -> tuple[str, int]:
+    """A codec error handler: what the output's encoding cannot hold, as JSON escapes it."""
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    return json.dumps(error.object[error.start : error.end])[1:-1], error.end
+
+
+_UNENCODABLE_AS_ESCAPES = "thulium-etl.json-escapes"
+codecs.register_error(_UNENCODABLE_AS_ESCAPES, _as_json_escapes)
+
+
+def escape_unencodable(*streams: TextIO) -> None:
+    """Make each stream write a character its encoding cannot hold (``PYTHONIOENCODING=ascii``,
+    a Latin-2 terminal) as ``\\uXXXX``, as JSON does, instead of failing: text stays
+    readable, and JSON (logs, ``runs --json``) stays valid and means the same."""
+    for stream in streams:
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors=_UNENCODABLE_AS_ESCAPES)
 
 
 class TextFormatter(logging.Formatter):
