@@ -199,7 +199,7 @@ def cmd_check(args: argparse.Namespace, settings: config.CheckCommand) -> int:
 
 
 def _emit_verdict(verdict: Any) -> None:
-    _emit(f"{'PASS' if verdict.ok else 'FAIL'}  {verdict.what}: {logs.clean(verdict.detail)}")
+    _emit(f"{'PASS' if verdict.ok else 'FAIL'}  {verdict.what}: {logs.visible(verdict.detail)}")
 
 
 _RUN_COLUMNS = [
@@ -248,7 +248,8 @@ def cmd_runs(args: argparse.Namespace, settings: config.DatabaseCommand) -> int:
     if args.run is not None and not rows:
         raise ConfigError(f"--run {args.run}: no such run (or it recorded no campaigns)")
     if args.json:
-        _emit(json.dumps([_jsonable(row) for row in rows], ensure_ascii=False, indent=2))
+        rows_json = json.dumps([_jsonable(row) for row in rows], ensure_ascii=False, indent=2)
+        _emit(logs.visible_json(rows_json))
     else:
         _emit(_table(rows, columns) if rows else "no runs recorded yet")
     return EXIT_OK
@@ -295,7 +296,7 @@ def _cell(value: object) -> str:
         return "-"
     if hasattr(value, "strftime"):
         return value.strftime("%Y-%m-%d %H:%M:%S")  # type: ignore[no-any-return]
-    return str(value)
+    return logs.visible(value) if isinstance(value, str) else str(value)
 
 
 # -- the parser ---------------------------------------------------------------------------------
