@@ -231,7 +231,7 @@ def cmd_check(args: argparse.Namespace, settings: config.CheckCommand) -> int:
 
 
 def _emit_verdict(verdict: Any) -> None:
-    _emit(f"{'PASS' if verdict.ok else 'FAIL'}  {verdict.what}: {logs.clean(verdict.detail)}")
+    _emit(f"{'PASS' if verdict.ok else 'FAIL'}  {verdict.what}: {logs.visible(verdict.detail)}")
 
 
 _RUN_COLUMNS = [
@@ -278,7 +278,8 @@ def cmd_runs(args: argparse.Namespace, settings: config.DatabaseCommand) -> int:
     if args.run is not None and not rows:
         raise ConfigError(f"--run {args.run}: no such run (or it recorded no campaigns)")
     if args.json:
-        _emit(json.dumps([_jsonable(row) for row in rows], ensure_ascii=False, indent=2))
+        rows_json = json.dumps([_jsonable(row) for row in rows], ensure_ascii=False, indent=2)
+        _emit(logs.visible_json(rows_json))
     else:
         _emit(_table(rows, columns) if rows else "no runs recorded yet")
     return EXIT_OK
@@ -325,7 +326,7 @@ def _cell(value: object) -> str:
         return "-"
     if hasattr(value, "strftime"):
         return value.strftime("%Y-%m-%d %H:%M:%S")  # type: ignore[no-any-return]
-    return str(value)
+    return logs.visible(value) if isinstance(value, str) else str(value)
 
 
 # -- the parser ---------------------------------------------------------------------------------
@@ -505,6 +506,7 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
 
 def run() -> None:
     """Console-script entry point."""
+    logs.escape_unencodable(sys.stdout, sys.stderr)
     code = main()
     # Everything is written, flushed and closed by now: exit without the collector walking
     # the whole heap once more on the way out (~0.08 s of every run).

@@ -54,15 +54,22 @@ def _shown(raw: str) -> str:
     return repr(raw[:40] + ("…" if len(raw) > 40 else ""))
 
 
+def utf8(raw: str, source: str) -> str:
+    """``raw`` if it is UTF-8 text. Python reads bytes of the command line and the
+    environment that are not UTF-8 as lone surrogates, which no driver, socket or stream
+    can take: every value is checked here as it is read, before anything is contacted."""
+    try:
+        raw.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"{source} is not valid UTF-8 text") from None
+    return raw
+
+
 @dataclass(frozen=True)
 class Text:
-    """Any non-empty UTF-8 text (a value with undecodable bytes is refused)."""
+    """Any non-empty text."""
 
     def __call__(self, raw: str, source: str) -> str:
-        try:
-            raw.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ConfigError(f"{source} is not valid UTF-8 text") from None
         return raw
 
     def describe(self) -> str:
@@ -192,16 +199,40 @@ class BaseUrl:
         return "http(s)://host[:port]/path, no query, fragment or credentials"
 
 
+# In a user name or password, each of these ends it or starts another part of the URL.
+_USERINFO = re.compile(r"[^@/?#\[\]]*")
+_PERCENT_ENCODE = (
+    "percent-encode the user name and password (@ as %40, / as %2F, ? as %3F, # as %23, "
+    "[ as %5B, ] as %5D; & as %26 in a password in the query string), e.g. with Python's "
+    "urllib.parse.quote(password, safe='')"
+)
+
+
+def _unencoded_credentials(raw: str) -> bool:
+    """Whether a user name or password holds a character that must be percent-encoded.
+
+    SQLAlchemy takes the first ``@`` for the end of the password, and a user name with a
+    ``/`` for the host and database: either way part of a password would become the host
+    or the database name, which messages print. So the only ``@`` allowed is the one
+    before the host, and what precedes it must be free of ``/ ? # [ ]``.
+    """
+    credentials, at, rest = raw.partition("://")[2].partition("@")
+    return bool(at) and ("@" in rest or not _USERINFO.fullmatch(credentials))
+
+
 @dataclass(frozen=True)
 class DatabaseUrl:
     """A PostgreSQL URL, always with the psycopg 3 driver.
 
     Query parameters are libpq's (``sslmode``, ``options``, …); an unknown one is refused
-    here rather than by the driver at connection time.
+    here rather than by the driver at connection time. A URL whose password SQLAlchemy
+    could split (a raw ``@``, say) is refused without a word of its value.
     """
 
     def __call__(self, raw: str, source: str) -> URL:
         example = "expected postgresql://user:password@host:5432/db"
+        if _unencoded_credentials(raw):
+            raise ConfigError(f"{source} is ambiguous: {_PERCENT_ENCODE}")
         try:
             url = make_url(raw)
         except (ArgumentError, ValueError):  # ValueError: a port that is not a number
@@ -214,6 +245,8 @@ class DatabaseUrl:
         if url.port is not None and not 0 < url.port < 65536:
             raise ConfigError(f"{source} has an invalid port {url.port}")
         unknown = sorted(set(url.query) - _libpq_options())
+        if unknown and "password" in url.query:  # perhaps a password split at a raw &
+            raise ConfigError(f"{source} has an unknown connection option: {_PERCENT_ENCODE}")
         if unknown:
             raise ConfigError(
                 f"{source} has unknown connection option(s) {', '.join(unknown)}: the query "
@@ -307,6 +340,7 @@ class Setting:
     repeatable: bool = False  # the flag may be given several times; values join with ","
     shown_default: str | None = None  # the default as the docs say it, when not the value
     metavar: str | None = None  # what the flag's value is called in --help
+    secret: bool = False  # taken exactly as given, surrounding spaces included; never shown
 
     def argument(self) -> str:
         """The flag's value as ``--help`` names it: the choices, if it has a few."""
@@ -336,7 +370,8 @@ def setting(
 ) -> Any:
     """Declare a settings field: read from ``env`` (or ``env_FILE``, or ``flag``).
 
-    A ``secret`` is left out of the group's ``repr``.
+    A ``secret`` is taken exactly as given, surrounding spaces included, and is left out of
+    the group's ``repr``; any other value is read without surrounding whitespace.
     """
     declaration = Setting(
         env=env,
@@ -347,6 +382,7 @@ def setting(
         repeatable=repeatable,
         shown_default=shown_default,
         metavar=metavar,
+        secret=secret,
     )
     return field(default=default, repr=not secret, metadata={"setting": declaration})
 
@@ -376,14 +412,17 @@ def _group(cls: type, item: dataclasses.Field[Any]) -> type:
 
 
 def _raw(declared: Setting, env: Environ, flags: Mapping[str, str]) -> tuple[str | None, str]:
-    """The value as given, and where it came from; an empty variable counts as unset."""
+    """The value as given, and where it came from; an empty variable counts as unset.
+
+    A secret is taken exactly, surrounding spaces included (from a file, without its
+    trailing line ending); any other value without surrounding whitespace.
+    """
     if declared.flag and flags.get(declared.env) is not None:
-        return flags[declared.env], declared.flag
-    direct = env.get(declared.env)
-    direct = direct.strip() if direct is not None and direct.strip() else None
+        return utf8(flags[declared.env], declared.flag), declared.flag
+    direct = _given(env, declared.env, exact=declared.secret)
     if not declared.file:
         return direct, declared.env
-    file_name = (env.get(f"{declared.env}_FILE") or "").strip() or None
+    file_name = _given(env, f"{declared.env}_FILE")
     if direct and file_name:
         raise ConfigError(f"set either {declared.env} or {declared.env}_FILE, not both")
     if file_name is None:
@@ -394,10 +433,19 @@ def _raw(declared: Setting, env: Environ, flags: Mapping[str, str]) -> tuple[str
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
         raise ConfigError(f"{source}: cannot read {file_name}: {reason}") from None
-    value = value.rstrip("\r\n")
+    value = value.rstrip("\r\n") if declared.secret else value.strip()
     if not value:
         raise ConfigError(f"{source}: {file_name} is empty")
     return value, source
+
+
+def _given(env: Environ, name: str, *, exact: bool = False) -> str | None:
+    """Variable ``name``, exactly or without surrounding whitespace; None if unset or empty."""
+    value = env.get(name)
+    if value is None:
+        return None
+    value = utf8(value, name)
+    return (value if exact else value.strip()) or None
 
 
 def load(cls: type[T], env: Environ, flags: Mapping[str, str] | None = None) -> T:
@@ -466,7 +514,9 @@ class DatabaseSettings:
         "DATABASE_URL",
         "the PostgreSQL URL, e.g. postgresql://user:password@host:5432/db; postgres:// and "
         "postgresql+psycopg:// mean psycopg 3 too. libpq options go in the query string "
-        "(?sslmode=require); a ?password= is a secret like the URL's password",
+        "(?sslmode=require); a ?password= is a secret like the URL's password. A user name or "
+        "password must be percent-encoded (@ as %40, / as %2F, ? as %3F, # as %23): a URL "
+        "that would split them is refused",
         parse=DatabaseUrl(),
         file=True,
     )
@@ -498,7 +548,9 @@ class ApiSettings:
     user: str = setting("THULIUM_USER", "the Thulium API user", parse=Text())
     password: str = setting(
         "THULIUM_PASSWORD",
-        "the API user's password, sent as UTF-8 (RFC 7617): Polish letters and € work",
+        "the API user's password, taken exactly as given, surrounding spaces included (from "
+        "the file, without its trailing line ending); sent as UTF-8 (RFC 7617): Polish "
+        "letters and € work",
         parse=Text(),
         file=True,
         secret=True,

@@ -20,6 +20,7 @@ import psycopg
 from psycopg import sql
 from sqlalchemy import Connection, text
 
+from etl.config import utf8
 from etl.database import driver_errors
 from etl.errors import ConfigError, DatabaseError, NoSuchRoleError
 
@@ -86,10 +87,12 @@ class Grant:
 
 
 def role_name(raw: str) -> str:
-    """The ROLE argument, checked: PostgreSQL would refuse it, or truncate it to another."""
+    """The ROLE argument, checked: bytes that are not UTF-8, a name PostgreSQL would refuse,
+    or one it would truncate to another's."""
     if not raw:
         raise ConfigError("ROLE is empty: give the name of an existing PostgreSQL role")
-    if "\x00" in raw or len(raw.encode("utf-8", "surrogatepass")) > _NAME_BYTES:
+    utf8(raw, "ROLE")
+    if "\x00" in raw or len(raw.encode("utf-8")) > _NAME_BYTES:
         raise ConfigError(
             f"ROLE {raw[:40]!r} is not a PostgreSQL role name: at most {_NAME_BYTES} bytes, "
             "no NUL character"

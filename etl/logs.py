@@ -7,13 +7,19 @@ error, say) never reaches a log or a table, and neither does text Postgres or a 
 cannot take (a NUL, an unpaired surrogate from a JSON escape, a megabyte of error body). A
 secret shorter than :data:`SHORT_SECRET` is masked where it stands as a word of its own, not
 inside other words.
+What is shown on a terminal then has its control characters escaped: text lines by
+:func:`visible`, JSON by :func:`visible_json`; and an output that cannot encode a character
+writes it as an escape (:func:`escape_unencodable`). Secrets are masked first, so no escape
+can split one.
 Every pattern here runs in time linear in the text's length: a hostile answer must not be
 able to stall the job while it is being logged.
 """
 
 from __future__ import annotations
 
+import codecs
 import contextlib
+import io
 import json
 import logging
 import re
@@ -45,13 +51,22 @@ _AUTH_HEADER = re.compile(
 _PASSWORD_PARAMETER = re.compile(r"(?P<head>\bpassword\s{0,8}=\s{0,8})[^\s&'\",;]{1,1024}", re.I)
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # NUL and unpaired surrogates
 _REPLACEMENT = "\ufffd"
+# What a terminal acts on instead of showing it: C0 controls (ESC, BEL, CR, LF, TAB …), DEL,
+# C1 controls (a one-byte CSI among them), the line and paragraph separators, and the bidi
+# overrides and isolates that reorder what follows. json.dumps escapes C0 but not the rest.
+_JSON_LEAVES_RAW = "\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+_CONTROL = re.compile(f"[\x00-\x1f{_JSON_LEAVES_RAW}]")
+_CONTROL_IN_JSON = re.compile(f"[{_JSON_LEAVES_RAW}]")
 TEXT_LIMIT = 2000  # characters of an error kept in the run history
 _STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
 
 def add_secret(value: str | None) -> None:
-    """Remember a value that must never be printed or stored."""
+    """Remember a value that must never be printed or stored, with or without whitespace
+    around it (a password may have some, and a message may lose it)."""
     global _short_pattern
+    if value and value.strip() != value:
+        add_secret(value.strip())
     if not value:
         return
     with _secrets_lock:
@@ -109,6 +124,47 @@ def clean(text: str, *, limit: int | None = None) -> str:
     return _UNSTORABLE.sub(_REPLACEMENT, text)
 
 
+def visible(text: str, *, keep_lines: bool = False) -> str:
+    """``text`` for a terminal: cleaned (:func:`clean`: a secret is masked before an escape
+    could hide it), then every control character shown as an escape (``\\x1b``, ``\\n``,
+    ``\\u202e``), so that text from the API can neither act on the terminal nor break its
+    line. ``keep_lines`` keeps the line breaks of a text that has lines (a traceback)."""
+    text = clean(text)
+    if keep_lines:
+        return "\n".join(_CONTROL.sub(_escape, line) for line in text.split("\n"))
+    return _CONTROL.sub(_escape, text)
+
+
+def _escape(control: re.Match[str]) -> str:
+    return control[0].encode("unicode_escape").decode("ascii")
+
+
+def visible_json(text: str) -> str:
+    """JSON text with the controls json.dumps leaves raw written as ``\\uXXXX``: the same
+    JSON, safe to show on a terminal."""
+    return _CONTROL_IN_JSON.sub(lambda control: f"\\u{ord(control[0]):04x}", text)
+
+
+def _as_json_escapes(error: UnicodeError) -> tuple[str, int]:
+    """A codec error handler: what the output's encoding cannot hold, as JSON escapes it."""
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    return json.dumps(error.object[error.start : error.end])[1:-1], error.end
+
+
+_UNENCODABLE_AS_ESCAPES = "thulium-etl.json-escapes"
+codecs.register_error(_UNENCODABLE_AS_ESCAPES, _as_json_escapes)
+
+
+def escape_unencodable(*streams: TextIO) -> None:
+    """Make each stream write a character its encoding cannot hold (``PYTHONIOENCODING=ascii``,
+    a Latin-2 terminal) as ``\\uXXXX``, as JSON does, instead of failing: text stays
+    readable, and JSON (logs, ``runs --json``) stays valid and means the same."""
+    for stream in streams:
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors=_UNENCODABLE_AS_ESCAPES)
+
+
 class TextFormatter(logging.Formatter):
     """``2026-11-27T02:00:00Z INFO  campaign 00001 synced: …`` for people at a terminal."""
 
@@ -119,7 +175,14 @@ class TextFormatter(logging.Formatter):
         return datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def format(self, record: logging.LogRecord) -> str:
-        return clean(super().format(record))
+        """The event on one line, whatever its message holds; its traceback, if any, on the
+        lines after it."""
+        record.message = record.getMessage()
+        record.asctime = self.formatTime(record)
+        line = visible(self.formatMessage(record))
+        if record.exc_info:
+            line += "\n" + visible(self.formatException(record.exc_info), keep_lines=True)
+        return line
 
 
 class JsonFormatter(logging.Formatter):
@@ -140,7 +203,7 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             event["exception"] = self.formatException(record.exc_info)
         fields = {k: clean(v) if isinstance(v, str) else v for k, v in event.items()}
-        return clean(json.dumps(fields, ensure_ascii=False, default=str))
+        return visible_json(clean(json.dumps(fields, ensure_ascii=False, default=str)))
 
 
 class _Handler(logging.StreamHandler[TextIO]):

@@ -295,6 +295,48 @@ def test_the_password_is_read_from_its_file_without_the_line_ending(
     assert PASSWORD not in result.err + result.out
 
 
+SPACED_PASSWORD = "  Pa55 with spaces\t "
+
+
+@pytest.mark.parametrize("given_as", ["variable", "file"])
+def test_a_password_is_taken_exactly_surrounding_spaces_included_from_variable_or_file(
+    db_url: URL, migrated: Engine, tmp_path: Path, given_as: str
+) -> None:
+    with StandIn(user=USER, password=SPACED_PASSWORD) as api:  # it takes only this exact one
+        served = seed_campaigns(api, IDS, n=2)
+        env = env_without(api, db_url, "THULIUM_PASSWORD")
+        if given_as == "file":
+            (tmp_path / "password").write_text(SPACED_PASSWORD + "\n")
+            env["THULIUM_PASSWORD_FILE"] = str(tmp_path / "password")
+        else:
+            env["THULIUM_PASSWORD"] = SPACED_PASSWORD
+
+        result = run_cli("sync", env=env)
+
+    assert result.code == 0, result.err
+    for campaign_id in IDS:
+        assert as_api(stored_statuses(migrated, campaign_id)) == canonical(served[campaign_id])
+
+
+def test_other_settings_ignore_surrounding_whitespace_from_variable_or_file(
+    api: StandIn, db_url: URL, migrated: Engine, tmp_path: Path
+) -> None:
+    served = seed_campaigns(api, IDS, n=2)
+    env = make_env(api, db_url, IDS)
+    (tmp_path / "url").write_text(f"  {env.pop('DATABASE_URL')}\t\n")
+    env |= {
+        "DATABASE_URL_FILE": str(tmp_path / "url"),
+        "THULIUM_USER": f" {USER} ",
+        "THULIUM_CAMPAIGNS": f"  {','.join(IDS)}\n",
+    }
+
+    result = run_cli("sync", env=env)
+
+    assert result.code == 0, result.err
+    for campaign_id in IDS:
+        assert as_api(stored_statuses(migrated, campaign_id)) == canonical(served[campaign_id])
+
+
 # -- malformed values -----------------------------------------------------------------------
 
 
@@ -408,6 +450,51 @@ def test_a_malformed_database_url_is_named_without_its_password(
     assert "DATABASE_URL" in one_error_event(result)["message"]
     assert password not in result.err + result.out
     assert api.total_requests == 0
+
+
+# Each a password (or user name) with a character that must be percent-encoded: SQLAlchemy
+# would read part of it as the host, the database or a connection option, and print it.
+AMBIGUOUS_DATABASE_URLS = {
+    "at-in-password": "postgresql://etl:{a}@{b}@127.0.0.1:1/thulium",
+    "at-and-slash-in-password": "postgresql://etl:{a}@{b}/x@127.0.0.1:1/thulium",
+    "at-and-colon-in-password": "postgresql://etl:{a}@{b}:x@127.0.0.1:1/thulium",
+    "slash-in-password": "postgresql://etl:{a}/{b}@127.0.0.1:1/thulium",
+    "question-mark-in-password": "postgresql://etl:{a}?{b}@127.0.0.1:1/thulium",
+    "hash-in-password": "postgresql://etl:{a}#{b}@127.0.0.1:1/thulium",
+    "bracket-in-password": "postgresql://etl:{a}[{b}@127.0.0.1:1/thulium",
+    "slash-in-user-name": "postgresql://{a}/{b}:pw@127.0.0.1:1/thulium",
+    "at-in-query-password": "postgresql://127.0.0.1:1/thulium?password={a}@{b}",
+    "at-in-query-and-url-password": "postgresql://etl:pw@127.0.0.1:1/thulium?password={a}@{b}",
+    "ampersand-in-query-password": "postgresql://127.0.0.1:1/thulium?password={a}&{b}=x",
+}
+
+
+@pytest.mark.parametrize("given_as", ["variable", "file"])
+@pytest.mark.parametrize(
+    "template", AMBIGUOUS_DATABASE_URLS.values(), ids=AMBIGUOUS_DATABASE_URLS.keys()
+)
+def test_a_database_url_whose_password_is_not_percent_encoded_is_refused_unprinted(
+    api: StandIn, db_url: URL, tmp_path: Path, template: str, given_as: str
+) -> None:
+    first, second = (f"{animal}{uuid.uuid4().hex[:12]}" for animal in ("tapir", "okapi"))
+    env = make_env(api, db_url, IDS)
+    value = template.format(a=first, b=second)
+    if given_as == "file":
+        del env["DATABASE_URL"]
+        (tmp_path / "url").write_text(value + "\n")
+        env["DATABASE_URL_FILE"] = str(tmp_path / "url")
+    else:
+        env["DATABASE_URL"] = value
+
+    # A process of its own: no secret an earlier test registered can hide a leak.
+    proc = spawn_cli("sync", env=env)
+    out, err = proc.communicate(timeout=60)
+
+    message = one_error_event(Result(proc.returncode, out, err))["message"]
+    assert "DATABASE_URL" in message and "percent-encode" in message and "%40" in message
+    for part in (first, second):
+        assert part not in out + err
+    assert api.total_requests == 0  # and exit 2, not 3: the database was not tried
 
 
 @pytest.mark.parametrize(
@@ -539,6 +626,52 @@ def test_a_text_format_configuration_error_is_one_line(
     assert len(lines) == 1, result.err
     assert " ERROR " in lines[0] and "THULIUM_USER" in lines[0]
     assert_nothing_contacted(result, api, migrated)
+
+
+# -- bytes that are not UTF-8 --------------------------------------------------------------
+
+NOT_UTF8: dict[str, tuple[list[str | bytes], dict[str, bytes], str]] = {
+    "role-argument": (["grant-read", b"bi\xe9"], {}, "ROLE"),
+    "database-url": (
+        ["runs"],
+        {"DATABASE_URL": b"postgresql://etl@127.0.0.1:1/thu\xfflium"},
+        "DATABASE_URL",
+    ),
+    "database-url-file-name": (
+        ["runs"],
+        {"DATABASE_URL_FILE": b"/run/db-\xff"},
+        "DATABASE_URL_FILE",
+    ),
+    "base-url": (["check"], {"THULIUM_BASE_URL": b"http://127.0.0.1/\xff"}, "THULIUM_BASE_URL"),
+    "campaigns": (["sync"], {"THULIUM_CAMPAIGNS": b"00001,0000\xff"}, "THULIUM_CAMPAIGNS"),
+    "number": (["sync"], {"THULIUM_TIMEOUT": b"3\xff"}, "THULIUM_TIMEOUT"),
+    "log-format": (["runs"], {"THULIUM_LOG_FORMAT": b"js\xffon"}, "THULIUM_LOG_FORMAT"),
+    "campaign-flag": (["sync", "--campaign", b"0000\xff"], {}, "--campaign"),
+    "shard-flag": (["sync", "--shard", b"0/\xff2"], {}, "--shard"),
+    "log-format-flag": (["--log-format", b"t\xffext", "runs"], {}, "--log-format"),
+}
+
+
+@pytest.mark.parametrize(("argv", "variables", "named"), NOT_UTF8.values(), ids=NOT_UTF8.keys())
+def test_an_argument_or_variable_that_is_not_utf8_is_a_configuration_error(
+    api: StandIn, db_url: URL, argv: list[str | bytes], variables: dict[str, bytes], named: str
+) -> None:
+    env: dict[str, str | bytes] = {**make_env(api, db_url, IDS), **variables}
+    if "DATABASE_URL_FILE" in variables:
+        del env["DATABASE_URL"]
+    elif "DATABASE_URL" not in variables:
+        env["DATABASE_URL"] = UNREACHABLE_DB  # a connection attempt would give exit 3
+
+    proc = spawn_cli(*argv, env=env)  # real bytes, as a shell passes them
+    out, err = proc.communicate(timeout=60)
+
+    assert proc.returncode == 2, err
+    assert out == ""
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert named in lines[0] and "not valid UTF-8" in lines[0]
+    assert "Traceback" not in err
+    assert api.total_requests == 0
 
 
 # -- usage errors ----------------------------------------------------------------------------

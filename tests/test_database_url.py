@@ -51,6 +51,18 @@ def test_the_url_can_come_from_a_secret_file(
     assert _synced(migrated) == 5
 
 
+def test_a_percent_encoded_password_may_hold_any_character(
+    api: StandIn, db_url: URL, migrated: Engine
+) -> None:
+    seed_campaigns(api, IDS)
+    env = make_env(api, db_url.set(password="p@ss/w?r#d[1]&x=y :%"), IDS)
+
+    result = run_cli("sync", env=env)
+
+    assert result.code == 0, result.err
+    assert _synced(migrated) == 5
+
+
 def _client_parameters(env: dict[str, str]) -> dict[str, str]:
     """The libpq parameters of a connection the job opens with this environment."""
     engine = make_engine(config.load(config.DatabaseCommand, env).database)

@@ -402,6 +402,16 @@ def test_redact_masks_a_registered_secret_anywhere() -> None:
     assert masked == "login *** failed; again:***\n***"
 
 
+def test_a_secret_with_surrounding_spaces_is_masked_with_or_without_them() -> None:
+    core = _fresh("spaced")
+    logs.add_secret(f"  {core}\t ")
+
+    masked = logs.redact(f"user:{core} failed; given '  {core}\t '")
+
+    assert core not in masked
+    assert masked == "user:*** failed; given '***'"
+
+
 def test_a_short_secret_is_masked_where_it_stands_as_a_word_not_inside_words() -> None:
     secret = "ǂ" + uuid.uuid4().hex[:3]  # shorter than logs.SHORT_SECRET; in no other test
     logs.add_secret(secret)

@@ -154,6 +154,15 @@ def test_custom_credentials() -> None:
         assert resp.status_code == 200
 
 
+def test_only_the_exact_password_is_accepted_surrounding_spaces_included() -> None:
+    with StandIn(user="demo", password=" spaced ") as s:
+        s.set_statuses("1", [])
+        url = statuses_url(s, "1")
+        assert requests.get(url, auth=("demo", " spaced "), timeout=5).status_code == 200
+        for near in ("spaced", " spaced", "spaced ", "  spaced  "):
+            assert requests.get(url, auth=("demo", near), timeout=5).status_code == 401
+
+
 def test_auth_is_checked_before_faults(standin: StandIn, session: requests.Session) -> None:
     standin.add_faults("00001", Fault.status(500))
     url = statuses_url(standin, "00001")

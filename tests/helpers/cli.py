@@ -75,8 +75,11 @@ def run_cli(*argv: str, env: Mapping[str, str]) -> Result:
     return Result(code, out.getvalue(), err.getvalue())
 
 
-def spawn_cli(*argv: str, env: Mapping[str, str], **popen: Any) -> subprocess.Popen[str]:
-    """Start the CLI as its own process (for signals, kills and concurrent runs)."""
+def spawn_cli(
+    *argv: str | bytes, env: Mapping[str, str | bytes], **popen: Any
+) -> subprocess.Popen[str]:
+    """Start the CLI as its own process (for signals, kills and concurrent runs); arguments
+    and variables may be bytes, as a shell can pass any."""
     streams = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **popen}
     return subprocess.Popen(
         [sys.executable, "-m", "etl", *argv],
