@@ -7,7 +7,7 @@
 # installs it into a fresh virtual environment and runs migrate and sync as user 10001.
 
 # Stage 1: build the wheel. Only the package and its migrations are copied in (.dockerignore);
-# the Thulium stand-in (etl/standin) and the tests never reach the wheel (pyproject.toml).
+# the Thulium stand-in (standin) and the tests never reach the wheel (pyproject.toml).
 FROM python:3.11-slim AS builder
 WORKDIR /src
 COPY pyproject.toml README.md ./

@@ -30,7 +30,7 @@ test: $(VENV)/.test-installed
 
 ## make demo: migrate + sync sample campaigns from the stand-in into an embedded Postgres
 demo: $(VENV)/.embedded-installed
-	$(BIN)/python -m etl.standin.demo
+	$(BIN)/python -m standin.demo
 
 ## make bench: the benchmarks of benchmarks/README.md (ETL_BENCH_DATABASE_URL, else embedded Postgres);
 ## BENCH_ARGS=--quick skips the sequential baseline and dlt
@@ -46,9 +46,9 @@ docs: $(VENV)/.test-installed
 ## make lint: ruff (lint and format check) on everything, mypy --strict on the code and its tests
 ## (not benchmarks/: it imports dlt, which only the bench extra installs), hadolint
 lint: $(VENV)/.test-installed
-	$(BIN)/ruff check etl tests migrations benchmarks docs
-	$(BIN)/ruff format --check etl tests migrations benchmarks docs
-	$(BIN)/mypy --strict etl tests migrations docs
+	$(BIN)/ruff check etl standin tests migrations benchmarks docs
+	$(BIN)/ruff format --check etl standin tests migrations benchmarks docs
+	$(BIN)/mypy --strict etl standin tests migrations docs
 	$(BIN)/hadolint Dockerfile
 
 clean:

@@ -49,8 +49,8 @@ import psycopg
 import requests
 from sqlalchemy.engine import URL, make_url
 
-from etl.standin import StandIn, sample_statuses
-from etl.standin.embedded import embedded_postgres
+from standin import StandIn, sample_statuses
+from standin.embedded import embedded_postgres
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / ".bench"
@@ -95,7 +95,7 @@ def campaign_ids(n: int) -> list[str]:
 def campaign_statuses(
     i: int, *, renamed: bool = False, count: int = STATUSES
 ) -> list[dict[str, object]]:
-    """Campaign ``i``'s answer: ``sample_statuses`` (as ``python -m etl.standin`` serves)."""
+    """Campaign ``i``'s answer: ``sample_statuses`` (as ``python -m standin`` serves)."""
     cid = f"{i:05d}"
     statuses = sample_statuses(cid, count, seed=i)
     if renamed:
@@ -136,7 +136,7 @@ def _standin_main(conn: multiprocessing.connection.Connection) -> None:
 
 
 class StandInProcess:
-    """``etl.standin.StandIn`` served from a child process, configured over a pipe."""
+    """``standin.StandIn`` served from a child process, configured over a pipe."""
 
     def __init__(self) -> None:
         ctx = multiprocessing.get_context("spawn")

@@ -148,7 +148,7 @@ def _server() -> Iterator[URL]:
     if given:
         yield make_url(given).set(drivername="postgresql+psycopg")
         return
-    from etl.standin.embedded import embedded_postgres
+    from standin.embedded import embedded_postgres
 
     print("starting an embedded Postgres …", file=sys.stderr)
     with (

@@ -28,7 +28,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL
 
 from etl import migrate
-from etl.standin import StandIn
+from standin import StandIn
 from tests.helpers.cli import PASSWORD, USER
 from tests.helpers.databases import DATA_TABLES, fresh_database, postgres_server
 from tests.helpers.prometheus import GATEWAY_AUTH, Pushgateway, pushgateway

@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 import pytest
 
-from etl.standin import Fault
-from etl.standin.server import INVALID_JSON_BODY
+from standin import Fault
+from standin.server import INVALID_JSON_BODY
 from tests.helpers.data import Statuses
 from tests.helpers.scenario import (
     STANDIN_REQUEST_ID,

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
-from etl.standin import Fault, StandIn
+from standin import Fault, StandIn
 from tests.helpers.cli import PASSWORD
 from tests.helpers.data import campaign_row, last_run
 from tests.helpers.scenario import STANDIN_REQUEST_ID, assert_victim_failed, prepare

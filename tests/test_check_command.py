@@ -9,7 +9,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
 from etl import migrate
-from etl.standin import Fault, StandIn
+from standin import Fault, StandIn
 from tests.helpers.cli import DB_PASSWORD, PASSWORD, Result, make_env, run_cli
 from tests.helpers.data import seed_campaigns
 from tests.helpers.databases import DATA_TABLES

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
-from etl.standin import StandIn
+from standin import StandIn
 from tests.helpers.cli import DB_PASSWORD, PASSWORD, USER
 from tests.helpers.data import seed_campaigns
 from tests.helpers.deploy import (

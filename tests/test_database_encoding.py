@@ -14,7 +14,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL
 
 from etl import migrate
-from etl.standin import Fault, StandIn
+from standin import Fault, StandIn
 from tests.helpers.cli import make_env, run_cli
 from tests.helpers.data import seed_campaigns, status, stored_statuses
 from tests.helpers.databases import fresh_database

@@ -10,7 +10,7 @@ import psycopg
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
-from etl.standin import StandIn, sample_statuses
+from standin import StandIn, sample_statuses
 from tests.helpers.cli import Result, make_env, run_cli, spawn_cli, terminate
 from tests.helpers.data import (
     as_api,

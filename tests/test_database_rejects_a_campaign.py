@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
-from etl.standin import StandIn
+from standin import StandIn
 from tests.helpers.cli import make_env, run_cli
 from tests.helpers.data import as_api, canonical, seed_campaigns, stored_statuses
 from tests.helpers.history import assert_history_matches

@@ -10,7 +10,7 @@ from sqlalchemy.engine import URL
 
 from etl import config
 from etl.database import make_engine
-from etl.standin import StandIn
+from standin import StandIn
 from tests.helpers.cli import make_env, run_cli
 from tests.helpers.data import seed_campaigns
 

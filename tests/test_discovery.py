@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
-from etl.standin import STATS, Fault, StandIn, sample_statuses
+from standin import STATS, Fault, StandIn, sample_statuses
 from tests.helpers.cli import make_env, run_cli, spawn_cli, terminate
 from tests.helpers.data import as_api, canonical, last_run, stored_statuses
 from tests.helpers.snapshots import wait_until

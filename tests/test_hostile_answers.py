@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
-from etl.standin import Fault, StandIn, sample_statuses
+from standin import Fault, StandIn, sample_statuses
 from tests.helpers.cli import make_env, run_cli
 from tests.helpers.data import as_api, canonical, last_run, stored_statuses
 from tests.helpers.history import assert_history_matches

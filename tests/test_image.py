@@ -14,7 +14,7 @@ from sqlalchemy import Engine, text
 
 from etl import __version__
 from etl.migrate import head_revision
-from etl.standin import StandIn
+from standin import StandIn
 from tests.helpers.cli import DB_PASSWORD, PASSWORD, make_env
 from tests.helpers.data import as_api, canonical, seed_campaigns, stored_statuses
 from tests.helpers.deploy import ROOT, dockerfile_env, dockerfile_stages
@@ -85,7 +85,7 @@ def test_the_build_context_holds_the_package_and_not_the_tests_or_the_stand_in()
         assert sent(path), path
     for path in (
         "tests/conftest.py",
-        "etl/standin/server.py",
+        "standin/server.py",
         "benchmarks/run.py",
         "deploy/kubernetes/kustomization.yaml",
         ".venv/bin/python",
@@ -111,11 +111,11 @@ def test_the_wheel_installed_as_the_image_does_migrates_and_syncs_as_user_10001(
         install_into_venv(wheel, venv, python_for(user))
         site = next(venv.glob("lib/python3*/site-packages"))
         assert (site / "etl" / "cli.py").exists()
-        assert not (site / "etl" / "standin").exists()
+        assert not (site / "standin").exists()
         assert not (site / "tests").exists()
         (record,) = site.glob("thulium_etl-*.dist-info/RECORD")
         assert [
-            f for f in record.read_text().splitlines() if f.startswith(("etl/standin", "tests"))
+            f for f in record.read_text().splitlines() if f.startswith(("standin", "tests"))
         ] == []
 
         secrets = image / "secrets"
@@ -147,13 +147,13 @@ def test_the_wheel_installed_as_the_image_does_migrates_and_syncs_as_user_10001(
         assert int(whoami.stdout) == (uid if os.geteuid() == 0 else os.geteuid())
         assert int(whoami.stdout) != 0
         standin = subprocess.run(
-            [*user, str(venv / "bin" / "python"), "-c", "import etl.standin"],
+            [*user, str(venv / "bin" / "python"), "-c", "import standin"],
             cwd=elsewhere,
             env=env,
             capture_output=True,
             text=True,
         )
-        assert "No module named 'etl.standin'" in standin.stderr
+        assert "No module named 'standin'" in standin.stderr
 
         migrated = run("migrate")
         synced = run(*json.loads(FINAL.last("CMD")))

@@ -15,7 +15,7 @@ import psycopg
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
-from etl.standin import StandIn
+from standin import StandIn
 from tests.helpers.cli import make_env, run_cli, spawn_cli, terminate
 from tests.helpers.data import stored_statuses
 from tests.helpers.databases import libpq

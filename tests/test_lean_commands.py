@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
-from etl.standin import StandIn
+from standin import StandIn
 from tests.helpers.cli import ROOT, make_env
 from tests.helpers.data import seed_campaigns
 

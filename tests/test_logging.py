@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
-from etl.standin import Fault, StandIn
+from standin import Fault, StandIn
 from tests.helpers.cli import make_env, run_cli, run_in_terminal, screen, spawn_cli
 from tests.helpers.data import as_api, canonical, seed_campaigns, stored_statuses
 

@@ -23,7 +23,7 @@ from sqlalchemy.engine import URL
 
 from etl import __version__
 from etl.metrics import REPORT_DEADLINE
-from etl.standin import StandIn
+from standin import StandIn
 from tests.helpers.cli import Result, exited, make_env, run_cli, spawn_cli
 from tests.helpers.data import seed_campaigns, stored_statuses
 from tests.helpers.prometheus import (

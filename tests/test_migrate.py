@@ -17,7 +17,7 @@ from sqlalchemy.engine import URL
 import etl.schema
 from etl.migrate import alembic_config, head_revision
 from etl.schema import REVISION
-from etl.standin import StandIn
+from standin import StandIn
 from tests.helpers.cli import make_env, run_cli, spawn_cli
 from tests.helpers.data import seed_campaigns, stored_statuses
 from tests.helpers.locks import HOLDER_APPLICATION, dba_lock

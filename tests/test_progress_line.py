@@ -12,7 +12,7 @@ import re
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
-from etl.standin import StandIn
+from standin import StandIn
 from tests.helpers.cli import ERASE_LINE, make_env, run_in_terminal, screen, spawn_cli
 from tests.helpers.data import seed_campaigns
 

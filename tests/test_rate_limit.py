@@ -11,7 +11,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
 from etl.retry import RetryGate
-from etl.standin import StandIn
+from standin import StandIn
 from tests.helpers.cli import make_env, run_cli
 from tests.helpers.data import seed_campaigns
 

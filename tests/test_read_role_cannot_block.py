@@ -17,7 +17,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
 from etl.grants import READABLE
-from etl.standin import StandIn
+from standin import StandIn
 from tests.helpers.cli import make_env, run_cli, spawn_cli
 from tests.helpers.data import seed_campaigns
 from tests.helpers.roles import connect_as

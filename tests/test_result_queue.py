@@ -11,8 +11,8 @@ from etl import config
 from etl.client import ThuliumClient
 from etl.fetch import Fetcher
 from etl.retry import RetryGate
-from etl.standin import StandIn
 from etl.stop import Stop
+from standin import StandIn
 from tests.helpers.cli import make_env
 from tests.helpers.data import seed_campaigns
 from tests.helpers.snapshots import wait_until

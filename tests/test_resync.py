@@ -25,7 +25,7 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
-from etl.standin import Fault, StandIn
+from standin import Fault, StandIn
 from tests.helpers.cli import make_env, run_cli
 from tests.helpers.data import Rows, Statuses, as_api, canonical, rows_with_xmin, stored_statuses
 

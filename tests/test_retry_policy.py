@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
-from etl.standin import Fault, StandIn
+from standin import Fault, StandIn
 from tests.helpers.cli import PASSWORD, USER, make_env, run_cli, spawn_cli
 from tests.helpers.data import last_run, seed_campaigns
 from tests.helpers.scenario import (

@@ -12,7 +12,7 @@ import signal
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
-from etl.standin import StandIn
+from standin import StandIn
 from tests.helpers.cli import make_env, run_cli, spawn_cli
 from tests.helpers.history import assert_history_matches
 from tests.helpers.snapshots import assert_totals_add_up, committed, serve, wait_until

@@ -20,7 +20,7 @@ from sqlalchemy.engine import URL
 
 from etl import logs
 from etl.records import snippet
-from etl.standin import Fault, StandIn
+from standin import Fault, StandIn
 from tests.helpers.cli import DB_PASSWORD, PASSWORD, USER, Result, make_env, run_cli, spawn_cli
 from tests.helpers.data import seed_campaigns
 

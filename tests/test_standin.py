@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from etl.standin import STATS, Fault, StandIn, sample_statuses
-from etl.standin.server import INVALID_JSON_BODY, SYSTEM_STATUSES
+from standin import STATS, Fault, StandIn, sample_statuses
+from standin.server import INVALID_JSON_BODY, SYSTEM_STATUSES
 
 ROOT = Path(__file__).resolve().parent.parent
 AUTH = ("user", "secret")
@@ -577,7 +577,7 @@ def test_concurrent_clients_overlap(standin: StandIn) -> None:
 
 def test_cli_serves_generated_campaigns() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    args = [sys.executable, "-m", "etl.standin", "--port", "0", "--campaigns", "2"]
+    args = [sys.executable, "-m", "standin", "--port", "0", "--campaigns", "2"]
     args += ["--statuses", "4", "--user", "demo", "--password", "demo"]
     with subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True) as proc:
         try:

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
 from etl.migrate import alembic_config
-from etl.standin import StandIn
+from standin import StandIn
 from tests.helpers.cli import make_env, run_cli
 from tests.helpers.data import Statuses, status
 from tests.helpers.history import assert_history_matches

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
-from etl.standin import StandIn
+from standin import StandIn
 from tests.helpers.cli import make_env, run_cli, spawn_cli, terminate
 from tests.helpers.data import seed_campaigns
 from tests.helpers.locks import WAITING, dba_lock, job_sessions

@@ -24,7 +24,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
 from etl import logs
-from etl.standin import Fault, StandIn
+from standin import Fault, StandIn
 from tests.helpers.cli import Result, make_env, run_cli, spawn_cli
 from tests.helpers.data import last_run, seed_campaigns
 

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
-from etl.standin import StandIn
+from standin import StandIn
 from tests.helpers.cli import PASSWORD, USER, make_env, run_cli
 from tests.helpers.data import as_api, canonical, seed_campaigns, stored_statuses
 

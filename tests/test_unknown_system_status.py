@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
-from etl.standin import StandIn
+from standin import StandIn
 from tests.helpers.cli import make_env, run_cli
 from tests.helpers.data import as_api, canonical, stored_statuses
 

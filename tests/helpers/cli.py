@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy.engine import URL
 
 from etl.cli import main
-from etl.standin import StandIn
+from standin import StandIn
 
 PASSWORD = "s3cr3t-Pa55-zebra"  # distinctive: tests grep every output for it
 DB_PASSWORD = "db-Pa55-okapi"

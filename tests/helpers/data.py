@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from etl.standin import StandIn, sample_statuses
+from standin import StandIn, sample_statuses
 
 Statuses = list[dict[str, object]]
 Rows = dict[str, dict[str, Any]]

@@ -19,7 +19,7 @@ from pathlib import Path
 import psycopg
 from sqlalchemy.engine import URL, make_url
 
-from etl.standin.embedded import embedded_postgres
+from standin.embedded import embedded_postgres
 
 #: The tables a sync writes: what ``migrated`` empties before each test.
 DATA_TABLES = (

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
-from etl.standin import Fault, StandIn
+from standin import Fault, StandIn
 from tests.helpers.cli import make_env, run_cli
 from tests.helpers.data import status
 from tests.helpers.databases import DATA_TABLES

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 from sqlalchemy import Engine, text
 
-from etl.standin import StandIn, sample_statuses
+from standin import StandIn, sample_statuses
 from tests.helpers.data import Statuses, as_api, canonical, stored_statuses
 from tests.helpers.history import assert_history_matches
 

@@ -5,6 +5,6 @@ Production code must not import this package.
 
 from __future__ import annotations
 
-from etl.standin.server import STATS, Fault, StandIn, sample_statuses
+from standin.server import STATS, Fault, StandIn, sample_statuses
 
 __all__ = ["STATS", "Fault", "StandIn", "sample_statuses"]

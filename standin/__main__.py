@@ -1,6 +1,6 @@
 """Run the stand-in from the shell, e.g. for the demo or manual benchmarks.
 
-Example: ``python -m etl.standin --port 0 --campaigns 3 --statuses 5``
+Example: ``python -m standin --port 0 --campaigns 3 --statuses 5``
 """
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from etl.standin.server import StandIn, sample_statuses
+from standin.server import StandIn, sample_statuses
 
 logger = logging.getLogger(__name__)
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="python -m etl.standin", description="Stand-in Thulium statuses API."
+        prog="python -m standin", description="Stand-in Thulium statuses API."
     )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080, help="0 picks a free port")

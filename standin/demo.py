@@ -19,8 +19,8 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from etl.standin.embedded import embedded_postgres
-from etl.standin.server import Fault, StandIn, sample_statuses
+from standin.embedded import embedded_postgres
+from standin.server import Fault, StandIn, sample_statuses
 
 CAMPAIGNS = ("00001", "00002", "00003")
 USER, PASSWORD = "demo", "demo-password"
