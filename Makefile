@@ -35,13 +35,13 @@ demo: $(VENV)/.embedded-installed
 ## make bench: the benchmarks of benchmarks/README.md (ETL_BENCH_DATABASE_URL, else embedded Postgres);
 ## BENCH_ARGS=--quick skips the sequential baseline and dlt
 bench: $(VENV)/.bench-installed
-	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+	PYTHONPATH=$(CURDIR) $(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 ## make docs: render the README's configuration table (from etl/config.py) and docs/tables.md (from the
 ## comments in a throw-away database migrated to head, on DATABASE_URL's server, else
 ## ETL_TEST_DATABASE_URL's, else an embedded Postgres)
 docs: $(VENV)/.test-installed
-	$(BIN)/python docs/render.py
+	PYTHONPATH=$(CURDIR) $(BIN)/python docs/render.py
 
 ## make lint: ruff (lint and format check) on everything, mypy --strict on the code and its tests
 ## (not benchmarks/: it imports dlt, which only the bench extra installs), hadolint

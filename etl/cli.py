@@ -37,6 +37,7 @@ from etl.errors import (
     OutputError,
 )
 from etl.outcomes import RunOutcome
+from etl.stop import DEADLINE as STOP_DEADLINE
 from etl.stop import Stop
 
 logger = logging.getLogger("thulium-etl")
@@ -73,30 +74,72 @@ exit codes:
 # -- shared by the commands -------------------------------------------------------------------
 
 
+_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
 @contextlib.contextmanager
 def _stop_on_signals(*, announce: bool = False) -> Iterator[Stop]:
     """A stop request that SIGTERM/SIGINT set while the block runs; handlers restored after.
-    With ``announce``, the first signal is logged (a sync has a run to wind down); otherwise
-    the error it ends the command with is its one line."""
+
+    Python's handler does nothing: the interpreter writes each signal's number to a wakeup
+    pipe (``signal.set_wakeup_fd``), and a thread of its own reads it, logs and requests the
+    stop. A handler that logged or set an event could wait for a lock the main thread holds
+    at that moment (a log line being redacted), and never return. With ``announce`` the first
+    signal is logged (a sync has a run to wind down); otherwise the error the command ends
+    with is its one line. If the process has not ended :data:`etl.stop.DEADLINE` seconds
+    after the first signal, whatever it waits on, it ends with exit code 143.
+    """
     stop = Stop()
-
-    def handle(signum: int, frame: FrameType | None) -> None:
-        if announce and not stop.is_set():
-            logger.warning(
-                "received %s: stopping (a write in progress is rolled back)",
-                signal.Signals(signum).name,
-            )
-        stop.request()
-
     if threading.current_thread() is not threading.main_thread():
         yield stop
         return
-    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    watcher = threading.Thread(
+        target=_watch_signals, args=(read, stop, announce), name="signals", daemon=True
+    )
+    watcher.start()
+    previous_fd = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+    previous = {sig: signal.signal(sig, _ignore) for sig in _SIGNALS}
     try:
         yield stop
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        signal.set_wakeup_fd(previous_fd)
+        os.close(write)  # the watcher reads the end of the pipe and returns
+        watcher.join()
+        os.close(read)
+
+
+def _ignore(signum: int, frame: FrameType | None) -> None:
+    """The signal is handled by :func:`_watch_signals`, from the wakeup pipe."""
+
+
+def _watch_signals(read: int, stop: Stop, announce: bool) -> None:
+    while chunk := os.read(read, 64):
+        for signum in chunk:
+            if not stop.is_set():
+                if announce:
+                    logger.warning(
+                        "received %s: stopping (a write in progress is rolled back)",
+                        signal.Signals(signum).name,
+                    )
+                backstop = threading.Timer(STOP_DEADLINE, _end_now)
+                backstop.daemon = True
+                backstop.start()
+            stop.request()
+
+
+def _end_now() -> None:
+    """The last resort after a stop: something waits past every bound (a database that
+    stopped answering mid-connection, say). What the run committed is kept; the server
+    rolls back the rest, and the next run closes this one."""
+    logs.emergency(
+        f"still running {STOP_DEADLINE:g}s after the stop: exiting now; the next run closes "
+        "this run if it could not record its outcome"
+    )
+    os._exit(EXIT_TERMINATED)
 
 
 def _emit(text: str) -> None:
@@ -155,8 +198,9 @@ def _connected(
     with (
         _engine(database) as engine,
         database_errors(engine, doing=doing),
-        engine.begin() if begin else engine.connect() as conn,
+        engine.connect() as conn,
         bounded(conn, stop, doing=doing),
+        conn.begin() if begin else contextlib.nullcontext(),
     ):
         yield conn
 
@@ -297,6 +341,7 @@ def cmd_grant_read(args: argparse.Namespace, settings: config.DatabaseCommand) -
     ):
         migrate.require_current(conn)
         grant = grants.grant_read(conn, role)
+        stop.check("committing the grants")
     logger.info(
         "role %s may read the %d tables and views of schema %s of %s (SELECT only)",
         role,

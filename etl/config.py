@@ -150,13 +150,17 @@ class ExistingFile:
 def _http_url(raw: str, source: str, *, invalid: str, credentials: str) -> urllib.parse.SplitResult:
     """``raw`` split, if it is an http(s) URL with a host and a valid port, and no user or
     password (refused before any of it is shown, saying ``credentials``: what to use instead);
-    else the configuration error ``{source}={raw!r} {invalid}``."""
+    else the configuration error ``{source}={raw!r} {invalid}``.
+
+    Any ``@`` counts as credentials: a password holding ``/``, ``?`` or ``#`` ends the host
+    part before its ``@``, and a URL split there would print the rest of it.
+    """
+    if "@" in raw:
+        raise ConfigError(f"{source} must not carry credentials: {credentials}")
     try:
         parts = urllib.parse.urlsplit(raw)
-    except ValueError:  # its message may quote the host part, credentials and all
+    except ValueError:  # its message may quote the host part
         raise ConfigError(f"{source} {invalid}") from None
-    if "@" in parts.netloc:
-        raise ConfigError(f"{source} must not carry credentials: {credentials}")
     try:
         port_ok = parts.port is None or parts.port > 0
     except ValueError as exc:
@@ -199,8 +203,13 @@ class BaseUrl:
         return "http(s)://host[:port]/path, no query, fragment or credentials"
 
 
-# In a user name or password, each of these ends it or starts another part of the URL.
-_USERINFO = re.compile(r"[^@/?#\[\]]*")
+# How SQLAlchemy's make_url finds the user name and password: the first "@" after a user name
+# free of ":" and "/" ends them. Each of "@ / ? # [ ]" in them must be percent-encoded (RFC
+# 3986, and libpq, end the user and host part at the first "/", "?" or "#").
+_SQLALCHEMY_USERINFO = re.compile(
+    r"[^:]*://(?:(?P<user>[^:/]*)(?::(?P<password>[^@]*))?@)?(?P<rest>.*)", re.S
+)
+_ENCODED_IN_USERINFO = re.compile(r"[@/?#\[\]]")
 _PERCENT_ENCODE = (
     "percent-encode the user name and password (@ as %40, / as %2F, ? as %3F, # as %23, "
     "[ as %5B, ] as %5D; & as %26 in a password in the query string), e.g. with Python's "
@@ -213,11 +222,15 @@ def _unencoded_credentials(raw: str) -> bool:
 
     SQLAlchemy takes the first ``@`` for the end of the password, and a user name with a
     ``/`` for the host and database: either way part of a password would become the host
-    or the database name, which messages print. So the only ``@`` allowed is the one
-    before the host, and what precedes it must be free of ``/ ? # [ ]``.
+    or the database name, which messages print. So a raw ``@`` may stand only after the user
+    and password, or in the query string (an option's value), and the user name and password
+    must be free of ``/ ? # [ ]``.
     """
-    credentials, at, rest = raw.partition("://")[2].partition("@")
-    return bool(at) and ("@" in rest or not _USERINFO.fullmatch(credentials))
+    found = _SQLALCHEMY_USERINFO.match(raw)
+    if found is None:
+        return False  # not a URL at all: make_url says so
+    userinfo = (found["user"] or "") + (found["password"] or "")
+    return bool(_ENCODED_IN_USERINFO.search(userinfo)) or "@" in found["rest"].partition("?")[0]
 
 
 @dataclass(frozen=True)
@@ -440,12 +453,13 @@ def _raw(declared: Setting, env: Environ, flags: Mapping[str, str]) -> tuple[str
 
 
 def _given(env: Environ, name: str, *, exact: bool = False) -> str | None:
-    """Variable ``name``, exactly or without surrounding whitespace; None if unset or empty."""
+    """Variable ``name``, exactly (but for a trailing line ending, as a file's: an env file
+    with CRLF lines) or without surrounding whitespace; None if unset or empty."""
     value = env.get(name)
     if value is None:
         return None
     value = utf8(value, name)
-    return (value if exact else value.strip()) or None
+    return (value.rstrip("\r\n") if exact else value.strip()) or None
 
 
 def load(cls: type[T], env: Environ, flags: Mapping[str, str] | None = None) -> T:
@@ -548,9 +562,8 @@ class ApiSettings:
     user: str = setting("THULIUM_USER", "the Thulium API user", parse=Text())
     password: str = setting(
         "THULIUM_PASSWORD",
-        "the API user's password, taken exactly as given, surrounding spaces included (from "
-        "the file, without its trailing line ending); sent as UTF-8 (RFC 7617): Polish "
-        "letters and € work",
+        "the API user's password, taken exactly as given, surrounding spaces included (but for "
+        "a trailing line ending); sent as UTF-8 (RFC 7617): Polish letters and € work",
         parse=Text(),
         file=True,
         secret=True,

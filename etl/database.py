@@ -203,10 +203,12 @@ def holders(rows: Iterable[Sequence[Any]]) -> tuple[Holder, ...]:
     return tuple(Holder(*row[:4]) for row in rows)
 
 
-def named(found: Sequence[Holder]) -> str:
-    """``held by pid 42 (…)``, or what to say when the holder is already gone."""
+def named(
+    found: Sequence[Holder], *, unknown: str = "held by a session that has ended since"
+) -> str:
+    """``held by pid 42 (…)``, or ``unknown`` when no holder could be found."""
     if not found:
-        return "held by a session that has ended since"
+        return unknown
     return "held by " + "; ".join(map(str, found))
 
 
@@ -225,33 +227,38 @@ _WAITING_BEHIND = text(
     ORDER BY a.pid
     """
 )
-_GRACE_TIMEOUTS = text(
-    "SELECT set_config('lock_timeout', :ms, true), set_config('statement_timeout', :ms, true)"
-)
 
 
 @contextlib.contextmanager
-def bounded(connection: Connection, stop: Stop, *, doing: str) -> Iterator[None]:
+def bounded(
+    connection: Connection, stop: Stop, *, doing: str, after_stop: float | None = None
+) -> Iterator[None]:
     """Every wait of the block's statements on ``connection`` is bounded and explained.
 
-    - A stop cancels the statement in progress (:func:`_stoppable`); if the stop came before
-      the block, its statements have what is left of the stop's grace as their lock and
-      statement timeouts. A failure after a stop is :class:`InterruptedRun`.
+    - A stop cancels the statement in progress (:func:`_stoppable`). If the stop came before
+      the block (a stopped run recording its outcome), the block has what is left of the
+      stop's grace (:data:`etl.stop.GRACE`), or ``after_stop`` seconds if given: then its
+      statement in progress is cancelled as by a stop. A failure after a stop is
+      :class:`InterruptedRun`.
     - A statement that waits :data:`LOCK_NOTICE_AFTER` for a lock logs who holds it, and a
       lock timeout's message names them.
+
+    Open the transaction inside the block, so that its COMMIT is bounded too.
     """
-    if stop.is_set():
-        ms = str(max(1, _ms(stop.grace_left())))
-        connection.execute(_GRACE_TIMEOUTS, {"ms": ms})
     seen: list[Holder] = []
-    backend = _driver(connection).info.backend_pid
+    ended = threading.Event()
     notice = threading.Timer(
-        LOCK_NOTICE_AFTER, _notice_waits, (connection.engine, backend, doing, seen)
+        LOCK_NOTICE_AFTER,
+        _notice_waits,
+        (connection.engine, _driver(connection).info.backend_pid, doing, seen, ended),
     )
     notice.daemon = True
     notice.start()
     try:
-        with _stoppable(connection, stop):
+        within = None
+        if stop.is_set():
+            within = stop.grace_left() if after_stop is None else after_stop
+        with _stoppable(connection, stop, within=within):
             yield
     except DBAPIError as exc:
         if sqlstate(exc) == LOCK_TIMEOUT and seen:
@@ -260,18 +267,22 @@ def bounded(connection: Connection, stop: Stop, *, doing: str) -> Iterator[None]
             raise InterruptedRun(f"stopped while {doing}: {reason(exc)}") from exc
         raise
     finally:
+        ended.set()
         notice.cancel()
 
 
-def _notice_waits(engine: Engine, backend: int, doing: str, seen: list[Holder]) -> None:
-    """Log what the session ``backend`` waits for, and who holds it (on a thread)."""
+def _notice_waits(
+    engine: Engine, backend: int, doing: str, seen: list[Holder], ended: threading.Event
+) -> None:
+    """Log what the session ``backend`` waits for, and who holds it (on a thread), unless
+    the block that waited has ended meanwhile."""
     try:
         with engine.connect() as conn:
             rows = conn.execute(_WAITING_BEHIND, {"pid": backend}).all()
     except DBAPIError as exc:
         logger.debug("could not tell who holds the lock the job waits for: %s", reason(exc))
         return
-    if not rows:
+    if not rows or ended.is_set():
         return
     seen.extend(holders(rows))
     logger.warning(
@@ -291,8 +302,9 @@ def _driver(connection: Connection) -> Any:
 
 
 @contextlib.contextmanager
-def _stoppable(connection: Connection, stop: Stop) -> Iterator[None]:
-    """While the block runs, a stop cancels the statement in progress on ``connection``.
+def _stoppable(connection: Connection, stop: Stop, *, within: float | None) -> Iterator[None]:
+    """While the block runs, a stop (or, ``within`` seconds given, the end of them) cancels
+    the statement in progress on ``connection``.
 
     If the statement has not ended :data:`CUT_AFTER` seconds later (a COPY waiting for data
     that is stuck on the way, a network gone silent), the connection is cut, so the call
@@ -307,6 +319,8 @@ def _stoppable(connection: Connection, stop: Stop) -> Iterator[None]:
     ending = threading.Lock()  # the block ends, or the connection is cut: never both
 
     def interrupt() -> None:
+        if done.is_set():
+            return
         try:
             driver.cancel_safe(timeout=CUT_AFTER)
         except psycopg.Error as exc:
@@ -317,12 +331,18 @@ def _stoppable(connection: Connection, stop: Stop) -> Iterator[None]:
             if not done.is_set():
                 _cut(connection, driver, backend)
 
+    deadline = threading.Timer(within, interrupt) if within is not None else None
+    if deadline is not None:
+        deadline.daemon = True
+        deadline.start()
     with stop.cancelling(interrupt):
         try:
             yield
         finally:
             with ending:
                 done.set()
+            if deadline is not None:
+                deadline.cancel()
 
 
 def _cut(connection: Connection, driver: Any, backend: int) -> None:

@@ -396,17 +396,14 @@ _STATS = text(
 )
 
 
-def record_discovery(
-    connection: Connection,
-    run_id: int,
-    *,
-    active: Sequence[str],
-    stats: Sequence[CampaignStat],
-) -> None:
-    """What discovery saw: every ``active`` campaign was seen active now, and any other once
-    seen is inactive since now (if it was not already); ``stats`` (this run's campaigns) are
-    kept for charting progress."""
+def seen_active(connection: Connection, active: Sequence[str]) -> None:
+    """Every ``active`` campaign was seen active now, and any other once seen is inactive
+    since now (if it was not already)."""
     connection.execute(_SEEN_ACTIVE, {"active": list(active)})
+
+
+def record_stats(connection: Connection, run_id: int, stats: Sequence[CampaignStat]) -> None:
+    """What discovery said of this run's campaigns, kept for charting progress."""
     connection.execute(
         _STATS,
         {

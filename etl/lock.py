@@ -14,7 +14,9 @@ their own row before probing, so at least one sees the other (both may refuse; n
 miss the other). A run that holds its lock has proved that every run it rivals is dead.
 
 The lock's connection keeps its transaction open for the run (row locks last as long as
-their transaction), exempt from ``idle_in_transaction_session_timeout``. If the server ends
+their transaction), exempt from ``idle_in_transaction_session_timeout`` and
+``transaction_timeout``. Every statement on it is bounded and yields to a stop
+(:func:`etl.database.bounded`). If the server ends
 it (a restart), :meth:`RunLock.ensure` takes the lock again on a new connection, or fails if
 another run got there first. A run that cannot record its own outcome leaves a line on its
 row (:meth:`RunLock.leave_note`) for the run that will close it.
@@ -28,15 +30,31 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from etl import logs
-from etl.database import HOLDER_COLUMNS, LOCK_TIMEOUT, Holder, holders, named, sqlstate
-from etl.errors import LockHeldError, RunTakenOver
+from etl.database import (
+    HOLDER_COLUMNS,
+    LOCK_TIMEOUT,
+    Holder,
+    bounded,
+    holders,
+    named,
+    sqlstate,
+)
+from etl.errors import InterruptedRun, LockHeldError, RunTakenOver
 from etl.schema import ALL_CAMPAIGNS
 from etl.shards import Shard
+from etl.stop import Stop
 
 logger = logging.getLogger(__name__)
 
 _ADD_SCOPE = text("INSERT INTO run_locks (scope) VALUES (:scope) ON CONFLICT (scope) DO NOTHING")
-_NO_IDLE_LIMIT = text("SET idle_in_transaction_session_timeout = 0")
+# The lock's transaction is idle for the run's length, by design: no server-wide limit on idle
+# or long transactions (PostgreSQL 17's transaction_timeout) may end it.
+_NO_IDLE_LIMIT = text(
+    """
+    SELECT set_config(name, '0', true) FROM pg_settings
+    WHERE name IN ('idle_in_transaction_session_timeout', 'transaction_timeout')
+    """
+)
 _TAKE = text("SELECT scope FROM run_locks WHERE scope = :scope FOR UPDATE NOWAIT")
 # The scopes a run of :scope (:count shards, null if unsharded) must not run beside.
 _RIVALS = """scope <> :scope AND (CAST(:count AS text) IS NULL
@@ -72,9 +90,10 @@ def scope_of(shard: Shard | None) -> str:
 class RunLock:
     """Holds the run's row lock on a dedicated connection while a run is in progress."""
 
-    def __init__(self, engine: Engine, *, shard: Shard | None = None) -> None:
+    def __init__(self, engine: Engine, *, shard: Shard | None = None, stop: Stop) -> None:
         self._engine = engine
         self._shard = shard
+        self._stop = stop
         self._keys: dict[str, object] = {
             "scope": scope_of(shard),
             "count": shard.count if shard else None,
@@ -94,7 +113,8 @@ class RunLock:
         """
         if self._connection is not None:
             try:
-                self._connection.execute(text("SELECT 1")).scalar_one()
+                with bounded(self._connection, self._stop, doing="checking the run lock"):
+                    self._connection.execute(text("SELECT 1")).scalar_one()
                 return
             except DBAPIError:
                 logger.warning("lost the lock's database connection; taking the lock again")
@@ -112,14 +132,16 @@ class RunLock:
         the lock; best effort, within a second."""
         if self._connection is None:
             return
+        note = logs.clean(note, limit=1000)
         try:
-            self._connection.execute(_NOTE_TIMEOUT)
-            self._connection.execute(
-                _NOTE, {**self._keys, "run_id": run_id, "note": logs.clean(note, limit=1000)}
-            )
-            self._connection.commit()
-        except DBAPIError as exc:
-            logger.warning("could not leave a note on the run lock: %s", exc.orig or exc)
+            doing = "leaving a note on the run lock"
+            # the last word of a stopped run: a second of its own, past the stop's grace
+            with bounded(self._connection, self._stop, doing=doing, after_stop=1.0):
+                self._connection.execute(_NOTE_TIMEOUT)
+                self._connection.execute(_NOTE, {**self._keys, "run_id": run_id, "note": note})
+                self._connection.commit()
+        except (DBAPIError, InterruptedRun) as exc:
+            logger.warning("could not leave a note on the run lock: %s", exc)
         finally:
             self.release()
 
@@ -135,14 +157,16 @@ class RunLock:
 
     def _try(self) -> str | None:
         """Take the lock; None if taken, else what holds it, in words."""
-        with self._engine.connect() as setup:
+        doing = "taking the run lock"
+        with self._engine.connect() as setup, bounded(setup, self._stop, doing=doing):
             setup.execute(_ADD_SCOPE, self._keys)
             setup.commit()
         connection = self._engine.connect()
         held: str | None = "the lock was not taken"
         try:
-            connection.execute(_NO_IDLE_LIMIT)
-            held = self._take(connection)
+            with bounded(connection, self._stop, doing=doing):
+                connection.execute(_NO_IDLE_LIMIT)
+                held = self._take(connection)
         finally:
             if held is None:
                 self._connection = connection
@@ -175,4 +199,5 @@ class RunLock:
                 f"with a number of shards other than {self._shard.count}, is running against "
                 "this database"
             )
-        return f"{who}: the run lock ({what}) is {named(found)}"
+        nobody = "held by a session that could not be named (another sync starting this instant)"
+        return f"{who}: the run lock ({what}) is {named(found, unknown=nobody)}"

@@ -22,6 +22,7 @@ import contextlib
 import io
 import json
 import logging
+import os
 import re
 import sys
 import threading
@@ -240,6 +241,21 @@ class _TerminalHandler(_Handler):
 
 
 _terminal: _TerminalHandler | None = None
+_handler: _Handler | None = None
+
+
+def emergency(message: str) -> None:
+    """Log ``message`` as an error with no lock of the logging machinery taken (a thread that
+    hangs may hold one): formatted as configured, written straight to the stream's file."""
+    if _handler is None:
+        return
+    record = logging.makeLogRecord(
+        {"name": "thulium-etl", "levelno": logging.ERROR, "levelname": "ERROR", "msg": message}
+    )
+    line = _handler.format(record) + "\n"
+    with contextlib.suppress(OSError, ValueError):
+        stream = _handler.stream
+        os.write(stream.fileno(), line.encode(stream.encoding or "utf-8", "replace"))
 
 
 def status(text: str) -> None:
@@ -251,13 +267,14 @@ def status(text: str) -> None:
 
 def configure(*, fmt: str | None, level: int = logging.INFO, stream: TextIO | None = None) -> None:
     """Send logs to stderr: JSON when asked, or by default when stderr is not a terminal."""
-    global _terminal
+    global _terminal, _handler
     stream = stream or sys.stderr
     terminal = stream.isatty()
     if fmt is None:
         fmt = "text" if terminal else "json"
     handler = _TerminalHandler(stream) if fmt == "text" and terminal else _Handler(stream)
     _terminal = handler if isinstance(handler, _TerminalHandler) else None
+    _handler = handler
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):

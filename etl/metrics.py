@@ -199,8 +199,10 @@ def _run_within_deadline(tasks: Sequence[_Task], *, stop: Stop) -> None:
             ended.put((task, None))
 
     pending = list(tasks)
-    deadline = time.monotonic() + REPORT_DEADLINE
-    why = f"not done within {REPORT_DEADLINE:g} s, the deadline for reporting"
+    # After a stop, what is left of the stop's own deadline, with a second to spare.
+    seconds = min(REPORT_DEADLINE, stop.time_left() - 1) if stop.is_set() else REPORT_DEADLINE
+    deadline = time.monotonic() + max(0.0, seconds)
+    why = f"not done within {max(0.0, seconds):g} s, the deadline for reporting"
     # Stop.request() runs the cancellers at every call: a run already interrupted still
     # reports, and a further signal ends the wait.
     with stop.cancelling(partial(ended.put, _STOPPED)):
@@ -263,26 +265,27 @@ def _handler(gateway: str, auth: tuple[str, str] | None) -> _Send:
 
 
 def _write_textfile(path: Path, report: RunReport, *, labels: Mapping[str, str]) -> None:
-    previous = _previous_text(path)
+    if path.exists() and not path.is_file():  # stat() alone: it never blocks
+        raise ValueError("it is not a regular file")
     if report.last_success is None:
-        report = _with_previous_success(previous, report)
+        report = _with_previous_success(_previous_text(path), report)
     _replace(path, generate_latest(registry(report, labels=labels)))
 
 
 def _previous_text(path: Path) -> str:
-    """The text of the file a run replaces ("" if there is none, or it cannot be read).
-    Anything but a regular file is refused, opened without blocking: a FIFO with no writer
-    would otherwise hold ``open()`` for good."""
+    """The text of the file a run replaces; "" if there is none, or it is not a regular
+    file, or cannot be read: then it is simply replaced. Opened without blocking: a FIFO
+    with no writer would otherwise hold ``open()`` for good."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError:
         return ""
     with open(fd, encoding="utf-8") as f:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ValueError("it is not a regular file")
+            return ""
         try:
             return f.read()
-        except OSError:
+        except (OSError, UnicodeDecodeError):
             return ""
 
 
@@ -302,9 +305,13 @@ def _replace(path: Path, content: bytes) -> None:
 
 
 def _with_previous_success(previous: str, report: RunReport) -> RunReport:
-    """The report with the last success the file it replaces recorded, if any."""
-    for family in text_string_to_metric_families(previous):
-        for sample in family.samples:
-            if sample.name == LAST_SUCCESS:
-                return dataclasses.replace(report, last_success=sample.value)
+    """The report with the last success the file it replaces recorded, if any (a file that
+    does not parse recorded none)."""
+    try:
+        for family in text_string_to_metric_families(previous):
+            for sample in family.samples:
+                if sample.name == LAST_SUCCESS:
+                    return dataclasses.replace(report, last_success=sample.value)
+    except ValueError:
+        pass
     return report

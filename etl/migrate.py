@@ -91,24 +91,28 @@ def upgrade(engine: Engine, *, stop: Stop | None = None) -> tuple[str | None, st
     with engine.connect() as conn:
         first = not _has_revisions(conn)
         conn.invalidate()
-    with engine.begin() as conn:
+    stop = stop or Stop()
+    with engine.connect() as conn, bounded(conn, stop, doing="migrating"), conn.begin():
         conn.execute(text("SET LOCAL statement_timeout = 0"))  # a migration may take its time
-        with bounded(conn, stop or Stop(), doing="migrating"):
-            _take_turn(conn, first=first)
-            before = current_revision(conn)
-            _refuse_newer(before)
-            command.upgrade(alembic_config(conn), "head")
-            after = current_revision(conn)
+        _take_turn(conn, first=first)
+        before = current_revision(conn)
+        _refuse_newer(before)
+        command.upgrade(alembic_config(conn), "head")
+        after = current_revision(conn)
+        stop.check("committing the migration")
     assert after is not None
     return before, after
 
 
 def _take_turn(connection: Connection, *, first: bool) -> None:
-    """Wait until no other ``migrate`` is running (see the module's docstring)."""
+    """Wait until no other ``migrate`` is running (see the module's docstring). A first
+    migration that waited for the advisory lock may find the table another one created
+    meanwhile, and a third may already hold that: it waits for the table too."""
     if first:
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _FIRST_MIGRATION})
-    else:
-        connection.execute(text("LOCK TABLE alembic_version IN EXCLUSIVE MODE"))
+        if not _has_revisions(connection):
+            return
+    connection.execute(text("LOCK TABLE alembic_version IN EXCLUSIVE MODE"))
 
 
 def require_current(connection: Connection) -> None:

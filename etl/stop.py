@@ -4,12 +4,14 @@ Waiting code (retry sleeps, the writer's loop) polls :meth:`Stop.is_set` or slee
 :meth:`Stop.sleep`, which raises as soon as a stop is requested. Code that blocks in a call
 it cannot poll (a statement waiting for a lock in Postgres) registers a canceller for the
 duration of the call with :meth:`Stop.cancelling`; a stop request runs them on a thread of
-its own, so the signal handler that requests the stop returns at once. The handler itself
-takes no lock: it runs on the main thread, which may hold one at that very moment.
+its own. A request never comes from a signal handler itself: the CLI's handler only wakes a
+thread that requests the stop, since the main thread may hold any lock when a signal lands.
 
-What a run still does after a stop (recording that it was interrupted) has :data:`GRACE`
-seconds from the first request (:meth:`Stop.grace_left`), so the process ends well within
-the 30 s a Kubernetes pod is given.
+What a run still does after a stop has bounds counted from the first request: :data:`GRACE`
+seconds for its database work (recording that it was interrupted: :meth:`Stop.grace_left`),
+and :data:`DEADLINE` seconds for everything, reporting its metrics included
+(:meth:`Stop.time_left`), after which the CLI ends the process whatever it waits on. Both are
+well within the 30 s a Kubernetes pod is given.
 """
 
 from __future__ import annotations
@@ -24,12 +26,14 @@ from etl.errors import InterruptedRun
 
 logger = logging.getLogger(__name__)
 
-#: Seconds the work that follows a stop may take: recording the run as interrupted.
-GRACE = 3.0
+#: Seconds the database work that follows a stop may take: recording the run as interrupted.
+GRACE = 2.0
+#: Seconds from a stop to the end of the process, whatever it waits on.
+DEADLINE = 10.0
 
 
 class Stop:
-    """One run's stop request; cheap to check, safe to set from a signal handler."""
+    """One run's stop request; cheap to check, set from any thread."""
 
     def __init__(self) -> None:
         self._event = threading.Event()
@@ -61,9 +65,21 @@ class Stop:
 
     def grace_left(self) -> float:
         """Seconds left of the :data:`GRACE` that follows the first request (GRACE if none)."""
+        return self._left(GRACE)
+
+    def time_left(self) -> float:
+        """Seconds left of the :data:`DEADLINE` that follows the first request."""
+        return self._left(DEADLINE)
+
+    def _left(self, bound: float) -> float:
         if self._requested_at is None:
-            return GRACE
-        return max(0.0, self._requested_at + GRACE - time.monotonic())
+            return bound
+        return max(0.0, self._requested_at + bound - time.monotonic())
+
+    def check(self, doing: str) -> None:
+        """Raise :class:`InterruptedRun` if a stop was requested: before ``doing`` begins."""
+        if self.is_set():
+            raise InterruptedRun(f"stopped before {doing}")
 
     def wait(self, seconds: float) -> bool:
         """Sleep up to ``seconds``; True if a stop was requested meanwhile."""

@@ -184,15 +184,17 @@ def _sync(engine: Engine, settings: SyncCommand, stop: Stop, report: RunReport) 
         bounded(conn, stop, doing=doing),
     ):
         migrate.require_current(conn)
-    lock = RunLock(engine, shard=shard)
+    lock = RunLock(engine, shard=shard, stop=stop)
     with database_errors(engine, doing="taking the run lock"):
         lock.acquire()
     try:
         doing = "starting the run"
+        stop.check(doing)
         with (
             database_errors(engine, doing=doing),
-            engine.begin() as conn,
+            engine.connect() as conn,
             bounded(conn, stop, doing=doing),
+            conn.begin(),
         ):
             abandoned = history.abandon_stale_runs(conn, shard=shard)
             run_id = history.start_run(conn, campaign_ids=campaign_ids, shard=shard)

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 from tenacity import RetryCallState
 
@@ -91,13 +91,13 @@ class Writer:
             nonlocal refused
             with self._transaction(doing="recording the active campaigns") as conn:
                 history.plan(conn, self._run_id, planned)
+                history.seen_active(conn, [stat.campaign_id for stat in active])
                 try:
                     with conn.begin_nested():
-                        history.record_discovery(
-                            conn,
-                            self._run_id,
-                            active=[stat.campaign_id for stat in active],
-                            stats=[stat for stat in active if stat.campaign_id in mine],
+                        # checked here, not at COMMIT: a DBA's deferred constraint too
+                        conn.execute(text("SET CONSTRAINTS ALL IMMEDIATE"))
+                        history.record_stats(
+                            conn, self._run_id, [s for s in active if s.campaign_id in mine]
                         )
                     refused = None
                 except DBAPIError as exc:
@@ -195,9 +195,13 @@ class Writer:
         """One write transaction of the run: the lock checked (unless not ``locked``: a run
         that failed closes itself if no other run has closed it, lock or no lock), the run's
         row held (see :func:`history.hold`), its waits bounded (:func:`etl.database.bounded`)."""
-        if locked:
+        if locked and not self._stop.is_set():  # a stopped run closes itself, lock or no lock
             self._lock.ensure()
-        with self._engine.begin() as conn, bounded(conn, self._stop, doing=doing):
+        with (
+            self._engine.connect() as conn,
+            bounded(conn, self._stop, doing=doing),
+            conn.begin(),
+        ):
             history.hold(conn, self._run_id, closing_as=closing_as)
             yield conn
 

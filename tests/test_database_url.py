@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,22 @@ def test_a_percent_encoded_password_may_hold_any_character(
 
     assert result.code == 0, result.err
     assert _synced(migrated) == 5
+
+
+def test_an_at_sign_in_the_query_string_is_an_options_value_and_a_password_there_unprinted(
+    api: StandIn, db_url: URL, migrated: Engine
+) -> None:
+    seed_campaigns(api, IDS)
+    password = f"q@{uuid.uuid4().hex[:12]}"  # trust authentication ignores it
+    url = db_url.update_query_dict({"application_name": "etl@night", "password": password})
+    env = make_env(api, url, IDS)
+    env["DATABASE_URL"] = env["DATABASE_URL"].replace("%40", "@")  # both written raw
+
+    result = run_cli("sync", env=env)
+
+    assert result.code == 0, result.err
+    assert _synced(migrated) == 5
+    assert password not in result.err + result.out and password[2:] not in result.err
 
 
 def _client_parameters(env: dict[str, str]) -> dict[str, str]:

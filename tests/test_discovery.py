@@ -124,21 +124,39 @@ def test_every_discovery_keeps_what_it_saw_of_each_campaign(
     assert all(r.observed_at >= r.started_at for r in rows)
 
 
+# What a DBA might add that refuses what discovery found, and what takes it away again.
+REFUSING_STATS = {
+    "check": (
+        "ALTER TABLE campaign_stats ADD CONSTRAINT dba_small CHECK (records_count < 200)",
+        "ALTER TABLE campaign_stats DROP CONSTRAINT dba_small",
+    ),
+    "deferred trigger": (  # fires at COMMIT, not at the INSERT
+        """
+        CREATE FUNCTION dba_small() RETURNS trigger LANGUAGE plpgsql AS
+        $$BEGIN RAISE EXCEPTION 'dba_small: no more stats'; END$$;
+        CREATE CONSTRAINT TRIGGER dba_small AFTER INSERT ON campaign_stats
+        DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION dba_small();
+        """,
+        "DROP TRIGGER dba_small ON campaign_stats; DROP FUNCTION dba_small()",
+    ),
+}
+
+
+@pytest.mark.parametrize("refusal", REFUSING_STATS.values(), ids=REFUSING_STATS.keys())
 def test_stats_the_database_refuses_cost_the_run_its_success_not_its_campaigns(
-    api: StandIn, db_url: URL, migrated: Engine
+    api: StandIn, db_url: URL, migrated: Engine, refusal: tuple[str, str]
 ) -> None:
     """A DBA's trigger or constraint refuses what discovery found: one clear line, exit 1
-    (partial), and every campaign is still synced."""
+    (partial), and every campaign is still synced, and seen active."""
     served = serve(api, ACTIVE)
+    add, drop = refusal
     with migrated.begin() as conn:
-        conn.execute(
-            text("ALTER TABLE campaign_stats ADD CONSTRAINT dba_small CHECK (records_count < 200)")
-        )
+        conn.execute(text(add))
     try:
         result = run_cli("sync", env=make_env(api, db_url, [], THULIUM_CAMPAIGNS="active"))
     finally:
         with migrated.begin() as conn:
-            conn.execute(text("ALTER TABLE campaign_stats DROP CONSTRAINT dba_small"))
+            conn.execute(text(drop))
 
     assert result.code == 1, result.err
     assert "Traceback" not in result.err and '"exception"' not in result.err
@@ -154,6 +172,7 @@ def test_stats_the_database_refuses_cost_the_run_its_success_not_its_campaigns(
     assert {o["outcome"] for o in outcomes.values()} == {"succeeded"}
     with migrated.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM campaign_stats")).scalar_one() == 0
+    assert all(campaigns(migrated)[c]["last_seen_active_at"] is not None for c in ACTIVE)
 
 
 def test_a_transient_failure_of_discovery_is_retried(

@@ -162,6 +162,26 @@ def test_metrics_that_cannot_be_written_or_pushed_never_change_the_outcome(
     assert any("could not push the metrics to http://127.0.0.1:1" in w for w in warnings)
 
 
+@pytest.mark.parametrize(
+    "garbage", [b"\xff\xfe not UTF-8", b"thulium_etl_last_run_timestamp_seconds not-a-number\n"]
+)
+def test_a_textfile_that_does_not_parse_is_replaced(
+    api: StandIn, db_url: URL, migrated: Engine, tmp_path: Path, garbage: bytes
+) -> None:
+    seed_campaigns(api, IDS[:2])
+    file = tmp_path / "thulium-etl.prom"
+    file.write_bytes(garbage)  # a disk error, an editor
+    env = make_env(api, db_url, IDS[:2], THULIUM_METRICS_FILE=str(file))
+
+    result = run_cli("sync", env=env)
+
+    assert result.code == 0, result.err
+    assert warnings(result) == []
+    found = series(file.read_text())
+    assert outcome_of(found, **JOB) == "succeeded"
+    assert value(found, "thulium_etl_last_success_timestamp_seconds", **JOB) is not None
+
+
 def test_the_pushgateway_holds_what_a_succeeded_a_partial_and_a_failed_run_pushed(
     api: StandIn, db_url: URL, migrated: Engine, gateway: Pushgateway
 ) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -20,6 +22,7 @@ from etl.schema import REVISION
 from standin import StandIn
 from tests.helpers.cli import make_env, run_cli, spawn_cli
 from tests.helpers.data import seed_campaigns, stored_statuses
+from tests.helpers.databases import libpq
 from tests.helpers.locks import HOLDER_APPLICATION, dba_lock
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -388,6 +391,29 @@ def test_a_migrate_waiting_for_a_lock_says_who_holds_it_and_gives_up_at_the_lock
     assert held_by in waiting[0] and "THULIUM_DB_LOCK_TIMEOUT" in waiting[0]
     errors = _messages(events, "error")
     assert len(errors) == 1 and "lock timeout" in errors[0] and held_by in errors[0], err
+    assert _revision(empty_database) == [HEAD]
+
+
+def test_revision_0008_waits_for_a_sync_of_an_earlier_version_to_end(
+    empty_database: Engine, api: StandIn
+) -> None:
+    """Such a sync holds the advisory lock earlier versions used, which the first sync of the
+    new version would not see."""
+    env = make_env(api, empty_database.url, ["00001"], THULIUM_DB_LOCK_TIMEOUT="2")
+    _upgrade_to(empty_database, "0007")
+    digest = hashlib.blake2b(b"thulium-etl sync ", digest_size=8).digest()
+    earlier = int.from_bytes(digest, "big", signed=True)
+    with psycopg.connect(
+        libpq(empty_database.url), application_name=HOLDER_APPLICATION, autocommit=True
+    ) as running:
+        running.execute("SELECT pg_advisory_lock(%s)", [earlier])
+        waited = run_cli("migrate", env=env)
+        held_by = f"held by pid {running.info.backend_pid} (user postgres, application"
+
+    assert waited.code == 3, waited.err
+    assert held_by in _messages(waited.events(), "error")[0]
+    assert _revision(empty_database) == ["0007"]
+    assert run_cli("migrate", env=env).code == 0
     assert _revision(empty_database) == [HEAD]
 
 

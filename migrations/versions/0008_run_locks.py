@@ -26,6 +26,9 @@ down_revision = "0007"
 branch_labels = None
 depends_on = None
 
+# The advisory lock key every sync of the versions before this revision held (exclusively,
+# or shared when sharded): blake2b(b"thulium-etl sync ") as a signed 64-bit number.
+_EARLIER_RUN_LOCK = -9_199_831_585_253_665_889
 _OUTCOME = (
     "running; succeeded (every campaign synced); partial (some failed or were skipped, or the "
     "database refused what discovery found; the rest saved); failed (none synced, or the run "
@@ -40,6 +43,10 @@ _OUTCOME_0007 = (
 
 
 def upgrade() -> None:
+    # A sync of an earlier version still running would not see the new lock, and the first
+    # sync of this one would run beside it (and close it as abandoned): wait for it to end,
+    # at most THULIUM_DB_LOCK_TIMEOUT, naming it.
+    op.execute(f"SELECT pg_advisory_xact_lock({_EARLIER_RUN_LOCK})")
     op.create_table(
         "run_locks",
         sa.Column(

@@ -4,7 +4,8 @@ They read both directions message by message (PostgreSQL's wire protocol: an unt
 message, then a type byte and a length per message), and each decides what happens to a
 message: :class:`CommitAckLoss` loses a connection after the server received a COMMIT and
 before the client heard that it committed; :class:`CopyStall` holds the first COPY's data,
-so the client waits in the middle of a COPY until the server ends it (a cancel, say).
+so the client waits in the middle of a COPY until the server ends it (a cancel, say);
+:class:`Silence` stops forwarding anything, on every connection, when told to.
 Clients must not use TLS (``sslmode=disable``), or a proxy could not read them, and must
 send their SQL's text (the job does: it never uses server-side prepared statements).
 """
@@ -207,6 +208,19 @@ def _connect(address: tuple[str, int] | str) -> socket.socket:
         sock = socket.create_connection(address, timeout=10)
     sock.settimeout(None)
     return sock
+
+
+class Silence(_Proxy):
+    """Once ``silent`` is set, forwards nothing more from any client, until the proxy closes:
+    a database that stopped answering, with every connection still open."""
+
+    def __init__(self, upstream: URL) -> None:
+        super().__init__(upstream)
+        self.silent = threading.Event()
+
+    def from_client(self, kind: bytes, message: bytes, link: _Link) -> None:
+        while self.silent.is_set() and not self.closed.wait(0.05):
+            pass
 
 
 def _read(sock: socket.socket, size: int) -> bytes:
