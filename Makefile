@@ -37,7 +37,7 @@ demo: $(VENV)/.embedded-installed
 bench: $(VENV)/.bench-installed
 	PYTHONPATH=$(CURDIR) $(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
-## make docs: render the README's configuration table (from etl/config.py) and docs/tables.md (from the
+## make docs: render the README's configuration table (from etl/config/) and docs/tables.md (from the
 ## comments in a throw-away database migrated to head, on DATABASE_URL's server, else
 ## ETL_TEST_DATABASE_URL's, else an embedded Postgres)
 docs: $(VENV)/.test-installed

@@ -1,6 +1,6 @@
 """``make docs``: render the documentation that is generated from the code.
 
-- The README's configuration table, from the settings declared in ``etl/config.py``.
+- The README's configuration table, from the settings declared in ``etl/config/``.
 - ``docs/tables.md``, from the comments on the tables, views and columns of a database
   migrated to the head revision (the migrations write them). The database is a throw-away one,
   created on the server of ``DATABASE_URL``, else of ``ETL_TEST_DATABASE_URL``, else on an
@@ -30,7 +30,7 @@ from etl import cli, config, grants, migrate
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 TABLES = ROOT / "docs" / "tables.md"
-START = "<!-- settings: rendered by `make docs` from etl/config.py; do not edit by hand -->"
+START = "<!-- settings: rendered by `make docs` from etl/config/; do not edit by hand -->"
 END = "<!-- /settings -->"
 
 

@@ -1,6 +1,6 @@
 """Documentation generated from the code stays in step with it.
 
-The settings are declared once, in ``etl/config.py``: the README's configuration table and
+The settings are declared once, in ``etl/config/``: the README's configuration table and
 the environment section of every command's ``--help`` are rendered from that declaration.
 The tables and views are described once, by their comments in the migrations:
 ``docs/tables.md`` is rendered from a migrated database.
