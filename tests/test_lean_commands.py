@@ -1,5 +1,6 @@
 """A command imports only what it needs, so it starts fast: ``runs`` and ``migrate`` never
-load the HTTP stack, ``sync`` never loads Alembic, and metrics are loaded only when asked for.
+load the HTTP stack, ``sync`` never loads Alembic, metrics are loaded only when asked for, and
+``--help`` loads no database library at all.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from standin import StandIn
 from tests.helpers.cli import ROOT, make_env
 from tests.helpers.data import seed_campaigns
 
-HEAVY = ("requests", "urllib3", "tenacity", "alembic", "prometheus_client")
+HEAVY = ("requests", "urllib3", "tenacity", "alembic", "prometheus_client", "sqlalchemy", "psycopg")
 _PROBE = (
     "import json, sys\n"
     "from etl.cli import main\n"
@@ -59,3 +60,13 @@ def test_sync_never_loads_alembic_nor_metrics_it_was_not_asked_for(
     assert code == 0
     assert {"requests", "tenacity"} <= loaded
     assert not loaded & {"alembic", "prometheus_client"}, loaded
+
+
+@pytest.mark.parametrize(
+    "command", [[], ["sync"], ["check"], ["runs"], ["migrate"], ["grant-read"]]
+)
+def test_help_loads_neither_the_database_nor_the_http_stack(command: list[str]) -> None:
+    code, loaded = imported_by([*command, "--help"], {})
+
+    assert code == 0
+    assert loaded == set(), loaded

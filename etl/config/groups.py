@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy.engine import URL
+from typing import TYPE_CHECKING
 
 from etl.config.declaration import group, setting
 from etl.config.parsers import (
@@ -19,6 +19,9 @@ from etl.config.parsers import (
 from etl.config.urls import BaseUrl, DatabaseUrl, HttpUrl
 from etl.errors import ConfigError
 from etl.shards import MAX_SHARDS, Shard
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 _SECONDS_ANY_WAIT = Number(0, 3_600)
 
