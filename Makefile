@@ -37,8 +37,8 @@ demo: $(VENV)/.embedded-installed
 bench: $(VENV)/.bench-installed
 	PYTHONPATH=$(CURDIR) $(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
-## make docs: render the README's configuration table (from etl/config/) and docs/tables.md (from the
-## comments in a throw-away database migrated to head, on DATABASE_URL's server, else
+## make docs: render the README's tables (settings from etl/config/, exit codes and podFailurePolicy from
+## etl/exits.py) and docs/tables.md (from the comments in a throw-away database migrated to head, on DATABASE_URL's server, else
 ## ETL_TEST_DATABASE_URL's, else an embedded Postgres)
 docs: $(VENV)/.test-installed
 	PYTHONPATH=$(CURDIR) $(BIN)/python docs/render.py

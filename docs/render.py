@@ -1,6 +1,7 @@
 """``make docs``: render the documentation that is generated from the code.
 
-- The README's configuration table, from the settings declared in ``etl/config/``.
+- The README's configuration table, from the settings declared in ``etl/config/``, and its
+  tables of exit codes and of the Kubernetes podFailurePolicy, from ``etl/exits.py``.
 - ``docs/tables.md``, from the comments on the tables, views and columns of a database
   migrated to the head revision (the migrations write them). The database is a throw-away one,
   created on the server of ``DATABASE_URL``, else of ``ETL_TEST_DATABASE_URL``, else on an
@@ -25,13 +26,12 @@ from psycopg import sql
 from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.engine import URL, make_url
 
-from etl import cli, config, grants, migrate
+from etl import cli, config, exits, grants, migrate
+from etl.exits import ExitCode
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 TABLES = ROOT / "docs" / "tables.md"
-START = "<!-- settings: rendered by `make docs` from etl/config/; do not edit by hand -->"
-END = "<!-- /settings -->"
 
 
 def settings_table() -> str:
@@ -40,12 +40,54 @@ def settings_table() -> str:
     )
 
 
+def exit_codes_table() -> str:
+    rows = ["| code | meaning |", "|---|---|"]
+    rows += [f"| {int(code)} | {_cell(code.meaning)} |" for code in ExitCode]
+    return "\n".join(rows)
+
+
+def pod_failure_policy_table() -> str:
+    """The podFailurePolicy of the nightly Job and the sharded one, rule by rule, with why."""
+    rows = [
+        "| pod failed with | nightly Job | sharded Job | why |",
+        "|---|---|---|---|",
+        "| condition `DisruptionTarget` (evicted, preempted, node drained) | Ignore | Ignore | "
+        "not the job's fault: a new pod, not counted as a failure. It comes first because such "
+        f"a pod also exits {int(ExitCode.TERMINATED)}. |",
+    ]
+    for retry, codes in exits.by_retry().items():
+        for code in codes:
+            what = f"{int(code)} ({code.label})"
+            rows.append(
+                f"| {_cell(what)} | {retry.nightly} | {retry.sharded} | {_cell(code.why)} |"
+            )
+    rows.append("| anything else (137: OOM-killed) | Count | Count | Kubernetes' default. |")
+    per_run = ", ".join(str(int(code)) for code in exits.by_retry()[exits.Retry.NOT_THIS_RUN])
+    return "\n".join(rows) + (
+        "\n\nIn the sharded Job, FailJob would stop the other shards mid-run, so the per-run "
+        f"outcomes ({per_run}) fail only their own shard "
+        "(`FailIndex`); the Job is still marked failed at the end."
+    )
+
+
+#: The README's generated sections: name in the markers → what renders it.
+SECTIONS = {
+    "settings": ("etl/config/", settings_table),
+    "exit-codes": ("etl/exits.py", exit_codes_table),
+    "pod-failure-policy": ("etl/exits.py", pod_failure_policy_table),
+}
+
+
 def rendered_readme(text: str) -> str:
-    """``text`` with the section between the markers replaced by the current table."""
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
-    if not pattern.search(text):
-        raise SystemExit(f"README.md lacks the markers {START!r} … {END!r}")
-    return pattern.sub(lambda _: f"{START}\n{settings_table()}\n{END}", text)
+    """``text`` with each section between its markers replaced by its current rendering."""
+    for name, (source, render) in SECTIONS.items():
+        start = f"<!-- {name}: rendered by `make docs` from {source}; do not edit by hand -->"
+        end = f"<!-- /{name} -->"
+        found = re.search(re.escape(start) + ".*?" + re.escape(end), text, re.S)
+        if found is None:
+            raise SystemExit(f"README.md lacks the markers {start!r} … {end!r}")
+        text = f"{text[: found.start()]}{start}\n{render()}\n{end}{text[found.end() :]}"
+    return text
 
 
 # -- docs/tables.md: the schema as its comments describe it -------------------------------------
@@ -182,7 +224,7 @@ def _migrated_database(server: URL) -> Iterator[Connection]:
 
 def main() -> int:
     README.write_text(rendered_readme(README.read_text(encoding="utf-8")), encoding="utf-8")
-    print("rendered the configuration table of README.md", file=sys.stderr)
+    print(f"rendered the tables of README.md: {', '.join(SECTIONS)}", file=sys.stderr)
     with _server() as server, _migrated_database(server) as connection:
         TABLES.write_text(tables_markdown(connection), encoding="utf-8")
     print(f"rendered {TABLES.relative_to(ROOT)}", file=sys.stderr)

@@ -16,13 +16,8 @@ from etl import discovery, migrate
 from etl.client import ThuliumClient
 from etl.config import CheckCommand
 from etl.database import bounded, database_errors, describe
-from etl.errors import (
-    EXIT_CAMPAIGN_FAILED,
-    EXIT_OK,
-    DatabaseError,
-    DiscoveryError,
-    with_request_id,
-)
+from etl.errors import DatabaseError, DiscoveryError, with_request_id
+from etl.exits import ExitCode
 from etl.fetch import Fetched, Fetcher
 from etl.records import CampaignStat
 from etl.retry import RetryGate
@@ -36,11 +31,11 @@ class Verdict:
 
     what: str  # "database", "discovery" or "campaign 00001"
     detail: str
-    exit_code: int = EXIT_OK
+    exit_code: ExitCode = ExitCode.OK
 
     @property
     def ok(self) -> bool:
-        return self.exit_code == EXIT_OK
+        return self.exit_code == ExitCode.OK
 
 
 def check_database(engine: Engine, *, stop: Stop) -> Verdict:
@@ -91,9 +86,9 @@ def _fetched(
                 )
             else:
                 detail = with_request_id(result.error or "", result.request_id)
-                yield Verdict(f"campaign {result.campaign_id}", detail, EXIT_CAMPAIGN_FAILED)
+                yield Verdict(f"campaign {result.campaign_id}", detail, ExitCode.CAMPAIGN_FAILED)
         halted = results.halted
     why = f"not checked: {halted.value if halted else 'the check was interrupted'}"
     for campaign_id in ids:
         if campaign_id not in heard:
-            yield Verdict(f"campaign {campaign_id}", why, EXIT_CAMPAIGN_FAILED)
+            yield Verdict(f"campaign {campaign_id}", why, ExitCode.CAMPAIGN_FAILED)

@@ -25,17 +25,9 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
-from etl import __version__, config, logs
-from etl.errors import (
-    EXIT_CAMPAIGN_FAILED,
-    EXIT_CONFIG,
-    EXIT_INTERNAL,
-    EXIT_OK,
-    EXIT_TERMINATED,
-    ConfigError,
-    EtlError,
-    OutputError,
-)
+from etl import __version__, config, exits, logs
+from etl.errors import ConfigError, EtlError, OutputError
+from etl.exits import ExitCode
 from etl.outcomes import RunOutcome
 from etl.stop import DEADLINE as STOP_DEADLINE
 from etl.stop import Stop
@@ -44,31 +36,12 @@ logger = logging.getLogger("thulium-etl")
 
 #: A run's outcome as the process's exit code: the one place this mapping lives.
 EXIT_BY_OUTCOME = {
-    RunOutcome.SUCCEEDED: EXIT_OK,
-    RunOutcome.PARTIAL: EXIT_CAMPAIGN_FAILED,
-    RunOutcome.FAILED: EXIT_CAMPAIGN_FAILED,
-    RunOutcome.INTERRUPTED: EXIT_TERMINATED,
+    RunOutcome.SUCCEEDED: ExitCode.OK,
+    RunOutcome.PARTIAL: ExitCode.CAMPAIGN_FAILED,
+    RunOutcome.FAILED: ExitCode.CAMPAIGN_FAILED,
+    RunOutcome.INTERRUPTED: ExitCode.TERMINATED,
 }
-
-EXIT_CODES = """\
-exit codes:
-  0   success (every campaign synced / every check passed)
-  1   at least one campaign failed or was skipped; the others were saved (also: the API
-      rejected the credentials while listing the active campaigns, or the database refused
-      what discovery found)
-  2   configuration or usage error; nothing was contacted (grant-read: ROLE does
-      not exist; nothing was changed)
-  3   the database is unreachable, refuses writes, or its schema is not at this
-      version's revision (also: the run lock's connection was lost mid-run and
-      another sync took over; what this run committed is kept)
-  69  THULIUM_CAMPAIGNS=active and the active campaigns could not be listed; nothing
-      was synced
-  70  internal error (a bug in thulium-etl: please report it with the log)
-  74  the output could not be written (a full disk, a closed pipe)
-  75  another sync holds the lock (the message names it); this run did nothing (try later)
-  143 stopped by SIGTERM/SIGINT within seconds; finished campaigns are saved, the run is
-      'interrupted' (other commands: their transaction rolled back)
-"""
+EXIT_TERMINATED = ExitCode.TERMINATED  # what the last resort after a stop exits with
 
 
 # -- shared by the commands -------------------------------------------------------------------
@@ -223,7 +196,7 @@ def cmd_migrate(args: argparse.Namespace, settings: config.DatabaseCommand) -> i
         logger.info("schema of %s is already at revision %s: nothing to do", where, after)
     else:
         logger.info("schema of %s upgraded from %s to %s", where, before or "empty", after)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_sync(args: argparse.Namespace, settings: config.SyncCommand) -> int:
@@ -233,7 +206,7 @@ def cmd_sync(args: argparse.Namespace, settings: config.SyncCommand) -> int:
         result = run_sync(engine, settings, stop=stop)
     code = EXIT_BY_OUTCOME[result.outcome]
     t = result.totals
-    log = logger.info if code == EXIT_OK else logger.error
+    log = logger.info if code == ExitCode.OK else logger.error
     log(
         "run %d %s: %d of %d campaigns synced, %d failed, %d skipped; rows %d inserted, "
         "%d updated, %d deleted; %.2fs writing%s",
@@ -270,7 +243,7 @@ def cmd_check(args: argparse.Namespace, settings: config.CheckCommand) -> int:
             _emit_verdict(verdict)
             code = code or verdict.exit_code
         if stop.is_set():
-            return EXIT_TERMINATED
+            return ExitCode.TERMINATED
     return code
 
 
@@ -326,7 +299,7 @@ def cmd_runs(args: argparse.Namespace, settings: config.DatabaseCommand) -> int:
         _emit(logs.visible_json(rows_json))
     else:
         _emit(_table(rows, columns) if rows else "no runs recorded yet")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_grant_read(args: argparse.Namespace, settings: config.DatabaseCommand) -> int:
@@ -351,7 +324,7 @@ def cmd_grant_read(args: argparse.Namespace, settings: config.DatabaseCommand) -
     )
     for warning in grant.warnings():
         logger.warning("%s", warning)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _jsonable(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -465,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="thulium-etl",
         description="Copy Thulium outbound campaign statuses into PostgreSQL.",
-        epilog=config.help_section(every) + "\n\n" + EXIT_CODES,
+        epilog=config.help_section(every) + "\n\n" + exits.help_section(),
         formatter_class=formatter,
     )
     parser.add_argument("--version", action="version", version=f"thulium-etl {__version__}")
@@ -478,7 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
             description=command.description,
             epilog=config.help_section([config.LogSettings, command.settings])
             + "\n\n"
-            + EXIT_CODES,
+            + exits.help_section(),
             formatter_class=formatter,
         )
         _add_flags(sub, command.settings)
@@ -513,14 +486,14 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # argparse: --help/--version (0) or a usage error (2)
-        return int(exc.code) if isinstance(exc.code, int) else EXIT_CONFIG
+        return int(exc.code) if isinstance(exc.code, int) else ExitCode.CONFIG
     flags = _flags(args)
     try:
         log = config.load(config.LogSettings, env, flags)
     except ConfigError as exc:
         logs.configure(fmt="text", level=logging.INFO)
         logger.error("configuration error: %s", exc)
-        return EXIT_CONFIG
+        return ExitCode.CONFIG
     logs.configure(fmt=log.format, level=logging.getLevelNamesMapping()[log.level])
     command: Command = args.command_spec
     try:
@@ -538,7 +511,7 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
         return exc.exit_code
     except KeyboardInterrupt:  # Ctrl-C before the command's own handling of it was in place
         logger.error("stopped by SIGINT before %s began its work", args.command)
-        return EXIT_TERMINATED
+        return ExitCode.TERMINATED
     except Exception as exc:  # a bug: one log event (its traceback inside), not a crash
         logger.error(
             "internal error (a bug in thulium-etl; please report it with this log): %s: %s",
@@ -546,7 +519,7 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
             exc,
             exc_info=True,
         )
-        return EXIT_INTERNAL
+        return ExitCode.INTERNAL
 
 
 def run() -> None:

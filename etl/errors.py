@@ -1,8 +1,9 @@
 """The exceptions thulium-etl raises; each knows the exit code the CLI turns it into.
 
 Nothing below the CLI exits the process: code raises one of these, and the CLI maps
-``exit_code`` to the process status. Per-campaign errors are caught by the fetch pipeline
-and recorded; the others stop the whole command::
+``exit_code`` (an :class:`~etl.exits.ExitCode`, where the codes are declared) to the process
+status. Per-campaign errors are caught by the fetch pipeline and recorded; the others stop
+the whole command (a test keeps the codes below equal to the classes')::
 
     EtlError                      exit 1 unless a subclass says otherwise
     ├── ConfigError               2: a setting is missing or malformed; nothing contacted
@@ -18,7 +19,7 @@ and recorded; the others stop the whole command::
     ├── InterruptedRun            143: SIGTERM/SIGINT
     └── CampaignError             one campaign failed; recorded, the run goes on
         ├── ApiError                 Thulium answered with an error, or not at all
-        │   └── AuthError            401: the run stops starting campaigns
+        │   └── AuthError            HTTP 401: the run stops starting campaigns
         └── PayloadError             a 200 that is not the list of statuses
 
     DeadlineExceeded, BodyTooLarge   raised by the HTTP transport; the client turns each
@@ -27,40 +28,32 @@ and recorded; the others stop the whole command::
 
 from __future__ import annotations
 
-EXIT_OK = 0
-EXIT_CAMPAIGN_FAILED = 1
-EXIT_CONFIG = 2
-EXIT_DATABASE = 3
-EXIT_DISCOVERY = 69  # EX_UNAVAILABLE: the active campaigns could not be listed
-EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug in thulium-etl
-EXIT_OUTPUT = 74  # EX_IOERR: the command's output could not be written
-EXIT_LOCKED = 75  # EX_TEMPFAIL: another run holds the lock, try again later
-EXIT_TERMINATED = 143  # 128 + SIGTERM, what Kubernetes and shells expect
+from etl.exits import ExitCode
 
 
 class EtlError(Exception):
     """Base of every error thulium-etl raises on purpose."""
 
-    exit_code = EXIT_CAMPAIGN_FAILED
+    exit_code: ExitCode = ExitCode.CAMPAIGN_FAILED
 
 
 class ConfigError(EtlError):
     """A setting is missing or malformed; raised before anything is contacted."""
 
-    exit_code = EXIT_CONFIG
+    exit_code = ExitCode.CONFIG
 
 
 class NoSuchRoleError(EtlError):
     """``grant-read ROLE`` names a role the database does not have: a usage error, found by
     asking the database; nothing was changed."""
 
-    exit_code = EXIT_CONFIG
+    exit_code = ExitCode.CONFIG
 
 
 class DatabaseError(EtlError):
     """The database cannot be reached or refused an operation the job needs."""
 
-    exit_code = EXIT_DATABASE
+    exit_code = ExitCode.DATABASE
 
 
 class RunTakenOver(DatabaseError):
@@ -79,7 +72,7 @@ class SchemaTooNewError(DatabaseError):
 class OutputError(EtlError):
     """Standard output could not be written (a full disk, a closed pipe)."""
 
-    exit_code = EXIT_OUTPUT
+    exit_code = ExitCode.OUTPUT
 
     def __init__(self, message: str, *, quiet: bool = False) -> None:
         super().__init__(message)
@@ -89,21 +82,21 @@ class OutputError(EtlError):
 class LockHeldError(EtlError):
     """Another sync of the same campaigns holds the run lock."""
 
-    exit_code = EXIT_LOCKED
+    exit_code = ExitCode.LOCKED
 
 
 class DiscoveryError(EtlError):
     """``THULIUM_CAMPAIGNS=active``, and ``GET /outbounds/stats`` failed or made no sense:
     the run syncs nothing rather than a guess."""
 
-    exit_code = EXIT_DISCOVERY
+    exit_code = ExitCode.DISCOVERY
 
 
 class DiscoveryRefused(DiscoveryError):
     """``GET /outbounds/stats`` answered 401: wrong credentials, which no retry mends (the
     same exit code as a 401 on a campaign's statuses)."""
 
-    exit_code = EXIT_CAMPAIGN_FAILED
+    exit_code = ExitCode.CAMPAIGN_FAILED
 
 
 def with_request_id(message: str, request_id: str | None) -> str:
@@ -172,7 +165,7 @@ class PayloadError(CampaignError):
 class InterruptedRun(EtlError):
     """SIGTERM or SIGINT arrived: the run stopped starting new work."""
 
-    exit_code = EXIT_TERMINATED
+    exit_code = ExitCode.TERMINATED
 
 
 # -- raised by the HTTP transport and turned into a CampaignError by the client ------------

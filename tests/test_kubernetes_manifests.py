@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
+from etl.exits import ExitCode
 from standin import StandIn
 from tests.helpers.cli import DB_PASSWORD, PASSWORD, make_env, run_cli
 from tests.helpers.data import seed_campaigns
@@ -25,6 +26,7 @@ from tests.helpers.deploy import (
     container_security,
     days_without_exactly_one,
     exit_code_actions,
+    implied_pod_failure_rules,
     load_yaml_documents,
     pod_templates,
     program_exit_codes,
@@ -38,9 +40,8 @@ Manifests = list[dict[str, Any]]
 # podFailurePolicy (GA) needs Kubernetes 1.31; the newest schema kubernetes-validate ships is
 # checked too.
 KUBERNETES_VERSIONS = ("1.31.0", kubernetes_validate.latest_version())
-# The program's exit codes (README.md): 70 and 74 are on the final list even before --help
-# documents them.
-EXIT_CODES = {1, 2, 3, 70, 74, 75, 143}
+# The program's exit codes, as declared (etl/exits.py).
+EXIT_CODES = {int(code) for code in ExitCode}
 IMAGE = "registry.example.com/thulium-etl:0.1.0"
 SECRET_EXAMPLE = KUBERNETES / "secret.example.yaml"
 
@@ -217,6 +218,17 @@ def test_every_exit_code_of_the_program_has_a_pod_failure_policy_rule(
         assert set(actions) == codes
         assert actions[3] == "Count"  # a database outage may pass: retried
         assert {actions[c] for c in (74, 143)} == {"Count"}
+
+
+def test_the_cronjobs_pod_failure_policy_is_the_one_the_exit_codes_declare(
+    manifests: Manifests, sharded_manifests: Manifests
+) -> None:
+    for objects, sharded in ((manifests, False), (sharded_manifests, True)):
+        job = the(objects, "CronJob", "thulium-etl")["spec"]["jobTemplate"]["spec"]
+        (container,) = job["template"]["spec"]["containers"]
+        implied = implied_pod_failure_rules(sharded=sharded, container=container["name"])
+
+        assert job["podFailurePolicy"]["rules"] == implied, "sharded" if sharded else "nightly"
 
 
 def test_evicted_or_preempted_pods_are_retried_without_counting_as_failures(

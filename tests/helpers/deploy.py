@@ -236,6 +236,20 @@ def container_environment(
     return env
 
 
+def implied_pod_failure_rules(*, sharded: bool, container: str) -> list[dict[str, Any]]:
+    """The podFailurePolicy rules the exit codes' declaration (etl/exits.py) implies for the
+    nightly Job, or the sharded one: evicted pods first, then a rule per kind of retry."""
+    from etl import exits
+
+    rules: list[dict[str, Any]] = [
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
+    ]
+    for retry, codes in exits.by_retry().items():
+        on = {"containerName": container, "operator": "In", "values": [int(c) for c in codes]}
+        rules.append({"action": retry.sharded if sharded else retry.nightly, "onExitCodes": on})
+    return rules
+
+
 def exit_code_actions(job: dict[str, Any], container: str) -> dict[int, str]:
     """Exit code → the podFailurePolicy action the first matching rule takes."""
     actions: dict[int, str] = {}
