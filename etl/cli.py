@@ -239,7 +239,7 @@ def cmd_check(args: argparse.Namespace, settings: config.CheckCommand) -> int:
             database = check_database(engine, stop=stop)
         _emit_verdict(database)
         code = database.exit_code
-        for verdict in check_campaigns(settings, quick=args.quick, stop=stop):
+        for verdict in check_campaigns(settings, quick=settings.quick, stop=stop):
             _emit_verdict(verdict)
             code = code or verdict.exit_code
         if stop.is_set():
@@ -280,7 +280,7 @@ _CAMPAIGN_COLUMNS = [
 ]
 
 
-def cmd_runs(args: argparse.Namespace, settings: config.DatabaseCommand) -> int:
+def cmd_runs(args: argparse.Namespace, settings: config.RunsCommand) -> int:
     from etl import history, migrate
 
     with (
@@ -288,13 +288,13 @@ def cmd_runs(args: argparse.Namespace, settings: config.DatabaseCommand) -> int:
         _connected(settings.database, doing="reading run history", stop=stop) as conn,
     ):
         migrate.require_current(conn)
-        if args.run is not None:
-            rows, columns = history.run_campaigns(conn, args.run), _CAMPAIGN_COLUMNS
+        if settings.run is not None:
+            rows, columns = history.run_campaigns(conn, settings.run), _CAMPAIGN_COLUMNS
         else:
-            rows, columns = history.recent_runs(conn, limit=args.limit), _RUN_COLUMNS
-    if args.run is not None and not rows:
-        raise ConfigError(f"--run {args.run}: no such run (or it recorded no campaigns)")
-    if args.json:
+            rows, columns = history.recent_runs(conn, limit=settings.limit), _RUN_COLUMNS
+    if settings.run is not None and not rows:
+        raise ConfigError(f"--run {settings.run}: no such run (or it recorded no campaigns)")
+    if settings.json:
         rows_json = json.dumps([_jsonable(row) for row in rows], ensure_ascii=False, indent=2)
         _emit(logs.visible_json(rows_json))
     else:
@@ -302,11 +302,11 @@ def cmd_runs(args: argparse.Namespace, settings: config.DatabaseCommand) -> int:
     return ExitCode.OK
 
 
-def cmd_grant_read(args: argparse.Namespace, settings: config.DatabaseCommand) -> int:
+def cmd_grant_read(args: argparse.Namespace, settings: config.GrantReadCommand) -> int:
     from etl import grants, migrate
     from etl.database import describe
 
-    role = grants.role_name(args.role)
+    role = settings.role
     doing = f"granting read access to role {role}"
     with (
         _stop_on_signals() as stop,
@@ -386,14 +386,14 @@ COMMANDS: dict[str, Command] = {
         "pipeline as sync. Prints a PASS/FAIL line for each. Writes nothing.",
     ),
     "runs": Command(
-        config.DatabaseCommand,
+        config.RunsCommand,
         cmd_runs,
         "show recent sync runs, or one run's campaigns",
         "Show the run history recorded in sync_runs (newest first), or with --run ID the "
         "outcome of each campaign of that run.",
     ),
     "grant-read": Command(
-        config.DatabaseCommand,
+        config.GrantReadCommand,
         cmd_grant_read,
         "let a role (a BI tool's) read the reporting views and tables, and nothing else",
         "Grant an existing PostgreSQL role USAGE on the schema and SELECT on every reporting "
@@ -407,28 +407,30 @@ COMMANDS: dict[str, Command] = {
 }
 
 
-def _whole(low: int, high: int) -> Callable[[str], int]:
-    """An argparse type: a whole number from ``low`` to ``high``."""
-
-    def parse(value: str) -> int:
-        try:
-            return config.Whole(low, high)(value, "")
-        except ConfigError as exc:
-            raise argparse.ArgumentTypeError(str(exc).lstrip("=")) from None
-
-    return parse
-
-
 def _add_flags(parser: argparse.ArgumentParser, settings: type) -> None:
-    """A flag for every setting of ``settings`` that has one, kept as text for its parser."""
-    for _, declaration in config.declared(settings):
-        if declaration.flag:
+    """A flag (or positional argument) for every setting of ``settings`` that has one, kept
+    as text for its parser, under the setting's name."""
+    for item, declaration in config.declared(settings):
+        if not declaration.flag:
+            continue
+        help = config.flag_help(item, declaration)
+        if declaration.positional:
+            parser.add_argument(declaration.flag, metavar=declaration.flag, help=help)
+        elif declaration.switch:
             parser.add_argument(
                 declaration.flag,
-                dest=declaration.env,
+                dest=declaration.name,
+                action="store_const",
+                const=config.Switch.ON,
+                help=help,
+            )
+        else:
+            parser.add_argument(
+                declaration.flag,
+                dest=declaration.name,
                 action="append" if declaration.repeatable else "store",
                 metavar=declaration.argument(),
-                help=f"{declaration.help} ({declaration.env})",
+                help=help,
             )
 
 
@@ -456,28 +458,19 @@ def build_parser() -> argparse.ArgumentParser:
         )
         _add_flags(sub, command.settings)
         sub.set_defaults(command_spec=command)
-    runs, check = commands.choices["runs"], commands.choices["check"]
-    runs.add_argument(
-        "--limit",
-        type=_whole(1, 10_000),
-        default=10,
-        help="how many runs (default 10, at most 10000)",
-    )
-    runs.add_argument(
-        "--run", type=_whole(1, 2**63 - 1), metavar="ID", help="show this run's campaigns"
-    )
-    runs.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    check.add_argument("--quick", action="store_true", help="fetch the first campaign only")
-    commands.choices["grant-read"].add_argument(
-        "role", metavar="ROLE", help="an existing role, e.g. metabase (CREATE ROLE … LOGIN)"
-    )
     return parser
 
 
-def _flags(args: argparse.Namespace) -> dict[str, str]:
-    """Every setting given as a flag, by its variable's name, as the text it was given."""
-    given = {k: v for k, v in vars(args).items() if k.isupper() and v is not None}
-    return {k: ",".join(v) if isinstance(v, list) else v for k, v in given.items()}
+def _flags(args: argparse.Namespace, *groups: type) -> dict[str, str]:
+    """Every setting of ``groups`` given on the command line, by its name, as the text it
+    was given."""
+    given: dict[str, str] = {}
+    for group in groups:
+        for _, declaration in config.declared(group):
+            value = getattr(args, declaration.name, None)
+            if value is not None:
+                given[declaration.name] = ",".join(value) if isinstance(value, list) else value
+    return given
 
 
 def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None = None) -> int:
@@ -487,7 +480,8 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # argparse: --help/--version (0) or a usage error (2)
         return int(exc.code) if isinstance(exc.code, int) else ExitCode.CONFIG
-    flags = _flags(args)
+    command: Command = args.command_spec
+    flags = _flags(args, config.LogSettings, command.settings)
     try:
         log = config.load(config.LogSettings, env, flags)
     except ConfigError as exc:
@@ -495,7 +489,6 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
         logger.error("configuration error: %s", exc)
         return ExitCode.CONFIG
     logs.configure(fmt=log.format, level=logging.getLevelNamesMapping()[log.level])
-    command: Command = args.command_spec
     try:
         settings: object = config.load(command.settings, env, flags)
         _keep_secrets(settings)

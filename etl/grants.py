@@ -20,7 +20,6 @@ import psycopg
 from psycopg import sql
 from sqlalchemy import Connection, text
 
-from etl.config import utf8
 from etl.database import driver_errors
 from etl.errors import ConfigError, DatabaseError, NoSuchRoleError
 
@@ -46,8 +45,6 @@ READABLE = VIEWS + TABLES
 #: The job's bookkeeping, not data: Alembic's revision, and the run lock (a role that could lock
 #: its rows could stop every sync). Never granted; privileges on them are revoked like the rest.
 UNREADABLE = ("alembic_version", "run_locks")
-
-_NAME_BYTES = 63  # PostgreSQL's identifier limit (NAMEDATALEN - 1)
 
 
 @dataclass(frozen=True)
@@ -84,20 +81,6 @@ class Grant:
                 "… TO it"
             )
         return found
-
-
-def role_name(raw: str) -> str:
-    """The ROLE argument, checked: bytes that are not UTF-8, a name PostgreSQL would refuse,
-    or one it would truncate to another's."""
-    if not raw:
-        raise ConfigError("ROLE is empty: give the name of an existing PostgreSQL role")
-    utf8(raw, "ROLE")
-    if "\x00" in raw or len(raw.encode("utf-8")) > _NAME_BYTES:
-        raise ConfigError(
-            f"ROLE {raw[:40]!r} is not a PostgreSQL role name: at most {_NAME_BYTES} bytes, "
-            "no NUL character"
-        )
-    return raw
 
 
 def _execute(connection: Connection, statement: sql.Composed) -> None:

@@ -51,7 +51,7 @@ def test_help_lists_every_setting_the_command_reads(command: str) -> None:
 
     assert result.code == 0
     for _, declaration in config.declared(cli.COMMANDS[command].settings):
-        assert declaration.env in result.out, declaration.env
+        assert declaration.name in result.out, declaration.name
         if declaration.flag:
             assert declaration.flag in result.out, declaration.flag
 
@@ -62,3 +62,10 @@ def test_help_names_what_each_flag_takes() -> None:
 
     assert "[--timeout SECONDS] [--concurrency N] [--campaign IDS] [--shard I/N]" in usage
     assert "[--log-format {text,json}]" in top
+
+
+def test_a_commands_own_options_show_their_default_and_range_from_the_declaration() -> None:
+    runs = " ".join(run_cli("runs", "--help", env={}).out.split())
+
+    assert "--limit N how many runs [10; between 1 and 10000]" in runs
+    assert "--json print JSON instead of a table" in runs

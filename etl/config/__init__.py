@@ -26,15 +26,17 @@ from etl.config.groups import (
     DatabaseCommand,
     DatabaseSettings,
     FetchSettings,
+    GrantReadCommand,
     LogSettings,
     MetricsSettings,
     RetryPolicy,
+    RunsCommand,
     ShardSettings,
     SyncCommand,
     WriteSettings,
 )
-from etl.config.parsers import CampaignSelection, Whole, utf8
-from etl.config.render import help_section, markdown_table
+from etl.config.parsers import CampaignSelection, Switch
+from etl.config.render import flag_help, help_section, markdown_table
 
 __all__ = [
     "ApiSettings",
@@ -44,19 +46,21 @@ __all__ = [
     "DatabaseCommand",
     "DatabaseSettings",
     "FetchSettings",
+    "GrantReadCommand",
     "LogSettings",
     "MetricsSettings",
     "RetryPolicy",
+    "RunsCommand",
     "Setting",
     "ShardSettings",
+    "Switch",
     "SyncCommand",
-    "Whole",
     "WriteSettings",
     "declared",
+    "flag_help",
     "group",
     "help_section",
     "load",
     "markdown_table",
     "setting",
-    "utf8",
 ]

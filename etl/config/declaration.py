@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, dataclass_transform
 
-from etl.config.parsers import OneOf, Parser, utf8
+from etl.config.parsers import OneOf, Parser, Switch, utf8
 from etl.errors import ConfigError
 
 Environ = Mapping[str, str]
@@ -24,9 +24,14 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, kw_only=True)
 class Setting:
-    """How one setting is given: its variable, flag, file variant, parser and help."""
+    """How one setting is given: its variable, flag, file variant, parser and help.
 
-    env: str
+    A setting has a variable, a flag, or both. One with a flag only is an option of a single
+    command (``runs --limit``); a ``flag`` without leading dashes is a positional argument
+    (``grant-read ROLE``); a :class:`~etl.config.parsers.Switch` flag takes no value.
+    """
+
+    env: str | None
     help: str
     parse: Parser
     flag: str | None = None
@@ -35,6 +40,25 @@ class Setting:
     shown_default: str | None = None  # the default as the docs say it, when not the value
     metavar: str | None = None  # what the flag's value is called in --help
     secret: bool = False  # taken exactly as given, surrounding spaces included; never shown
+
+    def __post_init__(self) -> None:
+        if not (self.env or self.flag):
+            raise TypeError(f"the setting {self.help!r} has neither a variable nor a flag")
+
+    @property
+    def name(self) -> str:
+        """What messages call it, and the key of its value given on the command line: the
+        variable, else the flag."""
+        return self.env or str(self.flag)
+
+    @property
+    def positional(self) -> bool:
+        return bool(self.flag) and not str(self.flag).startswith("-")
+
+    @property
+    def switch(self) -> bool:
+        """A flag that takes no value: given, it is on."""
+        return isinstance(self.parse, Switch)
 
     def argument(self) -> str:
         """The flag's value as ``--help`` names it: the choices, if it has a few."""
@@ -45,12 +69,15 @@ class Setting:
         return "VALUE"
 
     def sources(self) -> str:
+        """The variables that give it, as the README names them (none for an option)."""
+        if self.env is None:
+            return ""
         names = [f"`{self.env}`"] + ([f"`{self.env}_FILE`"] if self.file else [])
         return " / ".join(names)
 
 
 def setting(
-    env: str,
+    env: str | None,
     help: str,
     *,
     parse: Parser,
@@ -62,7 +89,8 @@ def setting(
     metavar: str | None = None,
     secret: bool = False,
 ) -> Any:
-    """Declare a settings field: read from ``env`` (or ``env_FILE``, or ``flag``).
+    """Declare a settings field: read from ``env`` (or ``env_FILE``, or ``flag``); with
+    ``env=None``, from ``flag`` only.
 
     A ``secret`` is taken exactly as given, surrounding spaces included, and is left out of
     the group's ``repr``; any other value is read without surrounding whitespace.
@@ -113,8 +141,10 @@ def _raw(declared: Setting, env: Environ, flags: Mapping[str, str]) -> tuple[str
     A secret is taken exactly, surrounding spaces included (from a file, without its
     trailing line ending); any other value without surrounding whitespace.
     """
-    if declared.flag and flags.get(declared.env) is not None:
-        return utf8(flags[declared.env], declared.flag), declared.flag
+    if declared.flag and flags.get(declared.name) is not None:
+        return utf8(flags[declared.name], declared.flag), declared.flag
+    if declared.env is None:
+        return None, declared.name
     direct = _given(env, declared.env, exact=declared.secret)
     if not declared.file:
         return direct, declared.env
@@ -148,8 +178,8 @@ def _given(env: Environ, name: str, *, exact: bool = False) -> str | None:
 def load(cls: type[T], env: Environ, flags: Mapping[str, str] | None = None) -> T:
     """Read a settings group, or every group of a command, in one call.
 
-    ``flags`` maps a setting's variable name to the value its flag was given. After the
-    fields are read, a group's ``validate()`` (if any) checks rules between them.
+    ``flags`` maps a setting's :attr:`~Setting.name` to the text its flag was given. After
+    the fields are read, a group's ``validate()`` (if any) checks rules between them.
     """
     flags = flags or {}
     values: dict[str, Any] = {}
@@ -159,7 +189,7 @@ def load(cls: type[T], env: Environ, flags: Mapping[str, str] | None = None) -> 
             values[item.name] = load(_group(cls, item), env, flags)
             continue
         raw, source = _raw(declaration, env, flags)
-        if raw is not None and source == declaration.flag:
+        if raw is not None and declaration.env and source == declaration.flag:
             try:
                 values[item.name] = declaration.parse(raw, declaration.env)
             except ConfigError as exc:
@@ -170,7 +200,9 @@ def load(cls: type[T], env: Environ, flags: Mapping[str, str] | None = None) -> 
             name = declaration.sources().replace("`", "").replace(" / ", " (or ") + (
                 ")" if declaration.file else ""
             )
-            raise ConfigError(f"{name} is not set: it must give {declaration.help}")
+            raise ConfigError(
+                f"{name or declaration.name} is not set: it must give {declaration.help}"
+            )
     loaded = cls(**values)
     validate = getattr(loaded, "validate", None)
     if validate is not None:

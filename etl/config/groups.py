@@ -11,7 +11,9 @@ from etl.config.parsers import (
     ExistingFile,
     Number,
     OneOf,
+    RoleName,
     ShardSpec,
+    Switch,
     Text,
     Whole,
     WritablePath,
@@ -333,13 +335,61 @@ class MetricsSettings:
 
 @group
 class DatabaseCommand:
-    """``migrate``, ``runs`` and ``grant-read``: the database only."""
+    """``migrate``: the database only."""
 
     database: DatabaseSettings
 
 
 @group
+class RunsCommand:
+    """``runs``: which runs to show, how, and the database (its own options read first, as
+    argparse would check them)."""
+
+    limit: int = setting(
+        env=None,
+        help="how many runs",
+        flag="--limit",
+        parse=Whole(1, 10_000),
+        default=10,
+        metavar="N",
+    )
+    run: int | None = setting(
+        env=None,
+        help="show this run's campaigns instead",
+        flag="--run",
+        parse=Whole(1, 2**63 - 1),
+        default=None,
+        metavar="ID",
+        shown_default="the recent runs",
+    )
+    json: bool = setting(
+        env=None, help="print JSON instead of a table", flag="--json", parse=Switch(), default=False
+    )
+    database: DatabaseSettings
+
+
+@group
+class GrantReadCommand:
+    """``grant-read ROLE``: the role to grant read access to, and the database."""
+
+    role: str = setting(
+        env=None,
+        help="an existing role, e.g. metabase (CREATE ROLE … LOGIN)",
+        flag="ROLE",
+        parse=RoleName(),
+    )
+    database: DatabaseSettings
+
+
+@group
 class CheckCommand:
+    quick: bool = setting(
+        env=None,
+        help="fetch the first campaign only",
+        flag="--quick",
+        parse=Switch(),
+        default=False,
+    )
     database: DatabaseSettings
     api: ApiSettings
     retry: RetryPolicy

@@ -112,6 +112,49 @@ class OneOf:
         return "one of " + ", ".join(self.choices)
 
 
+_SWITCH = dict.fromkeys(("on", "true", "yes", "1"), True) | dict.fromkeys(
+    ("off", "false", "no", "0"), False
+)
+
+
+@dataclass(frozen=True)
+class Switch:
+    """On or off: a flag that takes no value (given, it reads :attr:`ON`)."""
+
+    ON = "on"
+
+    def __call__(self, raw: str, source: str) -> bool:
+        value = _SWITCH.get(raw.strip().lower())
+        if value is None:
+            raise ConfigError(f"{source}={_shown(raw)} must be on or off")
+        return value
+
+    def describe(self) -> str:
+        return ""
+
+
+_ROLE_NAME_BYTES = 63  # PostgreSQL's identifier limit (NAMEDATALEN - 1)
+
+
+@dataclass(frozen=True)
+class RoleName:
+    """The name of a PostgreSQL role, taken exactly: none PostgreSQL would refuse, nor one it
+    would truncate to another's."""
+
+    def __call__(self, raw: str, source: str) -> str:
+        if not raw:
+            raise ConfigError(f"{source} is empty: give the name of an existing PostgreSQL role")
+        if "\x00" in raw or len(raw.encode("utf-8")) > _ROLE_NAME_BYTES:
+            raise ConfigError(
+                f"{source} {raw[:40]!r} is not a PostgreSQL role name: at most "
+                f"{_ROLE_NAME_BYTES} bytes, no NUL character"
+            )
+        return raw
+
+    def describe(self) -> str:
+        return f"a role name of at most {_ROLE_NAME_BYTES} bytes"
+
+
 @dataclass(frozen=True)
 class ExistingFile:
     """The path of a readable file."""

@@ -17,7 +17,25 @@ def _default(item: dataclasses.Field[Any], declaration: Setting) -> str:
     if item.default is dataclasses.MISSING:
         return "required"
     value = item.default
+    if isinstance(value, bool):
+        return "on" if value else "off"
     return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _facts(item: dataclasses.Field[Any], declaration: Setting) -> str:
+    """``[default; accepted values]``, as ``--help`` adds them to a setting's help."""
+    obvious = declaration.positional or declaration.switch
+    default = "" if obvious else _default(item, declaration)
+    return "[" + "; ".join(x for x in (default, declaration.parse.describe()) if x) + "]"
+
+
+def flag_help(item: dataclasses.Field[Any], declaration: Setting) -> str:
+    """A flag's help: for a setting's flag, its variable (which the environment section
+    describes); for a command's own option, the whole of it."""
+    if declaration.env:
+        return f"{declaration.help} ({declaration.env})"
+    facts = _facts(item, declaration)
+    return declaration.help if facts == "[]" else f"{declaration.help} {facts}"
 
 
 def help_section(commands: Sequence[type]) -> str:
@@ -29,16 +47,13 @@ def help_section(commands: Sequence[type]) -> str:
     seen: set[str] = set()
     for command in commands:
         for item, declaration in declared(command):
-            if declaration.env in seen:
+            if declaration.env is None or declaration.env in seen:
                 continue
             seen.add(declaration.env)
             names = declaration.env + ("[_FILE]" if declaration.file else "")
             if declaration.flag:
                 names += f", {declaration.flag}"
-            facts = "; ".join(
-                x for x in (_default(item, declaration), declaration.parse.describe()) if x
-            )
-            text = f"{declaration.help} [{facts}]"
+            text = f"{declaration.help} {_facts(item, declaration)}"
             lines.append(f"  {names}")
             lines.extend(
                 textwrap.wrap(text, 92, initial_indent="      ", subsequent_indent="      ")
@@ -63,13 +78,15 @@ def markdown_table(commands: Mapping[str, Sequence[type]]) -> str:
     for name, groups in commands.items():
         for group in groups:
             for item, declaration in declared(group):
-                readers.setdefault(declaration.env, []).append(name)
-                found.setdefault(declaration.env, (item, declaration))
-    for env, (item, declaration) in found.items():
+                readers.setdefault(declaration.name, []).append(name)
+                found.setdefault(declaration.name, (item, declaration))
+    for key, (item, declaration) in found.items():
         flag = f"`{declaration.flag}`" if declaration.flag else ""
         if declaration.repeatable:
             flag += " (repeatable)"
-        used = readers[env]
+        if declaration.positional:
+            flag += " (argument)"
+        used = readers[key]
         read_by = "every command" if len(used) == len(commands) else ", ".join(used)
         cells = (
             declaration.sources(),

@@ -139,6 +139,8 @@ def program_variables() -> set[str]:
     names: set[str] = set()
     for command in (config.LogSettings, *(c.settings for c in cli.COMMANDS.values())):
         for _, declaration in config.declared(command):
+            if declaration.env is None:  # a command's own option: no variable
+                continue
             names.add(declaration.env)
             if declaration.file:
                 names.add(f"{declaration.env}_FILE")
