@@ -144,7 +144,7 @@ _INSERT_OUTCOMES = text(
     """
 )
 _LAST_ATTEMPTS = text(
-    f"""
+    """
     WITH attempt (campaign_id, outcome, error) AS (
         SELECT * FROM unnest(
             CAST(:campaign_ids AS text[]), CAST(:outcomes AS text[]), CAST(:errors AS text[]))
@@ -153,7 +153,7 @@ _LAST_ATTEMPTS = text(
         SET last_attempt_at = now(),
             last_attempt_outcome = a.outcome,
             last_error = a.error,
-            last_synced_at = CASE WHEN a.outcome = '{CampaignOutcome.SUCCEEDED}' THEN now()
+            last_synced_at = CASE WHEN a.outcome = :succeeded THEN now()
                                   ELSE c.last_synced_at END
         FROM attempt AS a
         WHERE c.campaign_id = a.campaign_id
@@ -163,7 +163,7 @@ _LAST_ATTEMPTS = text(
     SELECT a.campaign_id, now(), a.outcome, a.error FROM attempt AS a
     WHERE a.campaign_id NOT IN (SELECT campaign_id FROM known)
     """
-)
+).bindparams(succeeded=CampaignOutcome.SUCCEEDED)
 
 
 def record(connection: Connection, run_id: int, outcomes: Sequence[CampaignResult]) -> None:
@@ -227,7 +227,7 @@ def recorded(
     return [found[campaign_id] for campaign_id in campaign_ids if campaign_id in found]
 
 
-# The campaigns a run planned but never recorded, as one batch of 'skipped' rows; returns
+# The campaigns a run planned but never recorded, as one batch of skipped rows; returns
 # their ids, whose last attempt is then recorded as skipped too, as a running run records it.
 _RECORD_UNRECORDED = text(
     f"""
@@ -235,7 +235,7 @@ _RECORD_UNRECORDED = text(
     SELECT r.run_id,
         {_NEXT_BATCH.format("r.run_id")},
         m.ids,
-        array_fill(CAST('{CampaignOutcome.SKIPPED}' AS text), ARRAY[cardinality(m.ids)]),
+        array_fill(CAST(:skipped AS text), ARRAY[cardinality(m.ids)]),
         array_fill(0, ARRAY[cardinality(m.ids)]),
         array_fill(0, ARRAY[cardinality(m.ids)]),
         array_fill(0, ARRAY[cardinality(m.ids)]),
@@ -255,11 +255,11 @@ _RECORD_UNRECORDED = text(
     WHERE r.run_id = :run_id AND m.ids IS NOT NULL
     RETURNING campaign_id
     """
-)
+).bindparams(skipped=CampaignOutcome.SKIPPED)
 # Totals are counted from the per-campaign rows, so they always add up to them. Runs from
 # before the plan was recorded (campaign_ids null) keep the total they started with.
 _CLOSE = text(
-    f"""
+    """
     UPDATE sync_runs AS r
     SET outcome = :outcome, finished_at = now(), error = :error,
         campaigns_total = CASE WHEN r.campaign_ids IS NULL THEN r.campaigns_total
@@ -268,9 +268,9 @@ _CLOSE = text(
         rows_inserted = t.inserted, rows_updated = t.updated, rows_deleted = t.deleted
     FROM (
         SELECT count(*) AS total,
-               count(*) FILTER (WHERE outcome = '{CampaignOutcome.SUCCEEDED}') AS ok,
-               count(*) FILTER (WHERE outcome = '{CampaignOutcome.FAILED}') AS failed,
-               count(*) FILTER (WHERE outcome = '{CampaignOutcome.SKIPPED}') AS skipped,
+               count(*) FILTER (WHERE outcome = :succeeded) AS ok,
+               count(*) FILTER (WHERE outcome = :failed) AS failed,
+               count(*) FILTER (WHERE outcome = :skipped) AS skipped,
                coalesce(sum(rows_inserted), 0) AS inserted,
                coalesce(sum(rows_updated), 0) AS updated,
                coalesce(sum(rows_deleted), 0) AS deleted
@@ -281,6 +281,10 @@ _CLOSE = text(
         r.rows_inserted, r.rows_updated, r.rows_deleted,
         extract(epoch FROM r.finished_at) AS finished
     """
+).bindparams(
+    succeeded=CampaignOutcome.SUCCEEDED,
+    failed=CampaignOutcome.FAILED,
+    skipped=CampaignOutcome.SKIPPED,
 )
 
 

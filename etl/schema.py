@@ -29,10 +29,14 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     Table,
     Text,
+    column,
     func,
+    literal,
     text,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ExcludeConstraint
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeEngine
 
 from etl.outcomes import CampaignOutcome, RunOutcome
@@ -54,8 +58,24 @@ metadata = MetaData(
 )
 
 
-def _one_of(column: str, vocabulary: type[enum.StrEnum]) -> str:
-    return f"{column} IN ({', '.join(repr(str(word)) for word in vocabulary)})"
+# The outcome words reach the DDL only through these, as SQLAlchemy renders literals: the
+# CHECK constraints, the server default and the partial index below spell none of them out.
+def _one_of(name: str, vocabulary: type[enum.StrEnum]) -> ColumnElement[bool]:
+    """``name IN (…every word of vocabulary…)``."""
+    return column(name, Text).in_(list(vocabulary))
+
+
+def _each_one_of(name: str, vocabulary: type[enum.StrEnum]) -> ColumnElement[bool]:
+    """``name <@ ARRAY[…every word of vocabulary…]``: every element of an array is a word."""
+    return column(name, ARRAY(Text)).bool_op("<@")(
+        postgresql.array([literal(word, Text) for word in vocabulary])
+    )
+
+
+def _listed(vocabulary: type[enum.StrEnum]) -> str:
+    """The words for a comment: ``a, b or c``."""
+    *first, last = vocabulary
+    return f"{', '.join(first)} or {last}"
 
 
 def _timestamp(
@@ -72,7 +92,7 @@ def _timestamp(
 
 # Every table and column carries a comment written for analysts (Metabase shows them as
 # descriptions; docs/tables.md is rendered from them). Revision 0007 set these very texts.
-_OUTCOMES = "succeeded, failed or skipped"
+_OUTCOMES = _listed(CampaignOutcome)
 
 system_statuses = Table(
     "system_statuses",
@@ -308,7 +328,7 @@ sync_runs = Table(
         "outcome",
         Text,
         nullable=False,
-        server_default=text(repr(str(RunOutcome.RUNNING))),
+        server_default=RunOutcome.RUNNING,
         comment="running; succeeded (every campaign synced); partial (some failed or were "
         "skipped, or the database refused what discovery found; the rest saved); failed (none "
         "synced, or the run stopped on an error); interrupted (SIGTERM/SIGINT); abandoned (it "
@@ -349,7 +369,7 @@ sync_runs = Table(
     Index(
         "ix_sync_runs_outcome_running",
         "outcome",
-        postgresql_where=text(f"outcome = '{RunOutcome.RUNNING}'"),
+        postgresql_where=column("outcome", Text) == RunOutcome.RUNNING,
     ),
     comment="One row per sync run (per shard, when sharded): when it ran, how it ended, how "
     "many campaigns and rows it handled. Its campaigns are in sync_run_campaigns.",
@@ -444,10 +464,7 @@ sync_run_batches = Table(
         ),
         name="same_length",
     ),
-    CheckConstraint(
-        "outcome <@ ARRAY[" + ", ".join(repr(str(word)) for word in CampaignOutcome) + "]",
-        name="outcome",
-    ),
+    CheckConstraint(_each_one_of("outcome", CampaignOutcome), name="outcome"),
     comment="Storage behind the view sync_run_campaigns, which is what to query: one row of "
     "parallel arrays per write transaction of a run (element i of every array describes "
     "campaign_id[i]).",

@@ -234,6 +234,50 @@ def test_models_match_the_migrations(empty_database: Engine) -> None:
     assert strict == []
 
 
+# What the database made of the tables' CHECK constraints (by table, not by name: the
+# migrations' names repeat the naming convention's prefix), server defaults and indexes
+# (partial ones with their WHERE), in the current schema.
+_DEFINITIONS = text(
+    """
+    SELECT 'constraint', c.relname, '', pg_get_constraintdef(con.oid)
+    FROM pg_constraint AS con JOIN pg_class AS c ON c.oid = con.conrelid
+    WHERE c.relnamespace = CAST(current_schema() AS regnamespace)
+      AND c.relname = ANY(CAST(:tables AS text[]))
+    UNION ALL
+    SELECT 'default', c.relname, a.attname, pg_get_expr(d.adbin, d.adrelid)
+    FROM pg_attrdef AS d JOIN pg_class AS c ON c.oid = d.adrelid
+    JOIN pg_attribute AS a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+    WHERE c.relnamespace = CAST(current_schema() AS regnamespace)
+      AND c.relname = ANY(CAST(:tables AS text[]))
+    UNION ALL
+    SELECT 'index', c.relname, i.relname,
+           replace(pg_get_indexdef(i.oid), current_schema() || '.', '')
+    FROM pg_index AS x JOIN pg_class AS i ON i.oid = x.indexrelid
+    JOIN pg_class AS c ON c.oid = x.indrelid
+    WHERE c.relnamespace = CAST(current_schema() AS regnamespace)
+      AND c.relname = ANY(CAST(:tables AS text[]))
+    ORDER BY 1, 2, 3, 4
+    """
+)
+
+
+def test_the_models_make_the_checks_defaults_and_indexes_the_migrations_made(
+    migrated: Engine,
+) -> None:
+    """What compare_metadata leaves out: the CHECK constraints (the outcome vocabularies among
+    them), server defaults as the database holds them, and the partial indexes' WHERE."""
+    tables = {"tables": list(etl.schema.metadata.tables)}
+    with migrated.connect() as conn, conn.begin() as transaction:
+        by_migrations = conn.execute(_DEFINITIONS, tables).all()
+        conn.execute(text("CREATE SCHEMA models"))
+        conn.execute(text("SET LOCAL search_path TO models"))
+        etl.schema.metadata.create_all(conn)
+        by_models = conn.execute(_DEFINITIONS, tables).all()
+        transaction.rollback()
+
+    assert by_models == by_migrations
+
+
 def test_plain_alembic_upgrade_head_from_the_repo_root(empty_database: Engine) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "alembic", "upgrade", "head"],
