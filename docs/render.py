@@ -51,15 +51,15 @@ def rendered_readme(text: str) -> str:
 # -- docs/tables.md: the schema as its comments describe it -------------------------------------
 
 _INTRO = """\
-# Tables and views
+# Tables, views and functions
 
 <!-- rendered by `make docs` from the comments in a migrated database; do not edit by hand -->
 
 What thulium-etl keeps in PostgreSQL, described by the comments on its tables, views and
 columns (Metabase shows the same text as field descriptions; `\\d+ name` in psql too). All
-timestamps are `timestamp with time zone`, in UTC. The views are the reporting layer: start
-there. [`queries.md`](queries.md) answers common questions with them, and
-`thulium-etl grant-read ROLE` lets a BI tool's role read them (and the tables) and change
+timestamps are `timestamp with time zone`, in UTC. The views (and the functions) are the
+reporting layer: start there. [`queries.md`](queries.md) answers common questions with them,
+and `thulium-etl grant-read ROLE` lets a BI tool's role read them (and the tables) and change
 nothing. The job's bookkeeping ({bookkeeping}), which no role but the job's own may use, is
 left out.
 """.format(bookkeeping=" and ".join(f"`{name}`" for name in grants.UNREADABLE))
@@ -100,6 +100,24 @@ _KEYS = text(
 )
 
 
+# The schema's functions: each one's arguments, the columns it returns, and its comment.
+_FUNCTIONS = text(
+    """
+    SELECT p.proname, pg_get_function_arguments(p.oid) AS arguments,
+           obj_description(p.oid, 'pg_proc') AS comment,
+           array_agg(a.name ORDER BY a.n) FILTER (WHERE a.mode = 't') AS columns,
+           array_agg(format_type(a.type, NULL) ORDER BY a.n) FILTER (WHERE a.mode = 't')
+               AS types
+    FROM pg_proc AS p
+    CROSS JOIN LATERAL unnest(p.proargnames, p.proallargtypes, p.proargmodes)
+        WITH ORDINALITY AS a (name, type, mode, n)
+    WHERE p.pronamespace = CAST(current_schema() AS regnamespace)
+    GROUP BY p.oid, p.proname
+    ORDER BY p.proname
+    """
+)
+
+
 def _cell(value: str | None) -> str:
     """Text safe in a Markdown table cell."""
     return (value or "").replace("\n", " ").replace("|", "\\|")
@@ -130,7 +148,8 @@ def _relation(connection: Connection, oid: int, name: str, comment: str | None) 
 
 
 def tables_markdown(connection: Connection) -> str:
-    """``docs/tables.md``: every view, then every table, of the schema, with its columns."""
+    """``docs/tables.md``: every view, then every table, then every function of the schema,
+    with its columns."""
     relations = connection.execute(_RELATIONS, {"bookkeeping": list(grants.UNREADABLE)}).all()
     lines = [_INTRO]
     for title, kind in (("Views", "v"), ("Tables", "r")):
@@ -138,6 +157,12 @@ def tables_markdown(connection: Connection) -> str:
         for oid, name, relkind, comment in relations:
             if relkind == kind:
                 lines += _relation(connection, oid, name, comment)
+    lines += ["## Functions", ""]
+    for name, arguments, comment, columns, types in connection.execute(_FUNCTIONS):
+        lines += [f"### `{name}({arguments})`", "", _cell(comment) or "*(no comment)*", ""]
+        lines += ["| column | type |", "|---|---|"]
+        lines += [f"| `{c}` | {t} |" for c, t in zip(columns, types, strict=True)]
+        lines.append("")
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
