@@ -20,13 +20,21 @@ $(VENV)/.embedded-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[embedded]'
 	touch $@
 
+# dbt, for the tests of integrations/dbt, in a virtual environment of its own: its pins
+# (pathspec) clash with what mypy needs.
+$(VENV)/.dbt-installed: pyproject.toml | $(BIN)/python
+	$(PYTHON) -m venv $(VENV)/dbt
+	$(VENV)/dbt/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/dbt/bin/python -m pip install --quiet -e '.[dbt]'
+	touch $@
+
 $(VENV)/.bench-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	touch $@
 
 ## make test: the whole suite against a real Postgres (ETL_TEST_DATABASE_URL, else Docker, else embedded)
-test: $(VENV)/.test-installed
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test: $(VENV)/.test-installed $(VENV)/.dbt-installed
+	ETL_DBT=$(abspath $(VENV))/dbt/bin/dbt $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## make demo: migrate + sync sample campaigns from the stand-in into an embedded Postgres
 demo: $(VENV)/.embedded-installed

@@ -20,6 +20,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -28,6 +29,7 @@ from sqlalchemy.engine import URL, make_url
 
 from etl import cli, config, exits, grants, migrate
 from etl.exits import ExitCode
+from etl.outcomes import CampaignOutcome, RunOutcome
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -93,15 +95,15 @@ def rendered_readme(text: str) -> str:
 # -- docs/tables.md: the schema as its comments describe it -------------------------------------
 
 _INTRO = """\
-# Tables and views
+# Tables, views and functions
 
 <!-- rendered by `make docs` from the comments in a migrated database; do not edit by hand -->
 
 What thulium-etl keeps in PostgreSQL, described by the comments on its tables, views and
 columns (Metabase shows the same text as field descriptions; `\\d+ name` in psql too). All
-timestamps are `timestamp with time zone`, in UTC. The views are the reporting layer: start
-there. [`queries.md`](queries.md) answers common questions with them, and
-`thulium-etl grant-read ROLE` lets a BI tool's role read them (and the tables) and change
+timestamps are `timestamp with time zone`, in UTC. The views (and the functions) are the
+reporting layer: start there. [`queries.md`](queries.md) answers common questions with them,
+and `thulium-etl grant-read ROLE` lets a BI tool's role read them (and the tables) and change
 nothing. The job's bookkeeping ({bookkeeping}), which no role but the job's own may use, is
 left out.
 """.format(bookkeeping=" and ".join(f"`{name}`" for name in grants.UNREADABLE))
@@ -142,6 +144,24 @@ _KEYS = text(
 )
 
 
+# The schema's functions: each one's arguments, the columns it returns, and its comment.
+_FUNCTIONS = text(
+    """
+    SELECT p.proname, pg_get_function_arguments(p.oid) AS arguments,
+           obj_description(p.oid, 'pg_proc') AS comment,
+           array_agg(a.name ORDER BY a.n) FILTER (WHERE a.mode = 't') AS columns,
+           array_agg(format_type(a.type, NULL) ORDER BY a.n) FILTER (WHERE a.mode = 't')
+               AS types
+    FROM pg_proc AS p
+    CROSS JOIN LATERAL unnest(p.proargnames, p.proallargtypes, p.proargmodes)
+        WITH ORDINALITY AS a (name, type, mode, n)
+    WHERE p.pronamespace = CAST(current_schema() AS regnamespace)
+    GROUP BY p.oid, p.proname
+    ORDER BY p.proname
+    """
+)
+
+
 def _cell(value: str | None) -> str:
     """Text safe in a Markdown table cell."""
     return (value or "").replace("\n", " ").replace("|", "\\|")
@@ -172,7 +192,8 @@ def _relation(connection: Connection, oid: int, name: str, comment: str | None) 
 
 
 def tables_markdown(connection: Connection) -> str:
-    """``docs/tables.md``: every view, then every table, of the schema, with its columns."""
+    """``docs/tables.md``: every view, then every table, then every function of the schema,
+    with its columns."""
     relations = connection.execute(_RELATIONS, {"bookkeeping": list(grants.UNREADABLE)}).all()
     lines = [_INTRO]
     for title, kind in (("Views", "v"), ("Tables", "r")):
@@ -180,7 +201,129 @@ def tables_markdown(connection: Connection) -> str:
         for oid, name, relkind, comment in relations:
             if relkind == kind:
                 lines += _relation(connection, oid, name, comment)
+    lines += ["## Functions", ""]
+    for name, arguments, comment, columns, types in connection.execute(_FUNCTIONS):
+        lines += [f"### `{name}({arguments})`", "", _cell(comment) or "*(no comment)*", ""]
+        lines += ["| column | type |", "|---|---|"]
+        lines += [f"| `{c}` | {t} |" for c, t in zip(columns, types, strict=True)]
+        lines.append("")
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+# -- integrations/dbt/models/sources.yml: the same schema, for dbt ------------------------------
+
+DBT_SOURCES = ROOT / "integrations" / "dbt" / "models" / "sources.yml"
+DBT_SOURCE = "thulium_etl"
+#: The dbt var that names the schema the job writes (THULIUM_DB_SCHEMA's, public by default).
+DBT_SCHEMA_VAR = "thulium_etl_schema"
+# A nightly job's data: a warning when a night was missed (26 h leaves room for a slow run and
+# the hour the clocks change), an error when two were.
+_NIGHTLY = {
+    "warn_after": {"count": 26, "period": "hour"},
+    "error_after": {"count": 50, "period": "hour"},
+}
+# When the data that matters was last written: a campaign's last successful sync, and the
+# last successful run (of any shard).
+_FRESHNESS: dict[str, dict[str, object]] = {
+    "campaigns": {"loaded_at_field": "last_synced_at", "freshness": _NIGHTLY},
+    "sync_runs": {
+        "loaded_at_field": "finished_at",
+        "freshness": {**_NIGHTLY, "filter": f"outcome = '{RunOutcome.SUCCEEDED}'"},
+    },
+}
+# What the database's own keys do not say: the keys of the views, the references of the
+# history (which has no foreign keys, by design), and the vocabularies of text columns.
+_VIEW_KEYS = {
+    "current_statuses": ("campaign_id", "status_id"),
+    "status_mix": ("campaign_id", "system_status"),
+    "campaign_progress_daily": ("campaign_id", "day"),
+    "campaign_freshness": ("campaign_id",),
+    "sync_run_campaigns": ("run_id", "campaign_id"),
+}
+_REFERENCES = {
+    ("status_history", "campaign_id"): ("campaigns", "campaign_id"),
+    ("status_history", "system_status"): ("system_statuses", "code"),
+    ("status_history", "opened_by_run"): ("sync_runs", "run_id"),
+    ("status_history", "closed_by_run"): ("sync_runs", "run_id"),
+    ("current_statuses", "campaign_id"): ("campaigns", "campaign_id"),
+    ("sync_run_campaigns", "run_id"): ("sync_runs", "run_id"),
+}
+_CAMPAIGN_OUTCOMES = [str(outcome) for outcome in CampaignOutcome]
+_VOCABULARIES = {
+    ("campaigns", "last_attempt_outcome"): _CAMPAIGN_OUTCOMES,
+    ("campaign_freshness", "last_attempt_outcome"): _CAMPAIGN_OUTCOMES,
+    ("sync_run_campaigns", "outcome"): _CAMPAIGN_OUTCOMES,
+    ("sync_runs", "outcome"): [str(outcome) for outcome in RunOutcome],
+    ("status_changes", "change"): ["added", "changed", "deleted", "revived", "backfilled"],
+}
+
+
+def _dbt_relation(connection: Connection, oid: int, name: str, comment: str | None) -> Any:
+    """One source table: its description, freshness, key and columns with their tests."""
+    keys = connection.execute(_KEYS, {"oid": oid}).all()
+    primary = [tuple(columns) for kind, columns, _, _ in keys if kind == "p"]
+    key = primary[0] if primary else _VIEW_KEYS.get(name)
+    references = {
+        **{(name, c[0]): (r.split(".")[-1], rc[0]) for k, c, r, rc in keys if k == "f"},
+        **_REFERENCES,
+    }
+    columns = []
+    for column, _, not_null, text_ in connection.execute(_COLUMNS, {"oid": oid}):
+        tests: list[object] = []
+        if key == (column,):
+            tests.append("unique")
+        if not_null:
+            tests.append("not_null")
+        if (name, column) in references:
+            to, field = references[(name, column)]
+            tests.append(
+                {"relationships": {"to": f"source('{DBT_SOURCE}', '{to}')", "field": field}}
+            )
+        if (name, column) in _VOCABULARIES:
+            tests.append({"accepted_values": {"values": _VOCABULARIES[(name, column)]}})
+        columns.append(
+            {"name": column, "description": text_ or "", **({"data_tests": tests} if tests else {})}
+        )
+    relation: dict[str, object] = {"name": name, "description": comment or ""}
+    relation.update(_FRESHNESS.get(name, {}))
+    if key is not None and len(key) > 1:
+        relation["data_tests"] = [{"unique_combination": {"columns": list(key)}}]
+    return {**relation, "columns": columns}
+
+
+def dbt_sources(connection: Connection) -> str:
+    """``integrations/dbt/models/sources.yml``: every table and view of the schema as a dbt
+    source, described by its comments, with the job's guarantees as tests."""
+    import yaml
+
+    relations = connection.execute(_RELATIONS, {"bookkeeping": list(grants.UNREADABLE)}).all()
+    sources = {
+        "version": 2,
+        "sources": [
+            {
+                "name": DBT_SOURCE,
+                "description": "What thulium-etl copies from Thulium into PostgreSQL, and the "
+                "history of its runs. Written by the job only; read, never write.",
+                "schema": f"{{{{ var('{DBT_SCHEMA_VAR}', 'public') }}}}",
+                "loader": "thulium-etl",
+                "tables": [
+                    _dbt_relation(connection, oid, name, comment)
+                    for oid, name, _, comment in relations
+                ],
+            }
+        ],
+    }
+
+    class Dumper(yaml.SafeDumper):
+        def ignore_aliases(self, data: object) -> bool:
+            return True  # each list written out where it is used: no &id001 to follow
+
+    header = (
+        "# Rendered by `make docs` from the comments of a migrated database (and the\n"
+        "# declarations in docs/render.py); do not edit by hand.\n"
+    )
+    body = yaml.dump(sources, Dumper=Dumper, sort_keys=False, allow_unicode=True, width=100)
+    return header + body
 
 
 @contextlib.contextmanager
@@ -227,7 +370,10 @@ def main() -> int:
     print(f"rendered the tables of README.md: {', '.join(SECTIONS)}", file=sys.stderr)
     with _server() as server, _migrated_database(server) as connection:
         TABLES.write_text(tables_markdown(connection), encoding="utf-8")
-    print(f"rendered {TABLES.relative_to(ROOT)}", file=sys.stderr)
+        DBT_SOURCES.write_text(dbt_sources(connection), encoding="utf-8")
+    print(
+        f"rendered {TABLES.relative_to(ROOT)} and {DBT_SOURCES.relative_to(ROOT)}", file=sys.stderr
+    )
     return 0
 
 

@@ -2,11 +2,12 @@
 
 A dashboard should connect as a role that can read the reporting layer and nothing else, so
 no query a dashboard runs can change the data. In one transaction, the role gets ``USAGE``
-on the schema and ``SELECT`` on every table and view of :data:`READABLE`, and loses any
-other privilege granted on them, on the sequences behind their columns, and ``CREATE`` on
-the schema: the same end state however
-often it runs. What a grant cannot take away (superuser, a role it is a member of, privileges
-granted to ``PUBLIC``) is checked afterwards and reported, not hidden.
+on the schema, ``SELECT`` on every table and view of :data:`READABLE` and ``EXECUTE`` on the
+functions of :data:`FUNCTIONS` (read-only: they only select), and loses any other privilege
+granted on the tables, on the sequences behind their columns, and ``CREATE`` on the schema:
+the same end state however often it runs. What a grant cannot take away (superuser, a role
+it is a member of, privileges granted to ``PUBLIC``) is checked afterwards and reported, not
+hidden.
 
 The role's name is always quoted as an identifier (``psycopg.sql.Identifier``), never pasted
 into SQL.
@@ -42,6 +43,8 @@ TABLES = (
     "sync_run_batches",
 )
 READABLE = VIEWS + TABLES
+#: The reporting layer's functions, by name and argument types: EXECUTE is granted on them.
+FUNCTIONS = (("statuses_as_of", "timestamptz"),)
 #: The job's bookkeeping, not data: Alembic's revision, and the run lock (a role that could lock
 #: its rows could stop every sync). Never granted; privileges on them are revoked like the rest.
 UNREADABLE = ("alembic_version", "run_locks")
@@ -178,6 +181,11 @@ def grant_read(connection: Connection, role: str) -> Grant:
     everything = relations(READABLE + UNREADABLE)
     _execute(connection, sql.SQL("REVOKE ALL ON TABLE {} FROM {}").format(everything, who))
     _execute(connection, sql.SQL("GRANT SELECT ON TABLE {} TO {}").format(relations(READABLE), who))
+    functions = sql.SQL(", ").join(
+        sql.SQL("{}({})").format(sql.Identifier(schema, name), sql.SQL(arguments))
+        for name, arguments in FUNCTIONS
+    )
+    _execute(connection, sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(functions, who))
     sequences = connection.execute(
         _SEQUENCES, {"role": role, "relations": list(READABLE + UNREADABLE)}
     ).all()

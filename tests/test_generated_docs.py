@@ -3,7 +3,7 @@
 The settings are declared once, in ``etl/config/``: the README's configuration table and
 the environment section of every command's ``--help`` are rendered from that declaration.
 The tables and views are described once, by their comments in the migrations:
-``docs/tables.md`` is rendered from a migrated database.
+``docs/tables.md`` and the dbt package's ``sources.yml`` are rendered from a migrated database.
 """
 
 from __future__ import annotations
@@ -43,6 +43,14 @@ def test_docs_tables_md_is_rendered_from_the_comments_of_a_migrated_database(
 
     written = (ROOT / "docs" / "tables.md").read_text(encoding="utf-8")
     assert rendered == written, "docs/tables.md is stale: run `make docs`"
+
+
+def test_the_dbt_packages_sources_are_rendered_from_the_same_comments(migrated: Engine) -> None:
+    with migrated.connect() as conn:
+        rendered = _renderer().dbt_sources(conn)
+
+    written = (ROOT / "integrations" / "dbt" / "models" / "sources.yml").read_text(encoding="utf-8")
+    assert rendered == written, "integrations/dbt/models/sources.yml is stale: run `make docs`"
 
 
 @pytest.mark.parametrize("command", sorted(cli.COMMANDS))

@@ -26,7 +26,7 @@ from tests.helpers.databases import libpq
 from tests.helpers.locks import HOLDER_APPLICATION, dba_lock
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-HEAD = "0008"
+HEAD = "0009"
 TABLES = [
     "alembic_version",
     "campaign_freshness",
