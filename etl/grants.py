@@ -15,6 +15,7 @@ into SQL.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import psycopg
@@ -170,32 +171,46 @@ def grant_read(connection: Connection, role: str) -> Grant:
             "write access away would stop the sync; give grant-read the BI tool's own role"
         )
     schema = connection.execute(text("SELECT current_schema()")).scalar_one()
+    _grant(connection, role, schema)
+    return _granted(connection, role, schema, superuser=bool(superuser))
+
+
+def _grant(connection: Connection, role: str, schema: str) -> None:
+    """The statements: read, and nothing else, on the schema's reporting layer."""
     who = sql.Identifier(role)
     where = sql.Identifier(schema)
 
-    def relations(names: tuple[str, ...]) -> sql.Composable:
+    def each(names: Sequence[str]) -> sql.Composable:
         return sql.SQL(", ").join(sql.Identifier(schema, name) for name in names)
 
-    _execute(connection, sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(where, who))
-    _execute(connection, sql.SQL("REVOKE CREATE ON SCHEMA {} FROM {}").format(where, who))
-    everything = relations(READABLE + UNREADABLE)
-    _execute(connection, sql.SQL("REVOKE ALL ON TABLE {} FROM {}").format(everything, who))
-    _execute(connection, sql.SQL("GRANT SELECT ON TABLE {} TO {}").format(relations(READABLE), who))
     functions = sql.SQL(", ").join(
         sql.SQL("{}({})").format(sql.Identifier(schema, name), sql.SQL(arguments))
         for name, arguments in FUNCTIONS
     )
-    _execute(connection, sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(functions, who))
-    sequences = connection.execute(
-        _SEQUENCES, {"role": role, "relations": list(READABLE + UNREADABLE)}
-    ).all()
+    for statement in (
+        sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(where, who),
+        sql.SQL("REVOKE CREATE ON SCHEMA {} FROM {}").format(where, who),
+        sql.SQL("REVOKE ALL ON TABLE {} FROM {}").format(each(READABLE + UNREADABLE), who),
+        sql.SQL("GRANT SELECT ON TABLE {} TO {}").format(each(READABLE), who),
+        sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(functions, who),
+    ):
+        _execute(connection, statement)
+    sequences = [name for name, _ in _sequences(connection, role)]
     if sequences:
-        owned = relations(tuple(name for name, _ in sequences))
-        _execute(connection, sql.SQL("REVOKE ALL ON SEQUENCE {} FROM {}").format(owned, who))
-        sequences = connection.execute(
-            _SEQUENCES, {"role": role, "relations": list(READABLE + UNREADABLE)}
-        ).all()
+        _execute(
+            connection, sql.SQL("REVOKE ALL ON SEQUENCE {} FROM {}").format(each(sequences), who)
+        )
 
+
+def _sequences(connection: Connection, role: str) -> list[tuple[str, list[str]]]:
+    """The sequences behind the tables' columns, with what ``role`` may still do with each."""
+    found = connection.execute(_SEQUENCES, {"role": role, "relations": list(READABLE + UNREADABLE)})
+    return [(name, list(writes)) for name, writes in found]
+
+
+def _granted(connection: Connection, role: str, schema: str, *, superuser: bool) -> Grant:
+    """What ``role`` may do now; raises if it still cannot read a table (not the owner's
+    grants)."""
     rows = connection.execute(
         _PRIVILEGES, {"role": role, "relations": list(READABLE + UNREADABLE)}
     ).all()
@@ -210,11 +225,11 @@ def grant_read(connection: Connection, role: str) -> Grant:
         role=role,
         schema=schema,
         readable=READABLE,
-        superuser=bool(superuser),
+        superuser=superuser,
         can_connect=bool(can_connect),
         can_create=bool(can_create),
         writable={
             **{name: tuple(writes) for name, _, writes in rows if writes},
-            **{name: tuple(writes) for name, writes in sequences if writes},
+            **{name: tuple(writes) for name, writes in _sequences(connection, role) if writes},
         },
     )
