@@ -190,8 +190,10 @@ def cmd_migrate(args: argparse.Namespace, settings: config.DatabaseCommand) -> i
         _engine(settings.database) as engine,
         database_errors(engine, doing="migrating"),
     ):
-        before, after = migrate.upgrade(engine, stop=stop)
+        before, after = migrate.upgrade(engine, schema=settings.database.schema, stop=stop)
     where = describe(settings.database.url)
+    if settings.database.schema != "public":
+        where = f"{settings.database.schema} of {where}"
     if before == after:
         logger.info("schema of %s is already at revision %s: nothing to do", where, after)
     else:

@@ -108,13 +108,16 @@ def driver_errors(statement: str) -> Iterator[None]:
 def make_engine(settings: DatabaseSettings, *, pool_size: int = 2) -> Engine:
     """An engine whose sessions never wait without limit, and that survives a server restart.
 
-    Pooled connections are checked before use (``pool_pre_ping``). The timeouts are libpq
-    ``options``, added to any the URL already carries.
+    Pooled connections are checked before use (``pool_pre_ping``). The timeouts and the
+    ``search_path`` (the job's schema alone: every name the job's SQL uses is one of its
+    schema's, and a temporary table its session's) are libpq ``options``, added to any the
+    URL already carries.
     """
     url = settings.url
     timeouts = (
         f"-c lock_timeout={_ms(settings.lock_timeout)} "
-        f"-c statement_timeout={_ms(settings.statement_timeout)}"
+        f"-c statement_timeout={_ms(settings.statement_timeout)} "
+        f'-c search_path="{settings.schema}"'  # a SchemaName: nothing in it to escape
     )
     given = url.query.get("options")
     options = f"{given} {timeouts}" if isinstance(given, str) and given else timeouts
@@ -139,6 +142,11 @@ def make_engine(settings: DatabaseSettings, *, pool_size: int = 2) -> Engine:
 
 def _ms(seconds: float) -> int:
     return round(seconds * 1000)
+
+
+def quoted(connection: Connection, name: str) -> str:
+    """``name`` as an SQL identifier, quoted as PostgreSQL itself quotes it."""
+    return str(connection.execute(text("SELECT quote_ident(:name)"), {"name": name}).scalar_one())
 
 
 def describe(url: URL) -> str:

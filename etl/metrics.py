@@ -2,8 +2,8 @@
 
 The metrics are built with prometheus-client in a registry of the run's own, then written in
 the node_exporter textfile format (``generate_latest``, written atomically, readable by all)
-and/or pushed to a Pushgateway (``pushadd_to_gateway``, grouped by job and shard, no instance
-label). Names follow Prometheus's rules: base units, ``_seconds``. Every figure is the last
+and/or pushed to a Pushgateway (``pushadd_to_gateway``, grouped by job, shard and schema, no
+instance label: :meth:`~etl.outcomes.RunReport.grouping`). Names follow Prometheus's rules: base units, ``_seconds``. Every figure is the last
 run's, so every one is a gauge: a counter replaced by each run's own count would read as a
 counter reset to ``rate()`` and ``increase()``.
 
@@ -142,11 +142,11 @@ def _series(metric: M, labels: Mapping[str, str]) -> M:
 def export(settings: MetricsSettings, report: RunReport, *, stop: Stop) -> None:
     """Write and/or push the run's metrics, as configured; never raises, and returns within
     :data:`REPORT_DEADLINE` seconds, at once if ``stop`` is requested meanwhile."""
-    shard = {"shard": str(report.shard)} if report.shard else {}
+    grouping = report.grouping()
     tasks = []
     if settings.file:
         path = Path(settings.file)
-        labels = {"job": JOB, **shard}
+        labels = {"job": JOB, **grouping}
         tasks.append(
             _Task(
                 what=f"write the metrics to {settings.file}",
@@ -164,7 +164,7 @@ def export(settings: MetricsSettings, report: RunReport, *, stop: Stop) -> None:
                     settings.pushgateway_url,
                     job=JOB,
                     registry=registry(report, labels={}),
-                    grouping_key=shard,
+                    grouping_key=grouping,
                     timeout=REPORT_DEADLINE,
                     handler=_handler(settings.pushgateway_url, settings.pushgateway_auth),
                 ),

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Connection, Engine, text
 
 from etl import __version__
-from etl.database import bounded
+from etl.database import bounded, quoted
 from etl.errors import SchemaNotCurrentError, SchemaTooNewError
 from etl.schema import REVISION, REVISIONS
 from etl.stop import Stop
@@ -34,9 +34,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# The advisory lock that makes migrations of a database without alembic_version take turns:
-# a key of the job's own (blake2b of "thulium-etl migrate", as a signed 64-bit number).
-_FIRST_MIGRATION = -4_903_495_528_376_997_170
+# The advisory lock that makes first migrations of a schema (no alembic_version yet) take
+# turns: the job's own first key (blake2b of "thulium-etl migrate", its high 32 bits), the
+# schema's hash the second.
+_FIRST_MIGRATION = text("SELECT pg_advisory_xact_lock(-1141684021, hashtext(:schema))")
+_SEARCH_PATH = text("SELECT set_config('search_path', quote_ident(:schema), true)")
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -81,20 +83,25 @@ def _refuse_newer(current: str | None) -> None:
         )
 
 
-def upgrade(engine: Engine, *, stop: Stop | None = None) -> tuple[str | None, str]:
-    """Upgrade to head in one transaction; returns (revision before, revision after)."""
+def upgrade(
+    engine: Engine, *, schema: str = "public", stop: Stop | None = None
+) -> tuple[str | None, str]:
+    """Upgrade ``schema`` (created if missing) to head in one transaction; returns (revision
+    before, revision after)."""
     from alembic import command
 
     # Asked on a connection of its own, thrown away after: a server session caches that a
     # table is missing, and would still miss the table another migrate creates while this
     # one waits for the advisory lock.
     with engine.connect() as conn:
+        _in_schema(conn, schema)
         first = not _has_revisions(conn)
         conn.invalidate()
     stop = stop or Stop()
     with engine.connect() as conn, bounded(conn, stop, doing="migrating"), conn.begin():
         conn.execute(text("SET LOCAL statement_timeout = 0"))  # a migration may take its time
-        _take_turn(conn, first=first)
+        _in_schema(conn, schema)
+        _take_turn(conn, schema=schema, first=first)
         before = current_revision(conn)
         _refuse_newer(before)
         command.upgrade(alembic_config(conn), "head")
@@ -104,12 +111,20 @@ def upgrade(engine: Engine, *, stop: Stop | None = None) -> tuple[str | None, st
     return before, after
 
 
-def _take_turn(connection: Connection, *, first: bool) -> None:
-    """Wait until no other ``migrate`` is running (see the module's docstring). A first
-    migration that waited for the advisory lock may find the table another one created
-    meanwhile, and a third may already hold that: it waits for the table too."""
+def _in_schema(connection: Connection, schema: str) -> None:
+    """Make ``schema`` the only one the transaction's unqualified names refer to (every
+    name of the migrations: tables, views, alembic_version)."""
+    connection.execute(_SEARCH_PATH, {"schema": schema})
+
+
+def _take_turn(connection: Connection, *, schema: str, first: bool) -> None:
+    """Wait until no other ``migrate`` of ``schema`` is running (see the module's docstring),
+    and create the schema if it is missing. A first migration that waited for the advisory
+    lock may find the table another one created meanwhile, and a third may already hold
+    that: it waits for the table too."""
     if first:
-        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _FIRST_MIGRATION})
+        connection.execute(_FIRST_MIGRATION, {"schema": schema})
+        connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {quoted(connection, schema)}"))
         if not _has_revisions(connection):
             return
     connection.execute(text("LOCK TABLE alembic_version IN EXCLUSIVE MODE"))

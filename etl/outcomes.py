@@ -140,6 +140,7 @@ class RunReport:
     """What one run reports, filled in as it goes."""
 
     shard: Shard | None
+    schema: str  # THULIUM_DB_SCHEMA: which Thulium system's run it is
     started: float  # time.monotonic() when the run started
     duration: float = 0.0  # seconds, start to end
     finished_at: float = 0.0  # Unix time: the database's, once the run is recorded
@@ -147,3 +148,12 @@ class RunReport:
     totals: RunTotals = field(default_factory=RunTotals)
     http: RequestCounts = field(default_factory=RequestCounts)
     last_success: float | None = None  # Unix time, from the run history
+
+    def grouping(self) -> dict[str, str]:
+        """The labels that tell this run's series from another deployment's: its shard, and
+        its schema unless it is the default one (public), whose series keep the labels they
+        had before schemas were a setting."""
+        labels = {"shard": str(self.shard)} if self.shard else {}
+        if self.schema != "public":
+            labels["schema"] = self.schema
+        return labels

@@ -156,7 +156,9 @@ def run_sync(engine: Engine, settings: SyncCommand, *, stop: Stop | None = None)
     per-campaign failures and returns the run's outcome. Every run that got past the lock
     (or failed before it) reports its metrics, if configured.
     """
-    report = RunReport(shard=settings.shards.shard, started=time.monotonic())
+    report = RunReport(
+        shard=settings.shards.shard, schema=settings.database.schema, started=time.monotonic()
+    )
     stop = stop or Stop()
     try:
         result = _sync(engine, settings, stop, report)

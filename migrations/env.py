@@ -1,4 +1,6 @@
-"""Alembic environment: runs migrations on a connection given by thulium-etl or DATABASE_URL."""
+"""Alembic environment: runs migrations on a connection given by thulium-etl (``etl.migrate``,
+which takes turns and creates the schema), or on ``DATABASE_URL``'s database and
+``THULIUM_DB_SCHEMA``'s schema for a plain ``alembic upgrade head``."""
 
 from __future__ import annotations
 
@@ -6,9 +8,10 @@ import os
 from logging.config import fileConfig
 
 from alembic import context
-from sqlalchemy import create_engine
+from sqlalchemy import text
 
 from etl.config import DatabaseSettings, load
+from etl.database import make_engine, quoted
 from etl.schema import metadata
 
 config = context.config
@@ -23,9 +26,11 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    engine = create_engine(load(DatabaseSettings, os.environ).url)
+    settings = load(DatabaseSettings, os.environ)
+    engine = make_engine(settings)  # its search_path is the schema
     try:
         with engine.connect() as conn:
+            conn.execute(text("CREATE SCHEMA IF NOT EXISTS " + quoted(conn, settings.schema)))
             context.configure(connection=conn, target_metadata=metadata)
             with context.begin_transaction():
                 context.run_migrations()

@@ -150,6 +150,15 @@ def sharded_manifests() -> list[dict[str, Any]]:
     return kustomize(KUBERNETES / "sharded")
 
 
+@pytest.fixture(scope="session")
+def system_manifests() -> dict[str, list[dict[str, Any]]]:
+    """What ``kubectl apply -k deploy/kubernetes/systems/<system>`` would send, by system."""
+    from tests.helpers.deploy import KUBERNETES, kustomize
+
+    systems = sorted(path.name for path in (KUBERNETES / "systems").iterdir())
+    return {system: kustomize(KUBERNETES / "systems" / system) for system in systems}
+
+
 @pytest.fixture
 def gateway() -> Iterator[Pushgateway]:
     """A real Prometheus Pushgateway on loopback, empty, for this test alone."""

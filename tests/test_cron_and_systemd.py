@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
@@ -35,6 +36,7 @@ CRON = DEPLOY / "cron"
 SERVICE = CRON / "thulium-etl.service"
 TIMER = CRON / "thulium-etl.timer"
 ENV_FILE = CRON / "thulium-etl.env"
+SECOND_SYSTEM = CRON / "thulium-etl-globex.env"  # another Thulium system, same database
 CRONTAB = CRON / "thulium-etl.crontab"
 SECRETS = {"THULIUM_PASSWORD", "DATABASE_URL", "THULIUM_PASSWORD_FILE", "DATABASE_URL_FILE"}
 
@@ -162,24 +164,35 @@ def test_the_timer_runs_once_every_night_clock_changes_included() -> None:
         assert days == [str(first + dt.timedelta(days=n)) for n in range(4)], done.stdout
 
 
-def test_the_env_file_sets_only_known_settings_and_no_secrets(known_variables: set[str]) -> None:
-    values = env_file(ENV_FILE)
+@pytest.mark.parametrize("path", [ENV_FILE, SECOND_SYSTEM], ids=lambda path: path.name)
+def test_the_env_file_sets_only_known_settings_and_no_secrets(
+    known_variables: set[str], path: Path
+) -> None:
+    values = env_file(path)
     assert set(values) <= known_variables, set(values) - known_variables
     assert not SECRETS & set(values)  # the service and the crontab point at the secret files
     assert values["THULIUM_LOG_FORMAT"] == "json"
 
 
-def test_the_env_file_reads_the_same_in_sh_as_in_systemd() -> None:
+def test_the_second_systems_env_file_writes_to_a_schema_of_its_own() -> None:
+    first, second = env_file(ENV_FILE), env_file(SECOND_SYSTEM)
+
+    assert first.get("THULIUM_DB_SCHEMA", "public") != second["THULIUM_DB_SCHEMA"]
+    assert first["THULIUM_BASE_URL"] != second["THULIUM_BASE_URL"]
+
+
+@pytest.mark.parametrize("path", [ENV_FILE, SECOND_SYSTEM], ids=lambda path: path.name)
+def test_the_env_file_reads_the_same_in_sh_as_in_systemd(path: Path) -> None:
     # systemd's EnvironmentFile= takes KEY=value literally (env_file checks each line is that)
     done = subprocess.run(
-        ["sh", "-c", f'set -a; . "{ENV_FILE}"; set +a; env'],
+        ["sh", "-c", f'set -a; . "{path}"; set +a; env'],
         env={},
         capture_output=True,
         text=True,
         check=True,
     )
     from_sh = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
-    for key, value in env_file(ENV_FILE).items():
+    for key, value in env_file(path).items():
         assert from_sh[key] == value
 
 

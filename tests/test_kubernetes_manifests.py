@@ -64,9 +64,10 @@ def test_both_variants_render_the_nightly_cronjob_the_migrate_job_and_the_settin
 
 
 def test_every_object_validates_against_the_kubernetes_schema(
-    manifests: Manifests, sharded_manifests: Manifests
+    manifests: Manifests, sharded_manifests: Manifests, system_manifests: dict[str, Manifests]
 ) -> None:
-    objects = [*manifests, *sharded_manifests, *load_yaml_documents(SECRET_EXAMPLE)]
+    systems = [obj for objects in system_manifests.values() for obj in objects]
+    objects = [*manifests, *sharded_manifests, *systems, *load_yaml_documents(SECRET_EXAMPLE)]
     for obj in objects:
         for version in KUBERNETES_VERSIONS:
             try:  # strict: a misspelt field is an error, not silently dropped
@@ -76,15 +77,39 @@ def test_every_object_validates_against_the_kubernetes_schema(
 
 
 def test_every_variable_the_manifests_set_is_a_setting_the_program_knows(
-    manifests: Manifests, sharded_manifests: Manifests, known_variables: set[str]
+    manifests: Manifests,
+    sharded_manifests: Manifests,
+    system_manifests: dict[str, Manifests],
+    known_variables: set[str],
 ) -> None:
-    for objects in (manifests, sharded_manifests):
+    for objects in (manifests, sharded_manifests, *system_manifests.values()):
         for template in pod_templates(objects):
             for container in template.containers:
                 names = set(container_environment(container, objects))
                 assert names, template.owner
                 assert names <= known_variables, (template.owner, names - known_variables)
                 assert "JOB_COMPLETION_INDEX" not in names  # Kubernetes sets it
+
+
+def test_two_thulium_systems_are_two_overlays_each_with_its_own_names_secret_and_schema(
+    system_manifests: dict[str, Manifests],
+) -> None:
+    seen: dict[str, set[str]] = {"names": set(), "secrets": set(), "schemas": set()}
+    for system, objects in system_manifests.items():
+        names = {o["metadata"]["name"] for o in objects}
+        assert all(name.endswith(f"-{system}") for name in names), names
+        assert not names & seen["names"]
+        seen["names"] |= names
+        for template in pod_templates(objects):
+            (container,) = template.containers
+            schema = container_environment(container, objects)["THULIUM_DB_SCHEMA"]
+            assert schema == system, template.owner  # sync and migrate alike
+            volumes = template.pod["volumes"]
+            (secret,) = [v["secret"]["secretName"] for v in volumes if "secret" in v]
+            assert secret == f"thulium-etl-{system}", template.owner
+            seen["secrets"].add(secret)
+        seen["schemas"].add(system)
+    assert len(system_manifests) == 2 and len(seen["secrets"]) == 2
 
 
 def test_secrets_are_mounted_read_only_as_files_and_read_through_the_file_variables(

@@ -12,6 +12,7 @@ from etl.config.parsers import (
     Number,
     OneOf,
     RoleName,
+    SchemaName,
     ShardSpec,
     Switch,
     Text,
@@ -73,6 +74,15 @@ class DatabaseSettings:
         "seconds any statement of the job may run",
         parse=Number(0.001, 86_400),
         default=600.0,
+    )
+    schema: str = setting(
+        "THULIUM_DB_SCHEMA",
+        "the PostgreSQL schema that holds every table, view and function of the job, and its "
+        "alembic_version: one per Thulium system when several share a database (migrate "
+        "creates it). Its run lock, run history, grant-read and metrics (a schema label) are "
+        "its own",
+        parse=SchemaName(),
+        default="public",
     )
 
 

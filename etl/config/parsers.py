@@ -155,6 +155,26 @@ class RoleName:
         return f"a role name of at most {_ROLE_NAME_BYTES} bytes"
 
 
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+@dataclass(frozen=True)
+class SchemaName:
+    """A PostgreSQL schema name the job may own: lower-case letters, digits and ``_``, not
+    starting with a digit or ``pg_`` (PostgreSQL's own), at most 63 characters. The same
+    name quoted or not, in SQL, in a libpq option, in a metric's label."""
+
+    def __call__(self, raw: str, source: str) -> str:
+        if not _SCHEMA_NAME.fullmatch(raw) or raw.startswith("pg_"):
+            raise ConfigError(
+                f"{source}={_shown(raw)} is not a schema name thulium-etl takes: {self.describe()}"
+            )
+        return raw
+
+    def describe(self) -> str:
+        return "a-z, 0-9 and _, not starting with a digit or pg_, at most 63 characters"
+
+
 @dataclass(frozen=True)
 class ExistingFile:
     """The path of a readable file."""

@@ -227,14 +227,19 @@ def container_security(template: PodTemplate, container: dict[str, Any]) -> dict
 def container_environment(
     container: dict[str, Any], objects: list[dict[str, Any]]
 ) -> dict[str, str]:
-    """The variables a container gets: its ``env`` and the ConfigMaps of its ``envFrom``."""
+    """The variables a container gets: its ``env`` (a ConfigMap's key looked up) and the
+    ConfigMaps of its ``envFrom``."""
     env: dict[str, str] = {}
     for source in container.get("envFrom", []):
         assert "configMapRef" in source, f"envFrom other than a ConfigMap: {source}"
         config_map = the(objects, "ConfigMap", source["configMapRef"]["name"])
         env.update({source.get("prefix", "") + k: v for k, v in config_map["data"].items()})
     for item in container.get("env", []):
-        env[item["name"]] = item.get("value", "<from valueFrom>")
+        key = item.get("valueFrom", {}).get("configMapKeyRef")
+        if key is not None:
+            env[item["name"]] = the(objects, "ConfigMap", key["name"])["data"][key["key"]]
+        else:
+            env[item["name"]] = item.get("value", "<from valueFrom>")
     return env
 
 

@@ -23,11 +23,15 @@ WAITING = "wait_event_type = 'Lock'"
 
 
 @contextlib.contextmanager
-def holding_run_lock(db_url: URL, shard: Shard | None = None) -> Iterator[int]:
-    """Hold the run lock of ``shard`` (None: an unsharded run) for the block; yields the
-    holding session's pid."""
+def holding_run_lock(
+    db_url: URL, shard: Shard | None = None, *, schema: str = "public"
+) -> Iterator[int]:
+    """Hold the run lock of ``shard`` (None: an unsharded run) of the job in ``schema`` for
+    the block; yields the holding session's pid."""
     scope = scope_of(shard)
-    with psycopg.connect(libpq(db_url), application_name=HOLDER_APPLICATION) as holder:
+    with psycopg.connect(
+        libpq(db_url), application_name=HOLDER_APPLICATION, options=f"-c search_path={schema}"
+    ) as holder:
         holder.execute("INSERT INTO run_locks (scope) VALUES (%s) ON CONFLICT DO NOTHING", [scope])
         holder.commit()
         holder.execute("SELECT scope FROM run_locks WHERE scope = %s FOR UPDATE", [scope])

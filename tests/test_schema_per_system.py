@@ -1,0 +1,166 @@
+"""Several Thulium systems in one database, a schema each (``THULIUM_DB_SCHEMA``): each
+system's tables, run lock, run history, read access and metrics are its own, and a run of
+one never waits for another's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import errors, sql
+from sqlalchemy import Engine
+from sqlalchemy.engine import URL
+
+from standin import StandIn, sample_statuses
+from tests.helpers.cli import PASSWORD, USER, make_env, run_cli, spawn_cli
+from tests.helpers.databases import libpq
+from tests.helpers.locks import holding_run_lock
+from tests.helpers.prometheus import series
+from tests.helpers.roles import connect_as
+
+SYSTEMS = {"acme": ["00001", "00002"], "globex": ["00007", "00008", "00009"]}
+
+
+def _env(api: StandIn, url: URL, schema: str, **extra: str) -> dict[str, str]:
+    return make_env(api, url, SYSTEMS[schema], THULIUM_DB_SCHEMA=schema, **extra)
+
+
+def _serve(api: StandIn, schema: str) -> None:
+    for n, campaign_id in enumerate(SYSTEMS[schema]):
+        api.set_statuses(campaign_id, sample_statuses(campaign_id, 3 + n, seed=n))
+
+
+def _migrated(api: StandIn, url: URL, *schemas: str) -> None:
+    for schema in schemas:
+        result = run_cli("migrate", env=_env(api, url, schema))
+        assert result.code == 0, result.err
+
+
+def _rows(url: URL, query: sql.Composed | str) -> list[tuple[object, ...]]:
+    with psycopg.connect(libpq(url)) as conn:
+        return conn.execute(query).fetchall()
+
+
+def _relations(url: URL, schema: str) -> set[str]:
+    query = "SELECT relname FROM pg_class WHERE relnamespace = CAST(%s AS regnamespace)"
+    with psycopg.connect(libpq(url)) as conn:
+        return {name for (name,) in conn.execute(query, [schema])}
+
+
+def test_migrate_creates_the_schema_and_everything_of_the_job_lands_in_it(
+    api: StandIn, empty_database: Engine
+) -> None:
+    url = empty_database.url
+
+    _migrated(api, url, "acme")
+
+    acme = _relations(url, "acme")
+    assert {"statuses", "status_history", "sync_runs", "run_locks", "alembic_version"} <= acme
+    assert {"current_statuses", "status_changes"} <= acme
+    functions = _rows(url, "SELECT proname FROM pg_proc WHERE pronamespace = 'acme'::regnamespace")
+    assert functions == [("statuses_as_of",)]
+    assert _relations(url, "public") == set()
+
+
+def test_two_systems_synced_at_once_into_one_database_each_see_only_their_own(
+    empty_database: Engine,
+) -> None:
+    url = empty_database.url
+    with (
+        StandIn(user=USER, password=PASSWORD) as acme,
+        StandIn(user=USER, password=PASSWORD) as globex,
+    ):
+        apis = {"acme": acme, "globex": globex}
+        for schema, api in apis.items():
+            _migrated(api, url, schema)
+            _serve(api, schema)
+            api.latency = 0.05  # both runs last long enough to overlap
+        runs = {
+            schema: spawn_cli("sync", env=_env(api, url, schema, THULIUM_CONCURRENCY="1"))
+            for schema, api in apis.items()
+        }
+        errs = {schema: proc.communicate(timeout=60)[1] for schema, proc in runs.items()}
+
+    for schema, proc in runs.items():
+        assert proc.returncode == 0, errs[schema]
+        stored = _rows(
+            url,
+            sql.SQL("SELECT DISTINCT campaign_id FROM {} ORDER BY 1").format(
+                sql.Identifier(schema, "statuses")
+            ),
+        )
+        assert [c for (c,) in stored] == SYSTEMS[schema]
+        outcomes = _rows(
+            url, sql.SQL("SELECT outcome FROM {}").format(sql.Identifier(schema, "sync_runs"))
+        )
+        assert outcomes == [("succeeded",)]
+
+
+def test_a_run_of_one_system_never_waits_for_another(api: StandIn, empty_database: Engine) -> None:
+    url = empty_database.url
+    _migrated(api, url, "acme", "globex")
+    _serve(api, "acme")
+    _serve(api, "globex")
+
+    with holding_run_lock(url, schema="acme"):  # acme's sync is running
+        acme = run_cli("sync", env=_env(api, url, "acme"))
+        globex = run_cli("sync", env=_env(api, url, "globex"))
+
+    assert acme.code == 75, acme.err
+    assert globex.code == 0, globex.err
+
+
+def test_read_access_to_one_system_gives_nothing_on_another(
+    api: StandIn, empty_database: Engine, pg_server: URL, tmp_path: Path
+) -> None:
+    from tests.helpers.roles import login_role
+
+    url = empty_database.url
+    _migrated(api, url, "acme", "globex")
+    _serve(api, "acme")
+    assert run_cli("sync", env=_env(api, url, "acme")).code == 0
+    with login_role(pg_server, url, "etl_reader_of_acme") as role:
+        assert run_cli("grant-read", role, env=_env(api, url, "acme")).code == 0
+
+        with connect_as(url, role) as conn:
+            assert conn.execute("SELECT count(*) FROM acme.current_statuses").fetchone() == (7,)
+            for relation in ("globex.statuses", "globex.current_statuses", "public.statuses"):
+                with pytest.raises((errors.InsufficientPrivilege, errors.UndefinedTable)):
+                    conn.execute(f"SELECT * FROM {relation}")
+
+
+@pytest.mark.parametrize(
+    "name", ["Acme", "acme;drop", 'ac"me', "acme-x", "1acme", "pg_catalog", "a" * 64]
+)
+def test_a_schema_name_the_job_cannot_own_is_a_configuration_error(
+    api: StandIn, db_url: URL, name: str
+) -> None:
+    result = run_cli("migrate", env={**_env(api, db_url, "acme"), "THULIUM_DB_SCHEMA": name})
+
+    assert result.code == 2, result.err
+    assert "THULIUM_DB_SCHEMA" in result.err and "Traceback" not in result.err
+
+
+def test_a_sync_into_a_schema_never_migrated_exits_3(api: StandIn, empty_database: Engine) -> None:
+    _migrated(api, empty_database.url, "acme")
+    _serve(api, "globex")
+
+    result = run_cli("sync", env=_env(api, empty_database.url, "globex"))
+
+    assert result.code == 3, result.err
+    assert "thulium-etl migrate" in result.err
+
+
+def test_a_systems_metrics_carry_its_schema(
+    api: StandIn, empty_database: Engine, tmp_path: Path
+) -> None:
+    url = empty_database.url
+    _migrated(api, url, "acme")
+    _serve(api, "acme")
+    file = tmp_path / "acme.prom"
+
+    assert run_cli("sync", env=_env(api, url, "acme", THULIUM_METRICS_FILE=str(file))).code == 0
+
+    found = series(file.read_text())
+    assert found and all(dict(labels).get("schema") == "acme" for _, labels in found)
