@@ -31,6 +31,7 @@ def run_migrations_online() -> None:
     try:
         with engine.connect() as conn:
             conn.execute(text("CREATE SCHEMA IF NOT EXISTS " + quoted(conn, settings.schema)))
+            conn.commit()
             context.configure(connection=conn, target_metadata=metadata)
             with context.begin_transaction():
                 context.run_migrations()
