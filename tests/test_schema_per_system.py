@@ -4,6 +4,8 @@ one never waits for another's."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import psycopg
@@ -13,7 +15,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
 from standin import StandIn, sample_statuses
-from tests.helpers.cli import PASSWORD, USER, make_env, run_cli, spawn_cli
+from tests.helpers.cli import PASSWORD, ROOT, USER, make_env, run_cli, spawn_cli
 from tests.helpers.databases import libpq
 from tests.helpers.locks import holding_run_lock
 from tests.helpers.prometheus import series
@@ -164,3 +166,22 @@ def test_a_systems_metrics_carry_its_schema(
 
     found = series(file.read_text())
     assert found and all(dict(labels).get("schema") == "acme" for _, labels in found)
+
+
+def test_plain_alembic_upgrade_head_migrates_the_schema_too(empty_database: Engine) -> None:
+    url = empty_database.url
+    done = subprocess.run(
+        [sys.executable, "-m", "alembic", "upgrade", "head"],
+        cwd=ROOT,
+        env={
+            "DATABASE_URL": url.render_as_string(hide_password=False),
+            "THULIUM_DB_SCHEMA": "acme",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert {"statuses", "alembic_version"} <= _relations(url, "acme")
+    assert _relations(url, "public") == set()
