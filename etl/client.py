@@ -13,16 +13,17 @@ import email.utils
 import re
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import TypedDict
 
 import requests
 
 from etl import __version__
 from etl.config import ApiSettings, RetryPolicy
-from etl.errors import ApiError, AuthError, BodyTooLarge, DeadlineExceeded, InterruptedRun
+from etl.errors import ApiError, AuthError, BodyTooLarge, DeadlineExceeded
 from etl.outcomes import RequestCounts
 from etl.records import STATS_SUBJECT, snippet, thulium_error, thulium_said
-from etl.retry import RetryGate, api_retrying
+from etl.retry import RetryGate, api_retrying, retried
 from etl.transport import Answer, Transport
 
 USER_AGENT = f"thulium-etl/{__version__} python-requests/{requests.__version__}"
@@ -53,6 +54,10 @@ class _TransientError(ApiError):
             attempts=attempts,
         )
         self.retry_after = retry_after
+
+
+class _RetriesSpent(ApiError):
+    """A transient failure that no more attempts will be made for."""
 
 
 class _Who(TypedDict):
@@ -179,37 +184,43 @@ class ThuliumClient:
         return self._gate.api_down(workers=workers, read_timeout=self._api.timeout)
 
     def _fetch(self, target: _Target) -> Reply:
-        attempts = 0
         transient = False
         try:
-            for attempt in api_retrying(
-                self._policy, self._gate, retryable=lambda e: isinstance(e, _TransientError)
-            ):
-                with attempt:
-                    attempts = attempt.retry_state.attempt_number
-                    return self._get(target, attempt=attempts)
-        except _TransientError as exc:
+            reply, _ = retried(
+                api_retrying(
+                    self._policy, self._gate, retryable=lambda e: isinstance(e, _TransientError)
+                ),
+                partial(self._get, target),
+                failures=_TransientError,
+                stop=self._gate.stop,
+                doing=f"fetching {target.subject}",
+                final=partial(self._gave_up, target),
+            )
+        except _RetriesSpent:
             transient = True
-            if self._gate.stop.is_set():
-                raise InterruptedRun(f"stopped while fetching {target.subject}") from None
-            message = exc.message
-            if attempts > 1:
-                message += f" (after {attempts} attempts)"
-            if attempts < self._policy.attempts:
-                message += "; no more retries: the run's THULIUM_RETRY_BUDGET is spent"
-            raise ApiError(
-                message,
-                **target.who(),
-                status=exc.status,
-                request_id=exc.request_id,
-                attempts=attempts,
-            ) from None
+            raise
         finally:
-            self.counts.retried(max(0, attempts - 1))
             self._gate.settled(failed_transiently=transient)
-        raise AssertionError("tenacity returned without an outcome")  # pragma: no cover
+        return reply
 
-    def _get(self, target: _Target, *, attempt: int) -> Reply:
+    def _gave_up(self, target: _Target, exc: _TransientError, attempts: int) -> ApiError:
+        """A transient failure past its retries, saying why there were no more."""
+        message = exc.message
+        if attempts > 1:
+            message += f" (after {attempts} attempts)"
+        if attempts < self._policy.attempts:
+            message += "; no more retries: the run's THULIUM_RETRY_BUDGET is spent"
+        return _RetriesSpent(
+            message,
+            **target.who(),
+            status=exc.status,
+            request_id=exc.request_id,
+            attempts=attempts,
+        )
+
+    def _get(self, target: _Target, attempt: int) -> Reply:
+        if attempt > 1:
+            self.counts.retried(1)
         self._gate.wait_turn()
         answer = self._request(target, attempt=attempt)
         return self._understood(target, answer, attempt=attempt)
