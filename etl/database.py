@@ -137,6 +137,22 @@ def make_engine(settings: DatabaseSettings, *, pool_size: int = 2) -> Engine:
     )
 
 
+def server_codec(connection: Connection) -> str:
+    """The Python codec of the database's encoding (the server reports it at connect), to
+    escape before writing what it cannot hold. SQL_ASCII stores the bytes it is sent (the
+    job's UTF-8); an encoding Python lacks (MULE_INTERNAL) gets ASCII, which any can hold."""
+    import psycopg
+    from psycopg._encodings import pg2pyenc  # psycopg's table: PostgreSQL names to Python's
+
+    name = _driver(connection).info.parameter_status("server_encoding") or "SQL_ASCII"
+    if name == "SQL_ASCII":
+        return "utf-8"
+    try:
+        return pg2pyenc(name.encode())
+    except psycopg.NotSupportedError:
+        return "ascii"
+
+
 def _ms(seconds: float) -> int:
     return round(seconds * 1000)
 
