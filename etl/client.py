@@ -8,7 +8,6 @@ retried by :func:`etl.retry.api_retrying`. Permanent failures (other 4xx, a 2xx 
 
 from __future__ import annotations
 
-import contextlib
 import email.utils
 import re
 import time
@@ -136,7 +135,6 @@ class ThuliumClient:
         self._policy = policy
         self._gate = gate
         self.counts = counts or RequestCounts()
-        self._exits = contextlib.ExitStack()
         self._transport = Transport(
             user=api.user,
             password=api.password,
@@ -146,19 +144,16 @@ class ThuliumClient:
             read_timeout=api.timeout,
             deadline=api.request_deadline,
             max_body=api.max_body_bytes,
+            stop=gate.stop,
         )
 
     def close(self) -> None:
         self._transport.close()
 
     def __enter__(self) -> ThuliumClient:
-        # While in use, a stop ends the requests in flight at once: no read waits out its
-        # timeout, whichever thread it blocks.
-        self._exits.enter_context(self._gate.stop.cancelling(self._transport.abort))
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._exits.close()
         self.close()
 
     def statuses_url(self, campaign_id: str) -> str:

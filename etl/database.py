@@ -347,18 +347,12 @@ def _stoppable(connection: Connection, stop: Stop, *, within: float | None) -> I
             if not done.is_set():
                 _cut(connection, driver, backend)
 
-    deadline = threading.Timer(within, interrupt) if within is not None else None
-    if deadline is not None:
-        deadline.daemon = True
-        deadline.start()
-    with stop.cancelling(interrupt):
+    with stop.cancelling(interrupt, within=within):
         try:
             yield
         finally:
             with ending:
                 done.set()
-            if deadline is not None:
-                deadline.cancel()
 
 
 def _cut(connection: Connection, driver: Any, backend: int) -> None:
