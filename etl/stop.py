@@ -76,6 +76,7 @@ class Stop:
         self._waits: set[_Wait] = set()
         self._changed = threading.Condition()  # guards _waits; wakes the clock
         self._clock: threading.Thread | None = None
+        self._next_due = float("inf")  # what the clock waits for
         self._at_deadline = at_deadline
         self._requested_at: float | None = None
 
@@ -136,10 +137,13 @@ class Stop:
     def _add(self, wait: _Wait) -> None:
         with self._changed:
             self._waits.add(wait)
-            if wait.due != float("inf") and self._clock is None:
+            if wait.due == float("inf"):
+                return
+            if self._clock is None:
                 self._clock = threading.Thread(target=self._tick, name="stop-clock", daemon=True)
                 self._clock.start()
-            self._changed.notify()
+            elif wait.due < self._next_due:
+                self._changed.notify()  # a bound sooner than the one the clock waits for
 
     def _tick(self) -> None:
         """The clock: cancel each wait whose bound has passed; ends when no bound is left."""
@@ -151,7 +155,9 @@ class Stop:
                     return
                 pause = due - time.monotonic()
                 if pause > 0:
+                    self._next_due = due
                     self._changed.wait(pause)
+                    self._next_due = float("inf")
                     continue
             self._cancel(due_by=time.monotonic())
 
