@@ -218,7 +218,7 @@ class ThuliumClient:
             self.counts.retried(1)
         self._gate.wait_turn()
         answer = self._request(target, attempt=attempt)
-        return self._understood(target, answer, attempt=attempt)
+        return _understood(target, answer, attempt=attempt)
 
     def _request(self, target: _Target, *, attempt: int) -> Answer:
         """One GET, counted; getting no usable answer at all is one of our errors."""
@@ -243,66 +243,62 @@ class ThuliumClient:
         self.counts.answered(answer.status)
         return answer
 
-    def _understood(self, target: _Target, answer: Answer, *, attempt: int) -> Reply:
-        """What an answer means: a 200's body, or the error it is."""
-        status = answer.status
-        if status == 200:
-            return Reply(status, answer.body, attempt)
-        if status < 200:
-            raise _TransientError(
-                f"HTTP {status} {answer.reason}: an interim answer where the final one was "
-                "due; its connection is closed and the request made again on a new one",
-                **target.who(),
-                status=status,
-                attempts=attempt,
-            )
-        if status < 300:
-            raise ApiError(
-                f"HTTP {status} {answer.reason}: only a 200 answer is the complete list of "
-                f"{target.listing}, so nothing was changed",
-                **target.who(),
-                status=status,
-                request_id=answer.headers.get("X-Request-Id"),
-                attempts=attempt,
-            )
-        request_id, messages = thulium_error(answer.body)
-        request_id = request_id or answer.headers.get("X-Request-Id")
-        message = _describe(answer, messages)
-        if status in _TRANSIENT_STATUS:
-            raise _TransientError(
-                message,
-                **target.who(),
-                status=status,
-                request_id=request_id,
-                retry_after=parse_retry_after(answer.headers.get("Retry-After")),
-                attempts=attempt,
-            )
-        if status == 401:
-            raise AuthError(
-                f"{message}: check THULIUM_USER and THULIUM_PASSWORD",
-                **target.who(),
-                status=status,
-                request_id=request_id,
-                attempts=attempt,
-            )
-        if 300 <= status < 400:
-            location = answer.headers.get("Location")
-            message += (
-                f": redirected to {location}; check THULIUM_BASE_URL"
-                if location
-                else f": not the list of {target.listing} (a {status} without a Location)"
-            )
-        elif status == 403:
-            message += ": the API user may lack Thulium's permission for this method"
-        elif status == 404 and not target.campaign_id:
-            message += ": this Thulium may not offer GET /outbounds/stats; list the ids instead"
+
+def _understood(target: _Target, answer: Answer, *, attempt: int) -> Reply:
+    """What an answer means: a 200's body, or the error it is (raised)."""
+    status = answer.status
+    if status == 200:
+        return Reply(status, answer.body, attempt)
+    if status < 200:
+        raise _TransientError(
+            f"HTTP {status} {answer.reason}: an interim answer where the final one was "
+            "due; its connection is closed and the request made again on a new one",
+            **target.who(),
+            status=status,
+            attempts=attempt,
+        )
+    if status < 300:
         raise ApiError(
+            f"HTTP {status} {answer.reason}: only a 200 answer is the complete list of "
+            f"{target.listing}, so nothing was changed",
+            **target.who(),
+            status=status,
+            request_id=answer.headers.get("X-Request-Id"),
+            attempts=attempt,
+        )
+    raise _error_answer(target, answer, attempt=attempt)
+
+
+def _error_answer(target: _Target, answer: Answer, *, attempt: int) -> ApiError:
+    """The error a 3xx, 4xx or 5xx answer is, in Thulium's words when it sent any."""
+    status = answer.status
+    request_id, messages = thulium_error(answer.body)
+    request_id = request_id or answer.headers.get("X-Request-Id")
+    message = _describe(answer, messages)
+    if status in _TRANSIENT_STATUS:
+        return _TransientError(
             message,
             **target.who(),
             status=status,
             request_id=request_id,
+            retry_after=parse_retry_after(answer.headers.get("Retry-After")),
             attempts=attempt,
         )
+    kind = ApiError
+    if status == 401:
+        kind, message = AuthError, f"{message}: check THULIUM_USER and THULIUM_PASSWORD"
+    elif 300 <= status < 400:
+        location = answer.headers.get("Location")
+        message += (
+            f": redirected to {location}; check THULIUM_BASE_URL"
+            if location
+            else f": not the list of {target.listing} (a {status} without a Location)"
+        )
+    elif status == 403:
+        message += ": the API user may lack Thulium's permission for this method"
+    elif status == 404 and not target.campaign_id:
+        message += ": this Thulium may not offer GET /outbounds/stats; list the ids instead"
+    return kind(message, **target.who(), status=status, request_id=request_id, attempts=attempt)
 
 
 def _network_reason(exc: Exception) -> str:

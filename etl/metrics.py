@@ -97,6 +97,22 @@ def registry(report: RunReport, *, labels: Mapping[str, str]) -> CollectorRegist
         "outcome",
         ((str(candidate), candidate is report.outcome) for candidate in _REPORTED_OUTCOMES),
     )
+    _counts(report, gauges)
+    gauge(
+        "thulium_etl_last_run_http_retries",
+        "HTTP requests made again after a transient failure in the last sync run",
+        report.http.retries,
+    )
+    build = Info("thulium_etl_build", "The thulium-etl version that ran", names, registry=reg)
+    _series(build, labels).info({"version": __version__})
+    return reg
+
+
+_Gauges = Callable[[str, str, str, Iterable[tuple[str, float]]], None]
+
+
+def _counts(report: RunReport, gauges: _Gauges) -> None:
+    """The run's campaigns by outcome, rows by change and requests by HTTP status."""
     t = report.totals
     gauges(
         "thulium_etl_last_run_campaigns",
@@ -121,14 +137,6 @@ def registry(report: RunReport, *, labels: Mapping[str, str]) -> CollectorRegist
         "code",
         sorted(report.http.by_status.items()),
     )
-    gauge(
-        "thulium_etl_last_run_http_retries",
-        "HTTP requests made again after a transient failure in the last sync run",
-        report.http.retries,
-    )
-    build = Info("thulium_etl_build", "The thulium-etl version that ran", names, registry=reg)
-    _series(build, labels).info({"version": __version__})
-    return reg
 
 
 M = TypeVar("M", Gauge, Info)
