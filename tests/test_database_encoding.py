@@ -1,7 +1,7 @@
 """A database whose encoding is not UTF-8 (LATIN2, as Polish installations often have, or
 SQL_ASCII) works like a UTF-8 one: the job always talks UTF-8 to it, the server converts, a
-status it cannot hold fails its campaign alone, and an error message it cannot hold is
-recorded escaped to ASCII."""
+status it cannot hold fails its campaign alone, and the characters of an error message it
+cannot hold are recorded escaped."""
 
 from __future__ import annotations
 
