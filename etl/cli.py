@@ -62,7 +62,7 @@ def _stop_on_signals(*, announce: bool = False) -> Iterator[Stop]:
     with is its one line. If the process has not ended :data:`etl.stop.DEADLINE` seconds
     after the first signal, whatever it waits on, it ends with exit code 143.
     """
-    stop = Stop()
+    stop = Stop(at_deadline=_end_now)
     if threading.current_thread() is not threading.main_thread():
         yield stop
         return
@@ -92,15 +92,11 @@ def _ignore(signum: int, frame: FrameType | None) -> None:
 def _watch_signals(read: int, stop: Stop, announce: bool) -> None:
     while chunk := os.read(read, 64):
         for signum in chunk:
-            if not stop.is_set():
-                if announce:
-                    logger.warning(
-                        "received %s: stopping (a write in progress is rolled back)",
-                        signal.Signals(signum).name,
-                    )
-                backstop = threading.Timer(STOP_DEADLINE, _end_now)
-                backstop.daemon = True
-                backstop.start()
+            if announce and not stop.is_set():
+                logger.warning(
+                    "received %s: stopping (a write in progress is rolled back)",
+                    signal.Signals(signum).name,
+                )
             stop.request()
 
 

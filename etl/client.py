@@ -8,21 +8,21 @@ retried by :func:`etl.retry.api_retrying`. Permanent failures (other 4xx, a 2xx 
 
 from __future__ import annotations
 
-import contextlib
 import email.utils
 import re
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import TypedDict
 
 import requests
 
 from etl import __version__
 from etl.config import ApiSettings, RetryPolicy
-from etl.errors import ApiError, AuthError, BodyTooLarge, DeadlineExceeded, InterruptedRun
+from etl.errors import ApiError, AuthError, BodyTooLarge, DeadlineExceeded
 from etl.outcomes import RequestCounts
 from etl.records import STATS_SUBJECT, snippet, thulium_error, thulium_said
-from etl.retry import RetryGate, api_retrying
+from etl.retry import RetryGate, api_retrying, retried
 from etl.transport import Answer, Transport
 
 USER_AGENT = f"thulium-etl/{__version__} python-requests/{requests.__version__}"
@@ -53,6 +53,10 @@ class _TransientError(ApiError):
             attempts=attempts,
         )
         self.retry_after = retry_after
+
+
+class _RetriesSpent(ApiError):
+    """A transient failure that no more attempts will be made for."""
 
 
 class _Who(TypedDict):
@@ -131,7 +135,6 @@ class ThuliumClient:
         self._policy = policy
         self._gate = gate
         self.counts = counts or RequestCounts()
-        self._exits = contextlib.ExitStack()
         self._transport = Transport(
             user=api.user,
             password=api.password,
@@ -141,19 +144,16 @@ class ThuliumClient:
             read_timeout=api.timeout,
             deadline=api.request_deadline,
             max_body=api.max_body_bytes,
+            stop=gate.stop,
         )
 
     def close(self) -> None:
         self._transport.close()
 
     def __enter__(self) -> ThuliumClient:
-        # While in use, a stop ends the requests in flight at once: no read waits out its
-        # timeout, whichever thread it blocks.
-        self._exits.enter_context(self._gate.stop.cancelling(self._transport.abort))
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._exits.close()
         self.close()
 
     def statuses_url(self, campaign_id: str) -> str:
@@ -179,40 +179,46 @@ class ThuliumClient:
         return self._gate.api_down(workers=workers, read_timeout=self._api.timeout)
 
     def _fetch(self, target: _Target) -> Reply:
-        attempts = 0
         transient = False
         try:
-            for attempt in api_retrying(
-                self._policy, self._gate, retryable=lambda e: isinstance(e, _TransientError)
-            ):
-                with attempt:
-                    attempts = attempt.retry_state.attempt_number
-                    return self._get(target, attempt=attempts)
-        except _TransientError as exc:
+            reply, _ = retried(
+                api_retrying(
+                    self._policy, self._gate, retryable=lambda e: isinstance(e, _TransientError)
+                ),
+                partial(self._get, target),
+                failures=_TransientError,
+                stop=self._gate.stop,
+                doing=f"fetching {target.subject}",
+                final=partial(self._gave_up, target),
+            )
+        except _RetriesSpent:
             transient = True
-            if self._gate.stop.is_set():
-                raise InterruptedRun(f"stopped while fetching {target.subject}") from None
-            message = exc.message
-            if attempts > 1:
-                message += f" (after {attempts} attempts)"
-            if attempts < self._policy.attempts:
-                message += "; no more retries: the run's THULIUM_RETRY_BUDGET is spent"
-            raise ApiError(
-                message,
-                **target.who(),
-                status=exc.status,
-                request_id=exc.request_id,
-                attempts=attempts,
-            ) from None
+            raise
         finally:
-            self.counts.retried(max(0, attempts - 1))
             self._gate.settled(failed_transiently=transient)
-        raise AssertionError("tenacity returned without an outcome")  # pragma: no cover
+        return reply
 
-    def _get(self, target: _Target, *, attempt: int) -> Reply:
+    def _gave_up(self, target: _Target, exc: _TransientError, attempts: int) -> ApiError:
+        """A transient failure past its retries, saying why there were no more."""
+        message = exc.message
+        if attempts > 1:
+            message += f" (after {attempts} attempts)"
+        if attempts < self._policy.attempts:
+            message += "; no more retries: the run's THULIUM_RETRY_BUDGET is spent"
+        return _RetriesSpent(
+            message,
+            **target.who(),
+            status=exc.status,
+            request_id=exc.request_id,
+            attempts=attempts,
+        )
+
+    def _get(self, target: _Target, attempt: int) -> Reply:
+        if attempt > 1:
+            self.counts.retried(1)
         self._gate.wait_turn()
         answer = self._request(target, attempt=attempt)
-        return self._understood(target, answer, attempt=attempt)
+        return _understood(target, answer, attempt=attempt)
 
     def _request(self, target: _Target, *, attempt: int) -> Answer:
         """One GET, counted; getting no usable answer at all is one of our errors."""
@@ -237,66 +243,62 @@ class ThuliumClient:
         self.counts.answered(answer.status)
         return answer
 
-    def _understood(self, target: _Target, answer: Answer, *, attempt: int) -> Reply:
-        """What an answer means: a 200's body, or the error it is."""
-        status = answer.status
-        if status == 200:
-            return Reply(status, answer.body, attempt)
-        if status < 200:
-            raise _TransientError(
-                f"HTTP {status} {answer.reason}: an interim answer where the final one was "
-                "due; its connection is closed and the request made again on a new one",
-                **target.who(),
-                status=status,
-                attempts=attempt,
-            )
-        if status < 300:
-            raise ApiError(
-                f"HTTP {status} {answer.reason}: only a 200 answer is the complete list of "
-                f"{target.listing}, so nothing was changed",
-                **target.who(),
-                status=status,
-                request_id=answer.headers.get("X-Request-Id"),
-                attempts=attempt,
-            )
-        request_id, messages = thulium_error(answer.body)
-        request_id = request_id or answer.headers.get("X-Request-Id")
-        message = _describe(answer, messages)
-        if status in _TRANSIENT_STATUS:
-            raise _TransientError(
-                message,
-                **target.who(),
-                status=status,
-                request_id=request_id,
-                retry_after=parse_retry_after(answer.headers.get("Retry-After")),
-                attempts=attempt,
-            )
-        if status == 401:
-            raise AuthError(
-                f"{message}: check THULIUM_USER and THULIUM_PASSWORD",
-                **target.who(),
-                status=status,
-                request_id=request_id,
-                attempts=attempt,
-            )
-        if 300 <= status < 400:
-            location = answer.headers.get("Location")
-            message += (
-                f": redirected to {location}; check THULIUM_BASE_URL"
-                if location
-                else f": not the list of {target.listing} (a {status} without a Location)"
-            )
-        elif status == 403:
-            message += ": the API user may lack Thulium's permission for this method"
-        elif status == 404 and not target.campaign_id:
-            message += ": this Thulium may not offer GET /outbounds/stats; list the ids instead"
+
+def _understood(target: _Target, answer: Answer, *, attempt: int) -> Reply:
+    """What an answer means: a 200's body, or the error it is (raised)."""
+    status = answer.status
+    if status == 200:
+        return Reply(status, answer.body, attempt)
+    if status < 200:
+        raise _TransientError(
+            f"HTTP {status} {answer.reason}: an interim answer where the final one was "
+            "due; its connection is closed and the request made again on a new one",
+            **target.who(),
+            status=status,
+            attempts=attempt,
+        )
+    if status < 300:
         raise ApiError(
+            f"HTTP {status} {answer.reason}: only a 200 answer is the complete list of "
+            f"{target.listing}, so nothing was changed",
+            **target.who(),
+            status=status,
+            request_id=answer.headers.get("X-Request-Id"),
+            attempts=attempt,
+        )
+    raise _error_answer(target, answer, attempt=attempt)
+
+
+def _error_answer(target: _Target, answer: Answer, *, attempt: int) -> ApiError:
+    """The error a 3xx, 4xx or 5xx answer is, in Thulium's words when it sent any."""
+    status = answer.status
+    request_id, messages = thulium_error(answer.body)
+    request_id = request_id or answer.headers.get("X-Request-Id")
+    message = _describe(answer, messages)
+    if status in _TRANSIENT_STATUS:
+        return _TransientError(
             message,
             **target.who(),
             status=status,
             request_id=request_id,
+            retry_after=parse_retry_after(answer.headers.get("Retry-After")),
             attempts=attempt,
         )
+    kind = ApiError
+    if status == 401:
+        kind, message = AuthError, f"{message}: check THULIUM_USER and THULIUM_PASSWORD"
+    elif 300 <= status < 400:
+        location = answer.headers.get("Location")
+        message += (
+            f": redirected to {location}; check THULIUM_BASE_URL"
+            if location
+            else f": not the list of {target.listing} (a {status} without a Location)"
+        )
+    elif status == 403:
+        message += ": the API user may lack Thulium's permission for this method"
+    elif status == 404 and not target.campaign_id:
+        message += ": this Thulium may not offer GET /outbounds/stats; list the ids instead"
+    return kind(message, **target.who(), status=status, request_id=request_id, attempts=attempt)
 
 
 def _network_reason(exc: Exception) -> str:

@@ -140,6 +140,22 @@ def make_engine(settings: DatabaseSettings, *, pool_size: int = 2) -> Engine:
     )
 
 
+def server_codec(connection: Connection) -> str:
+    """The Python codec of the database's encoding (the server reports it at connect), to
+    escape before writing what it cannot hold. SQL_ASCII stores the bytes it is sent (the
+    job's UTF-8); an encoding Python lacks (MULE_INTERNAL) gets ASCII, which any can hold."""
+    import psycopg
+    from psycopg._encodings import pg2pyenc  # psycopg's table: PostgreSQL names to Python's
+
+    name = _driver(connection).info.parameter_status("server_encoding") or "SQL_ASCII"
+    if name == "SQL_ASCII":
+        return "utf-8"
+    try:
+        return pg2pyenc(name.encode())
+    except psycopg.NotSupportedError:
+        return "ascii"
+
+
 def _ms(seconds: float) -> int:
     return round(seconds * 1000)
 
@@ -339,18 +355,12 @@ def _stoppable(connection: Connection, stop: Stop, *, within: float | None) -> I
             if not done.is_set():
                 _cut(connection, driver, backend)
 
-    deadline = threading.Timer(within, interrupt) if within is not None else None
-    if deadline is not None:
-        deadline.daemon = True
-        deadline.start()
-    with stop.cancelling(interrupt):
+    with stop.cancelling(interrupt, within=within):
         try:
             yield
         finally:
             with ending:
                 done.set()
-            if deadline is not None:
-                deadline.cancel()
 
 
 def _cut(connection: Connection, driver: Any, backend: int) -> None:

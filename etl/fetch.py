@@ -32,7 +32,7 @@ from etl.stop import Stop
 logger = logging.getLogger(__name__)
 
 _DONE = object()  # a worker's last word
-_POLL = 0.2  # seconds between looks at the stop request while waiting for results
+_WAKE = object()  # a stop: a reader waiting for a result looks at it
 
 
 @dataclass(frozen=True)
@@ -123,6 +123,7 @@ class Fetcher:
         self._queued = 0
         self._max_queued = max_queued
         self._closing = threading.Event()
+        self._exits = contextlib.ExitStack()
         self._workers = [
             threading.Thread(target=self._work, name=f"fetch-{n}", daemon=True)
             for n in range(min(concurrency, len(campaign_ids)))
@@ -131,6 +132,7 @@ class Fetcher:
         self.halted: Halt | None = None
 
     def __enter__(self) -> Fetcher:
+        self._exits.enter_context(self._stop.cancelling(self._close))
         for worker in self._workers:
             worker.start()
         return self
@@ -143,9 +145,8 @@ class Fetcher:
     ) -> None:
         # Workers finish the request in hand (or die with the process: they are daemons);
         # any waiting for room hands its result over at once, then stops.
-        with self._room:
-            self._closing.set()
-            self._room.notify_all()
+        self._exits.close()
+        self._close()
         with contextlib.suppress(queue.Empty):
             while True:
                 self._results.get_nowait()
@@ -155,13 +156,17 @@ class Fetcher:
         """Every worker has finished and every result has been read."""
         return self._running == 0
 
-    def get(self, timeout: float) -> Arrival | None:
-        """The next result, or None if none arrived within ``timeout`` (or all are read)."""
-        deadline = time.monotonic() + timeout
+    def get(self, timeout: float | None) -> Arrival | None:
+        """The next result, or None if none arrived within ``timeout`` (None: until one
+        does), all are read, or the run is stopped."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         while self._running:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                item = self._results.get(timeout=max(0.0, deadline - time.monotonic()))
+                item = self._results.get(timeout=left)
             except queue.Empty:
+                return None
+            if item is _WAKE:
                 return None
             if item is _DONE:
                 self._running -= 1
@@ -176,7 +181,7 @@ class Fetcher:
     def __iter__(self) -> Iterator[Result]:
         """Every result as it arrives, until all are read or the run is stopped."""
         while not self.exhausted and not self._stop.is_set():
-            arrival = self.get(_POLL)
+            arrival = self.get(None)
             if arrival is not None:
                 yield arrival.result
 
@@ -194,6 +199,13 @@ class Fetcher:
                 self._hand_over(self._fetch(campaign_id))
         finally:
             self._results.put(_DONE)
+
+    def _close(self) -> None:
+        """Let every worker hand over the result it holds and stop; wake a waiting reader."""
+        with self._room:
+            self._closing.set()
+            self._room.notify_all()
+        self._results.put(_WAKE)
 
     def _hand_over(self, result: Result) -> None:
         arrival, size = Arrival(result, time.monotonic()), weight(result)

@@ -97,6 +97,22 @@ def registry(report: RunReport, *, labels: Mapping[str, str]) -> CollectorRegist
         "outcome",
         ((str(candidate), candidate is report.outcome) for candidate in _REPORTED_OUTCOMES),
     )
+    _counts(report, gauges)
+    gauge(
+        "thulium_etl_last_run_http_retries",
+        "HTTP requests made again after a transient failure in the last sync run",
+        report.http.retries,
+    )
+    build = Info("thulium_etl_build", "The thulium-etl version that ran", names, registry=reg)
+    _series(build, labels).info({"version": __version__})
+    return reg
+
+
+_Gauges = Callable[[str, str, str, Iterable[tuple[str, float]]], None]
+
+
+def _counts(report: RunReport, gauges: _Gauges) -> None:
+    """The run's campaigns by outcome, rows by change and requests by HTTP status."""
     t = report.totals
     gauges(
         "thulium_etl_last_run_campaigns",
@@ -121,14 +137,6 @@ def registry(report: RunReport, *, labels: Mapping[str, str]) -> CollectorRegist
         "code",
         sorted(report.http.by_status.items()),
     )
-    gauge(
-        "thulium_etl_last_run_http_retries",
-        "HTTP requests made again after a transient failure in the last sync run",
-        report.http.retries,
-    )
-    build = Info("thulium_etl_build", "The thulium-etl version that ran", names, registry=reg)
-    _series(build, labels).info({"version": __version__})
-    return reg
 
 
 M = TypeVar("M", Gauge, Info)
@@ -182,13 +190,10 @@ class _Task:
     work: Callable[[], None]
 
 
-_STOPPED = "the job was stopped before it was done"
-
-
 def _run_within_deadline(tasks: Sequence[_Task], *, stop: Stop) -> None:
     """Run ``tasks`` side by side on daemon threads and log how each ended: one line each,
     written here, so a task left behind never logs after the job has moved on."""
-    ended: queue.SimpleQueue[tuple[_Task, Exception | None] | str] = queue.SimpleQueue()
+    ended: queue.SimpleQueue[tuple[_Task, Exception | None] | None] = queue.SimpleQueue()
 
     def run(task: _Task) -> None:
         try:
@@ -201,27 +206,22 @@ def _run_within_deadline(tasks: Sequence[_Task], *, stop: Stop) -> None:
     pending = list(tasks)
     # After a stop, what is left of the stop's own deadline, with a second to spare.
     seconds = min(REPORT_DEADLINE, stop.time_left() - 1) if stop.is_set() else REPORT_DEADLINE
-    deadline = time.monotonic() + max(0.0, seconds)
-    why = f"not done within {max(0.0, seconds):g} s, the deadline for reporting"
-    # Stop.request() runs the cancellers at every call: a run already interrupted still
-    # reports, and a further signal ends the wait.
-    with stop.cancelling(partial(ended.put, _STOPPED)):
+    seconds = max(0.0, seconds)
+    why = "the job was stopped before it was done"
+    # A stop (a further one, for a run already interrupted), or the deadline, ends the wait.
+    started = time.monotonic()
+    with stop.cancelling(partial(ended.put, None), within=seconds):
         for task in tasks:
             threading.Thread(target=run, args=(task,), name="metrics", daemon=True).start()
-        while pending:
-            try:
-                item = ended.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            if isinstance(item, str):
-                why = item
-                break
+        while pending and (item := ended.get()) is not None:
             task, error = item
             pending.remove(task)
             if error is None:
                 logger.info("%s", task.done)
             else:
                 logger.warning("could not %s: %s", task.what, error)
+        if pending and time.monotonic() - started >= seconds:
+            why = f"not done within {seconds:g} s, the deadline for reporting"
     for task in pending:
         logger.warning("could not %s: %s", task.what, why)
 

@@ -1,15 +1,18 @@
-"""The retry policies, built from tenacity's own parts: one for API requests, one for writes.
+"""The retry policies, built from tenacity's own parts, and the one loop that runs them.
 
 API requests (:func:`api_retrying`): exponential backoff with jitter
 (``wait_exponential_jitter``), unless the server said how long to wait: ``Retry-After`` is
 honoured up to the longest wait (:class:`wait_retry_after`, as dlt's
-``wait_exponential_retry_after`` does). A 429 closes the run's :class:`RetryGate` for every
-worker. Retrying stops at the attempt limit, or when the next wait would overrun the run's
-retry budget, or when the run is stopped.
+``wait_exponential_retry_after`` does). Before retrying a 429, the run's :class:`RetryGate`
+closes for every worker (:class:`pause_all_on_429`). Retrying stops at the attempt limit, or
+when the next wait would overrun the run's retry budget, or when the run is stopped.
 
 Database writes (:func:`database_retrying`): the same backoff, for a lost connection or a
 timeout only. Both sleep through :meth:`etl.stop.Stop.sleep`, which raises
 :class:`~etl.errors.InterruptedRun` the moment SIGTERM arrives: no retry wait delays a stop.
+
+:func:`retried` runs an action under either policy: it returns the result with the number of
+attempts, and turns the last failure into what the caller says it means.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 from tenacity import (
     RetryCallState,
@@ -30,9 +34,13 @@ from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
 from etl.config import RetryPolicy
+from etl.errors import InterruptedRun
 from etl.stop import Stop
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+E = TypeVar("E", bound=Exception)
 
 TOO_MANY_REQUESTS = 429
 # When the API is taken as down (RetryGate.api_down): past the retry budget, this many
@@ -138,21 +146,38 @@ def _backoff(initial: float, maximum: float) -> wait_base:
     return wait_exponential_jitter(multiplier=initial, max=maximum, jitter=initial)
 
 
-def _log_api_retry(gate: RetryGate) -> Callable[[RetryCallState], None]:
-    def before_sleep(state: RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome else None
-        wait = state.upcoming_sleep or 0.0
-        if getattr(error, "status", None) == TOO_MANY_REQUESTS:
-            gate.close_for(wait)
-        logger.warning(
-            "%s; retrying in %.2fs (attempt %d failed)",
-            error,
-            wait,
-            state.attempt_number,
-            extra={"campaign_id": getattr(error, "campaign_id", None)},
-        )
+class pause_all_on_429:
+    """Before a 429 is retried, every worker waits as long as this one: the answer says the
+    client, not one request, is too fast."""
 
-    return before_sleep
+    def __init__(self, gate: RetryGate) -> None:
+        self._gate = gate
+
+    def __call__(self, retry_state: RetryCallState) -> None:
+        error = retry_state.outcome.exception() if retry_state.outcome else None
+        if getattr(error, "status", None) == TOO_MANY_REQUESTS:
+            self._gate.close_for(retry_state.upcoming_sleep or 0.0)
+
+
+def _log_api_retry(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    logger.warning(
+        "%s; retrying in %.2fs (attempt %d failed)",
+        error,
+        state.upcoming_sleep or 0.0,
+        state.attempt_number,
+        extra={"campaign_id": getattr(error, "campaign_id", None)},
+    )
+
+
+def _in_turn(*hooks: Callable[[RetryCallState], None]) -> Callable[[RetryCallState], None]:
+    """One tenacity hook that calls ``hooks`` in order."""
+
+    def hook(state: RetryCallState) -> None:
+        for each in hooks:
+            each(state)
+
+    return hook
 
 
 def api_retrying(
@@ -166,7 +191,7 @@ def api_retrying(
             _backoff(policy.initial_wait, policy.max_wait), max_wait=policy.max_wait
         ),
         sleep=gate.stop.sleep,
-        before_sleep=_log_api_retry(gate),
+        before_sleep=_in_turn(pause_all_on_429(gate), _log_api_retry),
         reraise=True,
     )
 
@@ -188,3 +213,37 @@ def database_retrying(
         before_sleep=before_sleep,
         reraise=True,
     )
+
+
+def retried(
+    retrying: Retrying,
+    action: Callable[[int], T],
+    *,
+    failures: type[E],
+    stop: Stop,
+    doing: str,
+    final: Callable[[E, int], Exception],
+) -> tuple[T, int]:
+    """``action(attempt_number)`` under ``retrying``: its result, and the attempts it took.
+
+    The last of ``failures``, once no more attempts are made, is classified: after a stop it
+    is :class:`InterruptedRun` ("stopped while ``doing``"); otherwise it becomes
+    ``final(error, attempts)`` (the error itself, to raise it unchanged). Any other exception
+    passes through as it is.
+    """
+    attempts = 0
+
+    def attempt() -> T:
+        nonlocal attempts
+        attempts += 1
+        return action(attempts)
+
+    try:
+        return retrying(attempt), attempts
+    except failures as exc:
+        if stop.is_set():
+            raise InterruptedRun(f"stopped while {doing}") from None
+        error = final(exc, attempts)
+        if error is exc:
+            raise
+        raise error from None

@@ -21,7 +21,7 @@ from etl import discovery, history, logs, migrate, shards
 from etl.batches import batches
 from etl.client import ThuliumClient
 from etl.config import SyncCommand
-from etl.database import bounded, database_errors, reason
+from etl.database import bounded, database_errors, reason, server_codec
 from etl.errors import EtlError, InterruptedRun, LockHeldError
 from etl.fetch import Fetcher, queued_weight
 from etl.lock import RunLock
@@ -51,12 +51,11 @@ class _Run:
 
     def __init__(
         self,
-        engine: Engine,
         settings: SyncCommand,
         campaign_ids: Sequence[str],
         *,
         run_id: int,
-        lock: RunLock,
+        writer: Writer,
         stop: Stop,
         report: RunReport,
     ) -> None:
@@ -65,7 +64,7 @@ class _Run:
         self.report = report
         self.campaign_ids = campaign_ids
         self.stop = stop
-        self.writer = Writer(engine, run_id=run_id, lock=lock, stop=stop, settings=settings.write)
+        self.writer = writer
         self.tally = Tally(total=len(campaign_ids))
         self.started = time.monotonic()
         self.handled: set[str] = set()
@@ -200,9 +199,11 @@ def _sync(engine: Engine, settings: SyncCommand, stop: Stop, report: RunReport) 
         ):
             abandoned = history.abandon_stale_runs(conn, shard=shard)
             run_id = history.start_run(conn, campaign_ids=campaign_ids, shard=shard)
-        run = _Run(
-            engine, settings, campaign_ids, run_id=run_id, lock=lock, stop=stop, report=report
+            codec = server_codec(conn)
+        writer = Writer(
+            engine, run_id=run_id, lock=lock, stop=stop, settings=settings.write, codec=codec
         )
+        run = _Run(settings, campaign_ids, run_id=run_id, writer=writer, stop=stop, report=report)
         with logs.context(run_id=run_id, shard=str(shard) if shard else None):
             _announce(run_id, abandoned, campaign_ids, shard, settings)
             try:

@@ -8,8 +8,9 @@ proxy or load balancer from corrupting or hanging a run:
   whose real answer is still on its way, an error, a redirect) the worker's connections are
   closed, so a late answer can never be read as the answer to the worker's next request.
 - **Every request has a total deadline.** ``read_timeout`` bounds each read, not the whole
-  answer: a server that trickles a byte a second never trips it. A watchdog thread shuts
-  the socket of a request past its deadline, which ends whatever read is blocked on it.
+  answer: a server that trickles a byte a second never trips it. Each request registers
+  with the run's :class:`~etl.stop.Stop` to have its socket shut at its deadline or at a
+  stop, whichever comes first, which ends whatever read is blocked on it.
 - **Bodies are bounded after decompression.** They are read in chunks and counted as they
   are decoded, so neither an endless chunked body nor a small gzip body that inflates to
   gigabytes can grow the job's memory past ``max_body`` bytes.
@@ -20,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -32,10 +32,10 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.response import HTTPResponse
 
 from etl.errors import BodyTooLarge, DeadlineExceeded
+from etl.stop import Stop
 
 _CHUNK = 64 * 1024
 ERROR_BODY_LIMIT = 64 * 1024  # of an answer other than 200: enough for any error message
-_WATCH_INTERVAL = 0.05  # seconds between the watchdog's looks at the requests in flight
 
 _current = threading.local()  # .deadline: the _Deadline of this thread's request in flight
 
@@ -53,8 +53,7 @@ class Answer:
 class _Deadline:
     """The end of one request's time; the socket it reads from is shut when it passes."""
 
-    def __init__(self, seconds: float) -> None:
-        self.due = time.monotonic() + seconds
+    def __init__(self) -> None:
         self.expired = False
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()
@@ -118,47 +117,6 @@ class _Adapter(requests.adapters.HTTPAdapter):
         }
 
 
-class _Watchdog:
-    """One daemon thread for all workers, expiring the deadlines that have passed."""
-
-    def __init__(self) -> None:
-        self._active: set[_Deadline] = set()
-        self._lock = threading.Lock()
-        self._closed = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="http-deadlines", daemon=True)
-        self._thread.start()
-
-    @contextlib.contextmanager
-    def deadline(self, seconds: float) -> Iterator[_Deadline]:
-        deadline = _Deadline(seconds)
-        with self._lock:
-            self._active.add(deadline)
-        _current.deadline = deadline
-        try:
-            yield deadline
-        finally:
-            _current.deadline = None
-            with self._lock:
-                self._active.discard(deadline)
-
-    def _run(self) -> None:
-        while not self._closed.wait(_WATCH_INTERVAL):
-            now = time.monotonic()
-            with self._lock:
-                due = [deadline for deadline in self._active if deadline.due <= now]
-            for deadline in due:
-                deadline.expire()
-
-    def expire_all(self) -> None:
-        with self._lock:
-            active = list(self._active)
-        for deadline in active:
-            deadline.expire()
-
-    def close(self) -> None:
-        self._closed.set()
-
-
 def _read(response: requests.Response, *, limit: int, truncate: bool) -> bytes:
     """The decoded body, at most ``limit`` bytes: cut there, or BodyTooLarge past it."""
     declared = response.headers.get("Content-Length", "")
@@ -183,7 +141,8 @@ class Transport:
     """GETs with a total deadline and a body limit; safe to share between threads.
 
     Raises ``requests`` exceptions for network and TLS failures, :class:`DeadlineExceeded`
-    when the deadline ends a request and :class:`BodyTooLarge` for a 200 over ``max_body``.
+    when the deadline (or a stop) ends a request and :class:`BodyTooLarge` for a 200 over
+    ``max_body``.
     """
 
     def __init__(
@@ -197,6 +156,7 @@ class Transport:
         read_timeout: float,
         deadline: float,
         max_body: int,
+        stop: Stop,
     ) -> None:
         # RFC 7617's only charset is UTF-8; requests would send Latin-1 and fail on 'ł' or '€'.
         self._auth = (user.encode("utf-8"), password.encode("utf-8"))
@@ -208,7 +168,7 @@ class Transport:
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
         self._sessions_lock = threading.Lock()
-        self._watchdog = _Watchdog()
+        self._stop = stop
 
     def _session(self) -> requests.Session:
         session: requests.Session | None = getattr(self._local, "session", None)
@@ -229,7 +189,7 @@ class Transport:
     def get(self, url: str) -> Answer:
         session = self._session()
         reusable = False
-        with self._watchdog.deadline(self._deadline) as deadline:
+        with self._deadline_of_request() as deadline:
             try:
                 response = session.get(
                     url, stream=True, timeout=self._timeout, allow_redirects=False
@@ -255,12 +215,17 @@ class Transport:
                     session.close()  # this worker's connections only: no late answer survives
         return Answer(response.status_code, response.reason or "", response.headers, body)
 
-    def abort(self) -> None:
-        """End every request in flight now (a stop): each raises DeadlineExceeded."""
-        self._watchdog.expire_all()
+    @contextlib.contextmanager
+    def _deadline_of_request(self) -> Iterator[_Deadline]:
+        """This thread's request in flight, its socket shut at its deadline or at a stop."""
+        deadline = _current.deadline = _Deadline()
+        try:
+            with self._stop.cancelling(deadline.expire, within=self._deadline):
+                yield deadline
+        finally:
+            _current.deadline = None
 
     def close(self) -> None:
-        self._watchdog.close()
         with self._sessions_lock:
             sessions, self._sessions = self._sessions, []
         for session in sessions:

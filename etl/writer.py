@@ -3,8 +3,12 @@
 One batch is one transaction: the COPY-staged merge of its snapshots and the run history's
 rows for every campaign in it commit together, or not at all. A lost connection or a
 timeout is retried (:func:`etl.retry.database_retrying`); if the database refuses the
-batch's data (a DBA's constraint, an index limit), the batch is written again campaign by
-campaign, so that only the refused campaign fails. Anything else ends the run.
+batch's data (a DBA's constraint, an index limit), its campaigns are written again one by
+one, so that only the refused campaign fails. Anything else ends the run.
+
+Texts (error messages, request ids) are written with every character the database's
+encoding cannot hold escaped (``\\u041e``): a database that is not UTF-8 (LATIN2, say)
+records an API's message in Cyrillic rather than refuse it.
 """
 
 from __future__ import annotations
@@ -14,11 +18,13 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from typing import TypeVar
 
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
-from tenacity import RetryCallState
+from tenacity import RetryCallState, Retrying
 
 from etl import history, load, logs
 from etl.batches import Batch
@@ -27,14 +33,27 @@ from etl.database import Failure, bounded, classify, failure_message, reason
 from etl.errors import CampaignError, DatabaseError, InterruptedRun, RunTakenOver
 from etl.fetch import Fetched
 from etl.lock import RunLock
-from etl.outcomes import CampaignResult, RunOutcome, RunTotals
+from etl.outcomes import CampaignResult, Counts, RunOutcome, RunTotals
 from etl.records import CampaignStat
-from etl.retry import database_retrying
+from etl.retry import database_retrying, retried
 from etl.stop import Stop
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+_CLOSING = "recording the run's outcome"
+_UNDOCUMENTED = (
+    "system_status %r is not in Thulium's documented list: added to system_statuses with "
+    "documented = false"
+)
+
+
+class _Refused(DatabaseError):
+    """The database refused the data it was given: a batch's, which is then isolated."""
+
+    def __init__(self, message: str, *, why: str) -> None:
+        super().__init__(message)
+        self.why = why
 
 
 class Writer:
@@ -48,35 +67,41 @@ class Writer:
         lock: RunLock,
         stop: Stop,
         settings: WriteSettings,
+        codec: str,
     ) -> None:
         self._engine = engine
         self._run_id = run_id
         self._lock = lock
         self._stop = stop
         self._settings = settings
+        self._codec = codec  # of the database's encoding: etl.database.server_codec
         self.write_seconds = 0.0  # time inside write transactions, for throughput
 
     def write(self, batch: Batch) -> list[CampaignResult]:
-        """Commit a batch; if the database refuses its data, isolate it campaign by campaign."""
+        """Commit a batch; if the database refuses its data, its campaigns one by one."""
         try:
-            return self._retrying(
-                lambda retried: self._commit(batch.fetched, batch.others, retried=retried),
-                doing="writing a batch",
-            )
-        except DBAPIError as exc:  # refused data: every other failure has been raised
-            if len(batch.fetched) <= 1 and not batch.others:
-                return self.record([self._refused(item, exc) for item in batch.fetched])
+            return self._retrying(partial(self._commit, batch.fetched, batch.others))
+        except _Refused as exc:
+            if len(batch.fetched) == 1 and not batch.others:
+                return self.record([_refused(batch.fetched[0], exc)])
             logger.warning(
                 "a batch of %d campaigns failed (%s); writing them one by one",
                 len(batch.fetched),
-                reason(exc),
+                exc.why,
             )
         results: list[CampaignResult] = []
         for item in batch.fetched:
-            alone = Batch()
-            alone.add(item)
-            results += self.write(alone)
+            try:
+                results += self._retrying(partial(self._commit, [item], []))
+            except _Refused as exc:
+                results += self.record([_refused(item, exc)])
         return results + self.record(batch.others)
+
+    def record(self, results: Sequence[CampaignResult]) -> list[CampaignResult]:
+        """Record campaigns that bring no data: failed or skipped ones."""
+        if not results:
+            return []
+        return self._retrying(partial(self._commit, [], results), doing="recording outcomes")
 
     def record_discovery(
         self, *, active: Sequence[CampaignStat], planned: Sequence[str]
@@ -84,61 +109,25 @@ class Writer:
         """The campaigns the run now sets out to sync, and what discovery found of them.
         Returns why the database refused what discovery found (a DBA's constraint or trigger
         on ``campaign_stats``), if it did: the run goes on without it."""
-        mine = set(planned)
-        refused: str | None = None
+        doing = "recording the active campaigns"
 
-        def record(_retried: bool) -> None:  # its statements are idempotent
-            nonlocal refused
-            with self._transaction(doing="recording the active campaigns") as conn:
-                history.plan(conn, self._run_id, planned)
-                history.seen_active(conn, [stat.campaign_id for stat in active])
-                try:
-                    with conn.begin_nested():
-                        # checked here, not at COMMIT: a DBA's deferred constraint too
-                        conn.execute(text("SET CONSTRAINTS ALL IMMEDIATE"))
-                        history.record_stats(
-                            conn, self._run_id, [s for s in active if s.campaign_id in mine]
-                        )
-                    refused = None
-                except DBAPIError as exc:
-                    if classify(exc) is not Failure.DATA:
-                        raise
-                    refused = reason(exc)
+        def record(_attempt: int) -> str | None:  # its statements are idempotent
+            with self._transaction(doing=doing) as conn:
+                return _discovered(conn, self._run_id, active=active, planned=planned)
 
-        self._retrying(record, doing="recording the active campaigns")
-        return refused
-
-    def record(self, results: Sequence[CampaignResult]) -> list[CampaignResult]:
-        """Record campaigns that bring no data: failed or skipped ones."""
-        if not results:
-            return []
-        doing = "recording outcomes"
-
-        def commit(ascii_only: bool) -> list[CampaignResult]:
-            texts = _texts(results, ascii_only)
-            return self._retrying(lambda r: self._commit([], texts, retried=r), doing=doing)
-
-        return self._storing_text(commit, doing=doing)
+        return self._retrying(record, doing=doing)
 
     def finish(
         self, *, outcome: RunOutcome, error: str | None, unrecorded: str
     ) -> tuple[RunTotals, float]:
-        """Close the run (:func:`history.finish_run`), retried like any write: it only
-        records what is missing and counts the totals again, so a retry is harmless."""
-        doing = "recording the run's outcome"
-
-        def close(ascii_only: bool) -> tuple[RunTotals, float]:
-            said, why = _text(error, ascii_only), _text(unrecorded, ascii_only)
-            return self._retrying(
-                lambda _: self._close(outcome, error=said, unrecorded=why), doing=doing
-            )
-
-        return self._storing_text(close, doing=doing)
+        """Close the run, retried like any write: :func:`history.finish_run` records only what
+        is missing and counts the totals again."""
+        close = partial(self._close, outcome, error=error, unrecorded=unrecorded)
+        return self._retrying(lambda _: close(), doing=_CLOSING)
 
     def close_after_failure(self, *, outcome: RunOutcome, error: str) -> None:
-        """Record that the run ended on ``error``: one attempt, best effort (within the stop's
-        grace after a stop). If the database refuses it, the run's lock keeps a note of how
-        it ended for the run that later closes it as abandoned."""
+        """Record that the run ended on ``error``: one attempt (within the stop's grace after
+        a stop), else a note on its lock for the run that closes it as abandoned."""
         try:
             why = f"not attempted: the run stopped first ({error})"
             self._close(outcome, error=error, unrecorded=why, locked=False)
@@ -155,46 +144,13 @@ class Writer:
                 self._run_id, f"{outcome} ({error}); recording that failed: {why}"
             )
 
-    def _close(
-        self,
-        outcome: RunOutcome,
-        *,
-        error: str | None,
-        unrecorded: str | None,
-        locked: bool = True,
-    ) -> tuple[RunTotals, float]:
-        # A stop that cancels it ends the run in sync's crash path, which closes it anyway.
-        doing = "recording the run's outcome"
-        with self._transaction(doing=doing, closing_as=outcome, locked=locked) as conn:
-            return history.finish_run(
-                conn, self._run_id, outcome=outcome, error=error, unrecorded=unrecorded or ""
-            )
-
-    def _storing_text(self, write: Callable[[bool], T], *, doing: str) -> T:
-        """``write(False)``; if the database refuses the text it is given (a database whose
-        encoding is not UTF-8 cannot hold every character of an API's error message),
-        ``write(True)``, with every text escaped to ASCII."""
-        try:
-            return write(False)
-        except DBAPIError as exc:
-            logger.warning(
-                "the database refused the data while %s (%s); trying again with every text "
-                "escaped to ASCII, in case it is one the database's encoding cannot hold",
-                doing,
-                reason(exc),
-            )
-        try:
-            return write(True)
-        except DBAPIError as exc:
-            raise DatabaseError(failure_message(self._engine.url, exc, doing=doing)) from None
-
     @contextlib.contextmanager
     def _transaction(
         self, *, doing: str, closing_as: RunOutcome | None = None, locked: bool = True
     ) -> Iterator[Connection]:
-        """One write transaction of the run: the lock checked (unless not ``locked``: a run
-        that failed closes itself if no other run has closed it, lock or no lock), the run's
-        row held (see :func:`history.hold`), its waits bounded (:func:`etl.database.bounded`)."""
+        """One write transaction of the run: the lock checked (unless not ``locked``: a failed
+        run closes itself, lock or no lock), the run's row held (:func:`history.hold`), its
+        waits bounded (:func:`etl.database.bounded`)."""
         if locked and not self._stop.is_set():  # a stopped run closes itself, lock or no lock
             self._lock.ensure()
         with (
@@ -205,123 +161,148 @@ class Writer:
             history.hold(conn, self._run_id, closing_as=closing_as)
             yield conn
 
-    @staticmethod
-    def _refused(item: Fetched, exc: DBAPIError) -> CampaignResult:
-        error = CampaignError(
-            f"the database rejected this campaign's data: {reason(exc)}",
-            campaign_id=item.campaign_id,
-        )
-        return CampaignResult.failed(
-            error, attempts=item.attempts, duration=item.duration, http_status=item.http_status
-        )
-
     def _commit(
-        self, fetched: Sequence[Fetched], others: Sequence[CampaignResult], *, retried: bool
+        self, fetched: Sequence[Fetched], others: Sequence[CampaignResult], attempt: int
     ) -> list[CampaignResult]:
-        """Write a batch in one transaction. On a retry, first ask the database what the
-        earlier attempt committed (a connection lost after COMMIT reached the server): what it
-        recorded stands, and only the rest is written."""
+        """Write campaigns in one transaction; on a retry, only what is not committed yet."""
         started = time.monotonic()
         with self._transaction(doing="writing a batch") as conn:
-            recorded: list[CampaignResult] = []
-            if retried:
-                ids = [item.campaign_id for item in fetched] + [o.campaign_id for o in others]
-                recorded = history.recorded(conn, self._run_id, ids)
-                if recorded:
-                    logger.info(
-                        "%d of the batch's %d campaigns were committed before the connection "
-                        "was lost; not writing them again",
-                        len(recorded),
-                        len(ids),
-                    )
-                    done = {result.campaign_id for result in recorded}
-                    fetched = [item for item in fetched if item.campaign_id not in done]
-                    others = [result for result in others if result.campaign_id not in done]
-            applied = load.apply_snapshots(
-                conn, [item.snapshot for item in fetched], run_id=self._run_id
-            )
-            results = [
-                CampaignResult.succeeded(
-                    item.campaign_id,
-                    applied.counts[item.campaign_id],
-                    attempts=item.attempts,
-                    duration=item.duration,
-                    http_status=item.http_status,
-                )
-                for item in fetched
-            ]
-            results.extend(others)
+            done = _committed_before(conn, self._run_id, fetched, others) if attempt > 1 else []
+            kept = {result.campaign_id for result in done}
+            fetched = [item for item in fetched if item.campaign_id not in kept]
+            applied = load.apply_snapshots(conn, [f.snapshot for f in fetched], run_id=self._run_id)
+            results = [_succeeded(item, applied.counts[item.campaign_id]) for item in fetched]
+            results += [_storable(o, self._codec) for o in others if o.campaign_id not in kept]
             history.record(conn, self._run_id, results)
         self.write_seconds += time.monotonic() - started
         for code in applied.new_codes:
-            logger.warning(
-                "system_status %r is not in Thulium's documented list: added to "
-                "system_statuses with documented = false",
-                code,
-            )
-        return recorded + results
+            logger.warning(_UNDOCUMENTED, code)
+        return done + results
 
-    def _retrying(self, action: Callable[[bool], T], *, doing: str) -> T:
-        """Run ``action``, retrying a lost connection or a timeout; it is told whether this
-        is a retry, so that it can find out whether a lost attempt committed after all.
-
-        Raises the driver's error when the database refuses the data (the caller isolates
-        it), :class:`InterruptedRun` on a stop, and :class:`DatabaseError` otherwise.
-        """
-
-        def retryable(exc: BaseException) -> bool:
-            return (
-                isinstance(exc, DBAPIError)
-                and not self._stop.is_set()
-                and classify(exc) in (Failure.LOST, Failure.TIMEOUT)
+    def _close(
+        self, outcome: RunOutcome, *, error: str | None, unrecorded: str, locked: bool = True
+    ) -> tuple[RunTotals, float]:
+        # A stop that cancels it ends the run in sync's crash path, which closes it anyway.
+        with self._transaction(doing=_CLOSING, closing_as=outcome, locked=locked) as conn:
+            return history.finish_run(
+                conn,
+                self._run_id,
+                outcome=outcome,
+                error=_escaped(error, self._codec),
+                unrecorded=_escaped(unrecorded, self._codec) or "",
             )
 
-        def before_sleep(state: RetryCallState) -> None:
-            exc = state.outcome.exception() if state.outcome else None
-            assert isinstance(exc, DBAPIError)
-            logger.warning(
-                "database %s while %s (%s); retrying in %.1fs",
-                classify(exc).value,
-                doing,
-                reason(exc),
-                state.upcoming_sleep,
-            )
-
-        attempts = 0
-        try:
-            for attempt in database_retrying(
-                attempts=self._settings.retry_attempts,
-                initial_wait=self._settings.retry_wait,
-                stop=self._stop,
-                retryable=retryable,
-                before_sleep=before_sleep,
-            ):
-                with attempt:
-                    attempts = attempt.retry_state.attempt_number
-                    return action(attempts > 1)
-        except DBAPIError as exc:
-            if self._stop.is_set():
-                raise InterruptedRun(f"stopped while {doing}") from None
-            if classify(exc) is Failure.DATA:
-                raise
-            raise DatabaseError(
-                failure_message(self._engine.url, exc, doing=doing, attempts=attempts)
-            ) from None
-        raise AssertionError("tenacity returned without an outcome")  # pragma: no cover
-
-
-def _text(text: str | None, ascii_only: bool) -> str | None:
-    if text is None or not ascii_only:
-        return text
-    return logs.clean(text).encode("ascii", "backslashreplace").decode("ascii")
-
-
-def _texts(results: Sequence[CampaignResult], ascii_only: bool) -> Sequence[CampaignResult]:
-    if not ascii_only:
-        return results
-    return [
-        dataclasses.replace(
-            r, error=_text(r.error, ascii_only), request_id=_text(r.request_id, ascii_only)
+    def _retrying(self, action: Callable[[int], T], *, doing: str = "writing a batch") -> T:
+        """``action(attempt)``, retried on a lost connection or a timeout. Raises
+        :class:`_Refused` when the database refuses the data, :class:`InterruptedRun` on a
+        stop, and :class:`DatabaseError` otherwise."""
+        value, _ = retried(
+            _policy(self._settings, self._stop, doing=doing),
+            action,
+            failures=DBAPIError,
+            stop=self._stop,
+            doing=doing,
+            final=partial(_gave_up, self._engine.url, doing=doing),
         )
-        for r in results
-    ]
+        return value
+
+
+def _discovered(
+    conn: Connection, run_id: int, *, active: Sequence[CampaignStat], planned: Sequence[str]
+) -> str | None:
+    history.plan(conn, run_id, planned)
+    history.seen_active(conn, [stat.campaign_id for stat in active])
+    mine = set(planned)
+    try:
+        with conn.begin_nested():
+            # checked here, not at COMMIT: a DBA's deferred constraint too
+            conn.execute(text("SET CONSTRAINTS ALL IMMEDIATE"))
+            history.record_stats(conn, run_id, [s for s in active if s.campaign_id in mine])
+    except DBAPIError as exc:
+        if classify(exc) is not Failure.DATA:
+            raise
+        return reason(exc)
+    return None
+
+
+def _committed_before(
+    conn: Connection, run_id: int, fetched: Sequence[Fetched], others: Sequence[CampaignResult]
+) -> list[CampaignResult]:
+    """What an earlier attempt of this write committed after all (its connection lost once
+    COMMIT had reached the server): it stands, and is not written again."""
+    ids = [item.campaign_id for item in fetched] + [other.campaign_id for other in others]
+    done = history.recorded(conn, run_id, ids)
+    if done:
+        logger.info(
+            "%d of the batch's %d campaigns were committed before the connection was lost; "
+            "not writing them again",
+            len(done),
+            len(ids),
+        )
+    return done
+
+
+def _policy(settings: WriteSettings, stop: Stop, *, doing: str) -> Retrying:
+    def retryable(exc: BaseException) -> bool:
+        lost = isinstance(exc, DBAPIError) and classify(exc) in (Failure.LOST, Failure.TIMEOUT)
+        return lost and not stop.is_set()
+
+    return database_retrying(
+        attempts=settings.retry_attempts,
+        initial_wait=settings.retry_wait,
+        stop=stop,
+        retryable=retryable,
+        before_sleep=partial(_log_retry, doing=doing),
+    )
+
+
+def _gave_up(url: URL, exc: DBAPIError, attempts: int, *, doing: str) -> DatabaseError:
+    said = failure_message(url, exc, doing=doing, attempts=attempts)
+    if classify(exc) is Failure.DATA:
+        return _Refused(said, why=reason(exc))
+    return DatabaseError(said)
+
+
+def _storable(result: CampaignResult, codec: str) -> CampaignResult:
+    error, request_id = _escaped(result.error, codec), _escaped(result.request_id, codec)
+    return dataclasses.replace(result, error=error, request_id=request_id)
+
+
+def _escaped(said: str | None, codec: str) -> str | None:
+    """``said`` cleaned and cut as the history keeps it, with every character ``codec``
+    (the database's encoding) cannot hold escaped, the cut's ``…`` included."""
+    if said is None:
+        return None
+    kept = logs.clean(said, limit=logs.TEXT_LIMIT)
+    return kept.encode(codec, "backslashreplace").decode(codec)[: logs.TEXT_LIMIT]
+
+
+def _log_retry(state: RetryCallState, *, doing: str) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    assert isinstance(exc, DBAPIError)
+    logger.warning(
+        "database %s while %s (%s); retrying in %.1fs",
+        classify(exc).value,
+        doing,
+        reason(exc),
+        state.upcoming_sleep,
+    )
+
+
+def _succeeded(item: Fetched, counts: Counts) -> CampaignResult:
+    return CampaignResult.succeeded(
+        item.campaign_id,
+        counts,
+        attempts=item.attempts,
+        duration=item.duration,
+        http_status=item.http_status,
+    )
+
+
+def _refused(item: Fetched, exc: _Refused) -> CampaignResult:
+    error = CampaignError(
+        f"the database rejected this campaign's data: {exc.why}", campaign_id=item.campaign_id
+    )
+    return CampaignResult.failed(
+        error, attempts=item.attempts, duration=item.duration, http_status=item.http_status
+    )

@@ -1,7 +1,7 @@
 """A database whose encoding is not UTF-8 (LATIN2, as Polish installations often have, or
 SQL_ASCII) works like a UTF-8 one: the job always talks UTF-8 to it, the server converts, a
-status it cannot hold fails its campaign alone, and an error message it cannot hold is
-recorded escaped to ASCII."""
+status it cannot hold fails its campaign alone, and the characters of an error message it
+cannot hold are recorded escaped."""
 
 from __future__ import annotations
 
@@ -97,4 +97,25 @@ def test_an_error_message_latin2_cannot_hold_is_recorded_escaped(
     assert run.outcome == "partial"
     assert "\\u041e\\u0448\\u0438\\u0431\\u043a\\u0430" in error  # Ошибка, escaped
     assert "\\u041e" in run.error
+    assert_totals_add_up(latin2)
+
+
+def test_only_what_latin2_cannot_hold_is_escaped_even_in_a_message_cut_to_the_limit(
+    api: StandIn, latin2: Engine
+) -> None:
+    """Polish letters are LATIN2's own and stay as they are; a message escaped past the
+    history's 2,000 characters is cut, and what marks the cut (``…``) is escaped too."""
+    seed_campaigns(api, IDS[:2])
+    body = {"errors": [{"message": "Błąd serwera: " + "Ошибка сервера " * 60, "code": 9}]}
+    api.add_faults("00003", Fault.status(400, body=json.dumps(body)))
+
+    result = run_cli("sync", env=make_env(api, latin2.url, IDS))
+
+    assert result.code == 1, result.err
+    with latin2.connect() as conn:
+        error = conn.execute(
+            text("SELECT error FROM sync_run_campaigns WHERE campaign_id = '00003'")
+        ).scalar_one()
+    assert "Błąd serwera: \\u041e\\u0448\\u0438\\u0431\\u043a\\u0430" in error
+    assert len(error) <= 2000
     assert_totals_add_up(latin2)
