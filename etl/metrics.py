@@ -3,9 +3,10 @@
 The metrics are built with prometheus-client in a registry of the run's own, then written in
 the node_exporter textfile format (``generate_latest``, written atomically, readable by all)
 and/or pushed to a Pushgateway (``pushadd_to_gateway``, grouped by job, shard and schema, no
-instance label: :meth:`~etl.outcomes.RunReport.grouping`). Names follow Prometheus's rules: base units, ``_seconds``. Every figure is the last
-run's, so every one is a gauge: a counter replaced by each run's own count would read as a
-counter reset to ``rate()`` and ``increase()``.
+instance label: :meth:`~etl.outcomes.RunReport.grouping`). Names follow Prometheus's rules:
+base units, ``_seconds``. Every figure is the last run's, so every one is a gauge: a counter
+replaced by each run's own count would read as a counter reset to ``rate()`` and
+``increase()``.
 
 ``thulium_etl_last_success_timestamp_seconds`` comes from the run history (the last
 succeeded run of the same shard), so a failed run never moves it. When the database cannot
