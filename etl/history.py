@@ -31,8 +31,6 @@ from etl.shards import Shard
 
 logger = logging.getLogger(__name__)
 
-_ID_LIMIT = 200  # characters of a request id: Thulium's are 32
-
 
 def _text(value: str | None, *, limit: int = logs.TEXT_LIMIT) -> str | None:
     return None if value is None else logs.clean(value, limit=limit)
@@ -190,7 +188,7 @@ def record(connection: Connection, run_id: int, outcomes: Sequence[CampaignResul
             "attempts": [o.attempts for o in outcomes],
             "durations": [round(o.duration, 3) for o in outcomes],
             "http_statuses": [o.http_status for o in outcomes],
-            "request_ids": [_text(o.request_id, limit=_ID_LIMIT) for o in outcomes],
+            "request_ids": [_text(o.request_id, limit=logs.ID_LIMIT) for o in outcomes],
         },
     )
     connection.execute(_LAST_ATTEMPTS, columns)

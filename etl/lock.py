@@ -132,7 +132,7 @@ class RunLock:
         the lock; best effort, within a second."""
         if self._connection is None:
             return
-        note = logs.clean(note, limit=1000)
+        note = logs.clean(note, limit=1000, codec="ascii")  # any database's encoding holds it
         try:
             doing = "leaving a note on the run lock"
             # the last word of a stopped run: a second of its own, past the stop's grace

@@ -59,6 +59,7 @@ _JSON_LEAVES_RAW = "\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"
 _CONTROL = re.compile(f"[\x00-\x1f{_JSON_LEAVES_RAW}]")
 _CONTROL_IN_JSON = re.compile(f"[{_JSON_LEAVES_RAW}]")
 TEXT_LIMIT = 2000  # characters of an error kept in the run history
+ID_LIMIT = 200  # characters of a request id kept there: Thulium's are 32
 _STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
 
@@ -116,13 +117,34 @@ def redact(text: str) -> str:
     return text
 
 
-def clean(text: str, *, limit: int | None = None) -> str:
+def clean(text: str, *, limit: int | None = None, codec: str | None = None) -> str:
     """``text`` as a log line or a table can take it: secrets masked, NULs and unpaired
-    surrogates replaced by U+FFFD, and cut to ``limit`` characters if given."""
+    surrogates replaced by U+FFFD, every character ``codec`` (a database's encoding) cannot
+    hold written as a ``\\uXXXX`` escape, and cut to ``limit`` characters if given: never
+    inside an escape, and marked with a ``…`` the codec can hold (else ``...``)."""
     text = redact(text)  # first: a cut could leave part of a secret no pattern recognises
+    text = _UNSTORABLE.sub(_REPLACEMENT, text)
+    if codec is not None:
+        text = text.encode(codec, "backslashreplace").decode(codec)
     if limit is not None and len(text) > limit:
-        text = text[: limit - 1] + "…"
-    return _UNSTORABLE.sub(_REPLACEMENT, text)
+        marker = _ELLIPSIS if _holds(codec, _ELLIPSIS) else "..."
+        text = _PART_OF_AN_ESCAPE.sub("", text[: limit - len(marker)]) + marker
+    return text
+
+
+_ELLIPSIS = "…"
+# What a cut may leave of a backslashreplace escape (\xNN, \uNNNN, \UNNNNNNNN) at its end.
+_PART_OF_AN_ESCAPE = re.compile(r"\\(x[0-9a-f]?|u[0-9a-f]{0,3}|U[0-9a-f]{0,7})?$")
+
+
+def _holds(codec: str | None, character: str) -> bool:
+    if codec is None:
+        return True
+    try:
+        character.encode(codec)
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def visible(text: str, *, keep_lines: bool = False) -> str:

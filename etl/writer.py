@@ -264,17 +264,17 @@ def _gave_up(url: URL, exc: DBAPIError, attempts: int, *, doing: str) -> Databas
 
 
 def _storable(result: CampaignResult, codec: str) -> CampaignResult:
-    error, request_id = _escaped(result.error, codec), _escaped(result.request_id, codec)
-    return dataclasses.replace(result, error=error, request_id=request_id)
+    return dataclasses.replace(
+        result,
+        error=_escaped(result.error, codec),
+        request_id=_escaped(result.request_id, codec, limit=logs.ID_LIMIT),
+    )
 
 
-def _escaped(said: str | None, codec: str) -> str | None:
-    """``said`` cleaned and cut as the history keeps it, with every character ``codec``
-    (the database's encoding) cannot hold escaped, the cut's ``…`` included."""
-    if said is None:
-        return None
-    kept = logs.clean(said, limit=logs.TEXT_LIMIT)
-    return kept.encode(codec, "backslashreplace").decode(codec)[: logs.TEXT_LIMIT]
+def _escaped(said: str | None, codec: str, *, limit: int = logs.TEXT_LIMIT) -> str | None:
+    """``said`` as the history keeps it (:func:`etl.logs.clean`), with every character
+    ``codec`` (the database's encoding) cannot hold escaped, cut within ``limit``."""
+    return None if said is None else logs.clean(said, limit=limit, codec=codec)
 
 
 def _log_retry(state: RetryCallState, *, doing: str) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -104,7 +105,8 @@ def test_only_what_latin2_cannot_hold_is_escaped_even_in_a_message_cut_to_the_li
     api: StandIn, latin2: Engine
 ) -> None:
     """Polish letters are LATIN2's own and stay as they are; a message escaped past the
-    history's 2,000 characters is cut, and what marks the cut (``…``) is escaped too."""
+    history's 2,000 characters is cut between two escapes, and marked with what LATIN2 holds
+    (``...``: it has no ``…``)."""
     seed_campaigns(api, IDS[:2])
     body = {"errors": [{"message": "Błąd serwera: " + "Ошибка сервера " * 60, "code": 9}]}
     api.add_faults("00003", Fault.status(400, body=json.dumps(body)))
@@ -118,4 +120,24 @@ def test_only_what_latin2_cannot_hold_is_escaped_even_in_a_message_cut_to_the_li
         ).scalar_one()
     assert "Błąd serwera: \\u041e\\u0448\\u0438\\u0431\\u043a\\u0430" in error
     assert len(error) <= 2000
+    assert re.search(r"(\\u[0-9a-f]{4}| )\.\.\.$", error), error[-20:]  # a whole escape, then ...
+    assert_totals_add_up(latin2)
+
+
+def test_a_request_id_longer_than_the_history_keeps_fails_its_campaign_alone_in_latin2(
+    api: StandIn, latin2: Engine
+) -> None:
+    """Cut to 200 characters: the mark of the cut must be one LATIN2 holds."""
+    seed_campaigns(api, IDS[:2])
+    body = {"errors": [{"message": "nope", "code": 9}], "request_id": "r" * 250}
+    api.add_faults("00003", Fault.status(400, body=json.dumps(body)))
+
+    result = run_cli("sync", env=make_env(api, latin2.url, IDS))
+
+    assert result.code == 1, result.err
+    with latin2.connect() as conn:
+        request_id = conn.execute(
+            text("SELECT request_id FROM sync_run_campaigns WHERE campaign_id = '00003'")
+        ).scalar_one()
+    assert request_id == "r" * 197 + "..."
     assert_totals_add_up(latin2)
