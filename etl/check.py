@@ -38,8 +38,8 @@ class Verdict:
         return self.exit_code == ExitCode.OK
 
 
-def check_database(engine: Engine, *, stop: Stop) -> Verdict:
-    """Is the database reachable and at this version's revision? A stop raises
+def check_database(engine: Engine, *, schema: str, stop: Stop) -> Verdict:
+    """Is the database reachable, and ``schema`` at this version's revision? A stop raises
     :class:`~etl.errors.InterruptedRun`."""
     try:
         with (
@@ -47,10 +47,10 @@ def check_database(engine: Engine, *, stop: Stop) -> Verdict:
             engine.connect() as conn,
             bounded(conn, stop, doing="checking the schema"),
         ):
-            migrate.require_current(conn)
+            migrate.require_current(conn, schema=schema)
     except DatabaseError as exc:
         return Verdict("database", str(exc), exc.exit_code)
-    return Verdict("database", f"{describe(engine.url)} reachable, schema at {REVISION}")
+    return Verdict("database", f"{describe(engine.url)} reachable, schema {schema} at {REVISION}")
 
 
 def check_campaigns(settings: CheckCommand, *, quick: bool, stop: Stop) -> Iterator[Verdict]:

@@ -234,7 +234,7 @@ def cmd_check(args: argparse.Namespace, settings: config.CheckCommand) -> int:
 
     with _stop_on_signals() as stop:
         with _engine(settings.database) as engine:
-            database = check_database(engine, stop=stop)
+            database = check_database(engine, schema=settings.database.schema, stop=stop)
         _emit_verdict(database)
         code = database.exit_code
         for verdict in check_campaigns(settings, quick=settings.quick, stop=stop):
@@ -285,7 +285,7 @@ def cmd_runs(args: argparse.Namespace, settings: config.RunsCommand) -> int:
         _stop_on_signals() as stop,
         _connected(settings.database, doing="reading run history", stop=stop) as conn,
     ):
-        migrate.require_current(conn)
+        migrate.require_current(conn, schema=settings.database.schema)
         if settings.run is not None:
             rows, columns = history.run_campaigns(conn, settings.run), _CAMPAIGN_COLUMNS
         else:
@@ -310,7 +310,7 @@ def cmd_grant_read(args: argparse.Namespace, settings: config.GrantReadCommand) 
         _stop_on_signals() as stop,
         _connected(settings.database, doing=doing, stop=stop, begin=True) as conn,
     ):
-        migrate.require_current(conn)
+        migrate.require_current(conn, schema=settings.database.schema)
         grant = grants.grant_read(conn, role)
         stop.check("committing the grants")
     logger.info(

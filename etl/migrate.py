@@ -25,7 +25,7 @@ from sqlalchemy import Connection, Engine, text
 
 from etl import __version__
 from etl.database import bounded, quoted
-from etl.errors import SchemaNotCurrentError, SchemaTooNewError
+from etl.errors import DatabaseError, SchemaNotCurrentError, SchemaTooNewError
 from etl.schema import REVISION, REVISIONS
 from etl.stop import Stop
 
@@ -38,6 +38,9 @@ logger = logging.getLogger(__name__)
 # turns: the job's own first key (blake2b of "thulium-etl migrate", its high 32 bits), the
 # schema's hash the second.
 _FIRST_MIGRATION = text("SELECT pg_advisory_xact_lock(-1141684021, hashtext(:schema))")
+# Read from the catalog table itself, as of this statement: the session's cache of names may
+# still say "missing" for a schema another migrate created while this one waited its turn.
+_SCHEMA_EXISTS = text("SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = :schema)")
 _SEARCH_PATH = text("SELECT set_config('search_path', quote_ident(:schema), true)")
 
 
@@ -124,14 +127,36 @@ def _take_turn(connection: Connection, *, schema: str, first: bool) -> None:
     that: it waits for the table too."""
     if first:
         connection.execute(_FIRST_MIGRATION, {"schema": schema})
-        connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {quoted(connection, schema)}"))
+        create_schema(connection, schema)
         if not _has_revisions(connection):
             return
     connection.execute(text("LOCK TABLE alembic_version IN EXCLUSIVE MODE"))
 
 
-def require_current(connection: Connection) -> None:
-    """Raise unless the database is at the revision this code needs."""
+def create_schema(connection: Connection, schema: str) -> None:
+    """Create ``schema`` if it is missing. Only then: PostgreSQL checks the privilege to
+    create schemas in the database before it looks whether one exists, and a schema a DBA
+    created for the job needs no such privilege."""
+    if connection.execute(_SCHEMA_EXISTS, {"schema": schema}).scalar_one():
+        return
+    connection.execute(text(f"CREATE SCHEMA {quoted(connection, schema)}"))
+
+
+def require_current(connection: Connection, *, schema: str) -> None:
+    """Raise unless ``schema`` is the one the connection's names refer to (its search_path
+    took: a pooler may drop a connection's options) and is at the revision this code needs."""
+    in_use = connection.execute(text("SELECT current_schema()")).scalar()
+    if in_use is None:
+        raise SchemaNotCurrentError(
+            f"schema {schema} does not exist (THULIUM_DB_SCHEMA): run `thulium-etl migrate` first"
+        )
+    if in_use != schema:
+        raise DatabaseError(
+            f"the connection's names refer to schema {in_use}, not {schema} "
+            "(THULIUM_DB_SCHEMA): the server did not take the job's connection options (a "
+            "pooler that drops them, such as PgBouncer with ignore_startup_parameters = "
+            "options?). Connect to the server directly, or to a pool that passes options"
+        )
     current = current_revision(connection)
     _refuse_newer(current)
     if current != REVISION:

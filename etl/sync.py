@@ -184,7 +184,7 @@ def _sync(engine: Engine, settings: SyncCommand, stop: Stop, report: RunReport) 
         engine.connect() as conn,
         bounded(conn, stop, doing=doing),
     ):
-        migrate.require_current(conn)
+        migrate.require_current(conn, schema=settings.database.schema)
     lock = RunLock(engine, shard=shard, stop=stop)
     with database_errors(engine, doing="taking the run lock"):
         lock.acquire()

@@ -8,10 +8,10 @@ import os
 from logging.config import fileConfig
 
 from alembic import context
-from sqlalchemy import text
 
 from etl.config import DatabaseSettings, load
-from etl.database import make_engine, quoted
+from etl.database import make_engine
+from etl.migrate import create_schema
 from etl.schema import metadata
 
 config = context.config
@@ -30,7 +30,7 @@ def run_migrations_online() -> None:
     engine = make_engine(settings)  # its search_path is the schema
     try:
         with engine.connect() as conn:
-            conn.execute(text("CREATE SCHEMA IF NOT EXISTS " + quoted(conn, settings.schema)))
+            create_schema(conn, settings.schema)
             conn.commit()
             context.configure(connection=conn, target_metadata=metadata)
             with context.begin_transaction():

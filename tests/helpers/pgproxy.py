@@ -82,6 +82,10 @@ class _Proxy:
             for sock in self._sockets:
                 _close(sock)
 
+    def startup(self, message: bytes) -> bytes:
+        """The client's startup message (protocol version, then parameters) as forwarded."""
+        return message
+
     def from_client(self, kind: bytes, message: bytes, link: _Link) -> None:
         """Called before a client's message is forwarded; may wait, or raise :class:`_Cut`."""
 
@@ -109,7 +113,8 @@ class _Proxy:
     def _frontend(self, client: socket.socket, server: socket.socket, link: _Link) -> None:
         try:
             length = struct.unpack("!I", _read(client, 4))[0]
-            server.sendall(struct.pack("!I", length) + _read(client, length - 4))
+            startup = self.startup(_read(client, length - 4))
+            server.sendall(struct.pack("!I", len(startup) + 4) + startup)
             while True:
                 kind, message = _message(client)
                 self.from_client(kind, message, link)
@@ -208,6 +213,18 @@ def _connect(address: tuple[str, int] | str) -> socket.socket:
         sock = socket.create_connection(address, timeout=10)
     sock.settimeout(None)
     return sock
+
+
+class DropsOptions(_Proxy):
+    """Forwards a connection's startup parameters but ``options``, as a pooler does that
+    ignores it (PgBouncer's ``ignore_startup_parameters = options``): the server never sees
+    the client's ``-c`` settings."""
+
+    def startup(self, message: bytes) -> bytes:
+        version, fields = message[:4], message[4:].split(b"\0")
+        pairs = list(zip(fields[0::2], fields[1::2], strict=False))
+        kept = [(k, v) for k, v in pairs if k and k != b"options"]
+        return version + b"".join(k + b"\0" + v + b"\0" for k, v in kept) + b"\0"
 
 
 class Silence(_Proxy):
