@@ -214,7 +214,7 @@ def _run_within_deadline(tasks: Sequence[_Task], *, stop: Stop) -> None:
     with stop.cancelling(partial(ended.put, None), within=seconds):
         for task in tasks:
             threading.Thread(target=run, args=(task,), name="metrics", daemon=True).start()
-        while pending and (item := ended.get()) is not None:
+        while pending and (item := _next(ended, until=started + seconds + 1)) is not None:
             task, error = item
             pending.remove(task)
             if error is None:
@@ -225,6 +225,18 @@ def _run_within_deadline(tasks: Sequence[_Task], *, stop: Stop) -> None:
             why = f"not done within {seconds:g} s, the deadline for reporting"
     for task in pending:
         logger.warning("could not %s: %s", task.what, why)
+
+
+T = TypeVar("T")
+
+
+def _next(ended: queue.SimpleQueue[T | None], *, until: float) -> T | None:
+    """The next item, or None past ``until`` (the stop's clock ends the wait before that;
+    this bound holds if it cannot)."""
+    try:
+        return ended.get(timeout=max(0.0, until - time.monotonic()))
+    except queue.Empty:
+        return None
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):

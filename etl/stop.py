@@ -61,7 +61,26 @@ class _Wait:
         self.cancel = cancel
         self.due = due
         self.stops = stops  # a stop request cancels it (not the process's own deadline)
-        self.done = False
+        self.done = False  # its cancel was chosen to run
+        self.over = False  # the wait has ended: its cancel must not run any more
+        self.running = threading.Lock()  # held while its cancel runs, and to end the wait
+
+    def run(self) -> None:
+        """Cancel the wait, unless it has ended meanwhile: a cancel never reaches what the
+        waiting code does next (the next request on a kept-alive connection, the next
+        statement on a pooled one)."""
+        with self.running:
+            if self.over:
+                return
+            try:
+                self.cancel()
+            except Exception as exc:  # the stop goes on; the call ends by its own bound
+                logger.warning("could not cancel a call in progress: %s", exc)
+
+    def end(self) -> None:
+        """The wait is over; a cancel running now finishes first."""
+        with self.running:
+            self.over = True
 
 
 class Stop:
@@ -133,6 +152,7 @@ class Stop:
         finally:
             with self._changed:
                 self._waits.discard(wait)
+            wait.end()
 
     def _add(self, wait: _Wait) -> None:
         with self._changed:
@@ -141,17 +161,31 @@ class Stop:
                 return
             if self._clock is None:
                 self._clock = threading.Thread(target=self._tick, name="stop-clock", daemon=True)
-                self._clock.start()
+                try:
+                    self._clock.start()
+                except RuntimeError:  # no thread can be had: the wait has no bound; say so
+                    self._clock = None
+                    self._waits.discard(wait)
+                    raise
             elif wait.due < self._next_due:
                 self._changed.notify()  # a bound sooner than the one the clock waits for
 
     def _tick(self) -> None:
-        """The clock: cancel each wait whose bound has passed; ends when no bound is left."""
+        """The clock: cancel each wait whose bound has passed; ends when no bound is left
+        (or on an error, so that the next bound starts a clock again)."""
+        try:
+            self._run_clock()
+        except BaseException:
+            with self._changed:
+                self._clock = None
+            raise
+
+    def _run_clock(self) -> None:
         while True:
             with self._changed:
                 due = min((w.due for w in self._waits if not w.done), default=float("inf"))
                 if due == float("inf"):
-                    self._clock = None
+                    self._clock = None  # decided under the lock: a new bound starts a clock
                     return
                 pause = due - time.monotonic()
                 if pause > 0:
@@ -172,11 +206,7 @@ class Stop:
             for wait in chosen:
                 wait.done = True
         for wait in chosen:
-            threading.Thread(target=_run, args=(wait.cancel,), name="cancel", daemon=True).start()
-
-
-def _run(cancel: Callable[[], object]) -> None:
-    try:
-        cancel()
-    except Exception as exc:  # the stop goes on; the call ends by its own bound
-        logger.warning("could not cancel a call in progress: %s", exc)
+            try:
+                threading.Thread(target=wait.run, name="cancel", daemon=True).start()
+            except RuntimeError:  # no thread to be had: cancel here, one after the other
+                wait.run()

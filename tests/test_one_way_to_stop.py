@@ -59,7 +59,29 @@ def test_a_bound_is_kept_while_another_wait_is_being_cancelled() -> None:
     stop = Stop()
     ended = threading.Event()
     with (
-        stop.cancelling(lambda: time.sleep(5), within=0.05),
+        stop.cancelling(lambda: time.sleep(1.5), within=0.05),
         stop.cancelling(ended.set, within=0.2),
     ):
         assert ended.wait(1)
+
+
+def test_a_cancel_never_reaches_what_the_waiting_code_does_next() -> None:
+    """A cancel under way when its wait ends finishes before the code goes on (to its next
+    request on a kept-alive connection, its next statement on a pooled one); one chosen but
+    not yet begun never runs."""
+    stop = Stop()
+    cancelled: list[float] = []
+
+    def cancel() -> None:
+        time.sleep(0.3)  # a cancel that takes a round trip
+        cancelled.append(time.monotonic())
+
+    with stop.cancelling(cancel, within=0):
+        time.sleep(0.1)  # the cancel is under way
+    went_on = time.monotonic()
+
+    assert cancelled and cancelled[0] <= went_on
+    with stop.cancelling(lambda: cancelled.append(0.0), within=0.2):
+        pass
+    time.sleep(0.4)
+    assert len(cancelled) == 1
