@@ -18,9 +18,9 @@ Every place that waits, what ends the wait at a stop, and its bound:
   cut and its session ended. Bound: ``THULIUM_DB_STATEMENT_TIMEOUT`` and
   ``THULIUM_DB_LOCK_TIMEOUT`` (enforced by the server), about a minute for a server gone
   silent (TCP keepalives); begun after a stop, what is left of :data:`GRACE` (the run lock's
-  last note: 1 s).
+  last note: 1 s), then up to twice ``CUT_AFTER`` for the cancel and the cut to take.
 - *A retry's wait, a rate limit's turn* (:meth:`Stop.sleep`): the stop itself. Bound: the
-  wait, at most ``THULIUM_RETRY_MAX_WAIT``.
+  wait, at most ``THULIUM_RETRY_MAX_WAIT`` for the API, a minute for the database.
 - *The result queue* (:class:`etl.fetch.Fetcher`): both sides are woken. Bound: a reader
   waits at most a batch's linger; a worker with a result waits for room as long as the
   writer takes to write a batch.
