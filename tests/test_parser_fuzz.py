@@ -357,3 +357,38 @@ def test_repeated_keys_are_found_in_time_linear_in_the_body(body: bytes) -> None
     with pytest.raises(PayloadError, match="repeats the key"):
         parse_statuses(body, campaign_id=CAMPAIGN)
     assert time.perf_counter() - started < 1.0
+
+
+# -- a valid-looking answer is refused for a flaw anywhere in it --------------------------------
+# A valid answer is read one item at a time; these flaws lie where reading item by item could
+# overlook them, and each must be refused as when the answer is read whole.
+
+_ITEM = b'{"status_id": "1", "system_status": "CALL", "dictionary_status_id": null, "name": "a"'
+_DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"[" + _ITEM + b', "name": "b"}]', r"repeats the key\(s\) 'name'"),
+        (b"[" + _ITEM + b', "extra": {"k": 1, "k": 2}}]', r"repeats the key\(s\) 'k'"),
+        (b"[" + _ITEM + b', "extra": ' + _DEEP + b"}]", "nested too deeply"),
+        # the answer's JSON is judged before its items
+        (b'[{"status_id": true}, ' + _ITEM + b', "name": "b"}]', r"repeats the key\(s\) 'name'"),
+        (b"[" + _ITEM + b"}, " + _ITEM + b"}]", "item 1: status_id '1' appears twice"),
+        (b"\xef\xbb\xbf\xef\xbb\xbf[" + _ITEM + b"}]", "Unexpected UTF-8 BOM"),
+    ],
+    ids=[
+        "repeated-status-field",
+        "repeated-key-in-an-extra-field",
+        "extra-field-nested-too-deep",
+        "item-error-before-repeated-key",
+        "status-id-twice",
+        "two-byte-order-marks",
+    ],
+)
+def test_a_valid_looking_answer_with_one_flaw_is_refused_as_a_whole(
+    body: bytes, message: str
+) -> None:
+    with pytest.raises(PayloadError, match=message):
+        parse_statuses(body, campaign_id=CAMPAIGN)
