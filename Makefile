@@ -43,7 +43,7 @@ demo: $(VENV)/.embedded-installed
 ## make bench: the benchmarks of benchmarks/README.md (ETL_BENCH_DATABASE_URL, else embedded Postgres);
 ## BENCH_ARGS=--quick skips the sequential baseline and dlt
 bench: $(VENV)/.bench-installed
-	PYTHONPATH=$(CURDIR) $(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 ## make docs: render the README's tables (settings from etl/config/, exit codes and podFailurePolicy from
 ## etl/exits.py) and docs/tables.md (from the comments in a throw-away database migrated to head, on DATABASE_URL's server, else
@@ -51,12 +51,12 @@ bench: $(VENV)/.bench-installed
 docs: $(VENV)/.test-installed
 	PYTHONPATH=$(CURDIR) $(BIN)/python docs/render.py
 
-## make lint: ruff (lint and format check) on everything, mypy --strict on the code and its tests
-## (not benchmarks/: it imports dlt, which only the bench extra installs), hadolint
+## make lint: ruff (lint and format check) and mypy --strict on everything (dlt, which only the
+## bench extra installs, is typed as Any: pyproject.toml), hadolint
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check etl standin tests migrations benchmarks docs
 	$(BIN)/ruff format --check etl standin tests migrations benchmarks docs
-	$(BIN)/mypy --strict etl standin tests migrations docs
+	$(BIN)/mypy --strict etl standin tests migrations benchmarks docs
 	$(BIN)/hadolint Dockerfile
 
 clean:

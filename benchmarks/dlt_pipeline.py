@@ -6,7 +6,7 @@ statuses with dlt's own requests helper (retries, per-thread keep-alive sessions
 ``delete-insert``, on the key (campaign_id, status_id). Parallelism is dlt's extract thread
 pool: ``extract.workers`` (``EXTRACT__WORKERS``, dlt's default 5), set here with ``--workers``.
 
-Run by ``benchmarks/run.py`` as a subprocess, timed as a whole; it prints one JSON line with
+Run by :mod:`benchmarks.w1` as a subprocess, timed as a whole; it prints one JSON line with
 dlt's own step timings and row counts. The database comes from dlt's usual variable
 ``DESTINATION__POSTGRES__CREDENTIALS`` (or ``--credentials``).
 """
@@ -54,13 +54,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     auth = (args.user, args.password)
     ids = [f"{i:05d}" for i in range(1, args.campaigns + 1)]
 
-    @dlt.resource(name="campaign_ids", selected=False)
+    # dlt is typed as Any here (pyproject.toml), so its decorators are untyped.
+    @dlt.resource(name="campaign_ids", selected=False)  # type: ignore[untyped-decorator]
     def campaign_ids() -> Iterator[str]:
         yield from ids
 
-    # dlt's type hints for transformer() list only the string form of write_disposition;
-    # the dict form (documented, and what @dlt.resource accepts) works at run time.
-    @dlt.transformer(  # type: ignore[call-overload, untyped-decorator]
+    @dlt.transformer(  # type: ignore[untyped-decorator]
         name="statuses",
         parallelized=True,
         primary_key=("campaign_id", "status_id"),

@@ -19,6 +19,7 @@ proxy or load balancer from corrupting or hanging a run:
 from __future__ import annotations
 
 import contextlib
+import io
 import socket
 import threading
 from collections.abc import Iterator, Mapping
@@ -124,17 +125,19 @@ def _read(response: requests.Response, *, limit: int, truncate: bool) -> bytes:
     announced = int(declared) if declared.isascii() and declared.isdigit() else 0
     if not truncate and not encoded and announced > limit:
         raise BodyTooLarge(f"the answer announces {announced:,} bytes", limit=limit)
-    chunks: list[bytes] = []
+    # One buffer grown in place, not a list of chunks joined at the end: that would hold a
+    # 5 MB answer twice, in every worker at once.
+    body = io.BytesIO()
     size = 0
     for chunk in response.iter_content(_CHUNK):
         size += len(chunk)
         if size > limit:
             if not truncate:
                 raise BodyTooLarge("the answer goes on past the limit", limit=limit)
-            chunks.append(chunk[: len(chunk) - (size - limit)])
+            body.write(chunk[: len(chunk) - (size - limit)])
             break
-        chunks.append(chunk)
-    return b"".join(chunks)
+        body.write(chunk)
+    return body.getvalue()
 
 
 class Transport:

@@ -86,7 +86,7 @@ def test_the_build_context_holds_the_package_and_not_the_tests_or_the_stand_in()
     for path in (
         "tests/conftest.py",
         "standin/server.py",
-        "benchmarks/run.py",
+        "benchmarks/__main__.py",
         "deploy/kubernetes/kustomization.yaml",
         ".venv/bin/python",
         ".git/HEAD",

@@ -20,7 +20,14 @@ from sqlalchemy import Engine, text
 
 from etl.errors import PayloadError
 from etl.load import apply_snapshots
-from etl.records import MAX_ID_CHARS, MAX_NAME_CHARS, Snapshot, Status, parse_statuses
+from etl.records import (
+    MAX_ID_CHARS,
+    MAX_NAME_CHARS,
+    READ_WHOLE_BYTES,
+    Snapshot,
+    Status,
+    parse_statuses,
+)
 
 CAMPAIGN = "00001"
 BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
@@ -357,3 +364,68 @@ def test_repeated_keys_are_found_in_time_linear_in_the_body(body: bytes) -> None
     with pytest.raises(PayloadError, match="repeats the key"):
         parse_statuses(body, campaign_id=CAMPAIGN)
     assert time.perf_counter() - started < 1.0
+
+
+# -- a large valid-looking answer is refused for a flaw anywhere in it ---------------------------
+# A large answer is read one item at a time; these flaws lie where reading item by item could
+# overlook them, and each must be refused as when the answer is read whole.
+
+_ITEM = b'{"status_id": "1", "system_status": "CALL", "dictionary_status_id": null, "name": "a"'
+_DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+def large(*items: bytes, bom: bytes = b"") -> bytes:
+    """An answer of ``items`` after enough valid statuses to be read item by item."""
+    filler = [
+        b'{"status_id": "f%d", "system_status": "CALL", "dictionary_status_id": null, '
+        b'"name": "filler"}' % n
+        for n in range(READ_WHOLE_BYTES // 80 + 1)
+    ]
+    body = bom + b"[" + b", ".join([*filler, *items]) + b"]"
+    assert len(body) > READ_WHOLE_BYTES
+    return body
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (large(_ITEM + b', "name": "b"}'), r"repeats the key\(s\) 'name'"),
+        (large(_ITEM + b', "extra": {"k": 1, "k": 2}}'), r"repeats the key\(s\) 'k'"),
+        (large(_ITEM + b', "extra": ' + _DEEP + b"}"), "nested too deeply"),
+        # the answer's JSON is judged before its items
+        (large(b'{"status_id": true}', _ITEM + b', "name": "b"}'), r"repeats the key\(s\) 'name'"),
+        (large(_ITEM + b"}", _ITEM + b"}"), r"item \d+: status_id '1' appears twice"),
+        (large(_ITEM + b"}", bom=b"\xef\xbb\xbf" * 2), "Unexpected UTF-8 BOM"),
+        (large(_ITEM + b', "name": NaN}'), "NaN is not valid JSON"),
+        (large(_ITEM.replace(b'"a"', b'"\\ud800"') + b"}"), "unpaired surrogate"),
+    ],
+    ids=[
+        "repeated-status-field",
+        "repeated-key-in-an-extra-field",
+        "extra-field-nested-too-deep",
+        "item-error-before-repeated-key",
+        "status-id-twice",
+        "two-byte-order-marks",
+        "nan",
+        "lone-surrogate",
+    ],
+)
+def test_a_large_valid_looking_answer_with_one_flaw_is_refused_as_a_whole(
+    body: bytes, message: str
+) -> None:
+    with pytest.raises(PayloadError, match=message):
+        parse_statuses(body, campaign_id=CAMPAIGN)
+
+
+def test_a_large_answer_with_a_byte_order_mark_parses_as_without() -> None:
+    body = large(_ITEM + b"}")
+
+    assert parse_statuses(b"\xef\xbb\xbf" + body, campaign_id=CAMPAIGN) == parse_statuses(
+        body, campaign_id=CAMPAIGN
+    )
+
+
+@PURE
+@given(st.lists(status_like(), max_size=4))
+def test_any_large_answer_gives_a_snapshot_or_a_payload_error(items: list[dict[str, Any]]) -> None:
+    outcome(large(*(json.dumps(item).encode("ascii") for item in items)))
