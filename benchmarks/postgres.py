@@ -57,8 +57,9 @@ class Server:
             row = conn.execute("SELECT version()").fetchone()
         return str(row[0]) if row else "?"
 
-    def fresh(self, name: str, *, migrate: bool = True) -> URL:
-        """A new empty database, ``thulium-etl migrate``d unless ``migrate`` is false."""
+    def fresh(self, name: str, *, migrate: bool = True, schema: str = "public") -> URL:
+        """A new empty database, ``thulium-etl migrate``d (into ``schema``) unless
+        ``migrate`` is false."""
         name = f"{self._prefix}{name}"
         with connect(self.admin) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -68,7 +69,7 @@ class Server:
         if migrate:
             done = subprocess.run(
                 [sys.executable, "-m", "etl", "--log-format", "json", "migrate"],
-                env={**job_env_base(), "DATABASE_URL": conninfo(url)},
+                env={**job_env_base(), "DATABASE_URL": conninfo(url), "THULIUM_DB_SCHEMA": schema},
                 capture_output=True,
                 text=True,
                 check=False,

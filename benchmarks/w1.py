@@ -36,6 +36,7 @@ def run(args: argparse.Namespace, server: Server, standin: StandInProcess, res: 
     details: dict[str, Any] = {}
     alone = _standin_alone(standin, res, details)
     ours = {c: _first_syncs(args, server, standin, c, res, details) for c in (8, 16)}
+    _in_a_schema(args, server, standin, ours[16], res, details)
     ratio = ours[16] / alone[16]
     res.add(
         Figure.held_to(
@@ -121,6 +122,43 @@ def _first_syncs(
         res.add(_against_bound("W1 re-sync, nothing changed, concurrency 16", resync, 16))
         res.add(Figure("W1 job peak RSS, concurrency 16", jobs[-1].process.rss_mb, "MB"))
     return median
+
+
+def _in_a_schema(
+    args: argparse.Namespace,
+    server: Server,
+    standin: StandInProcess,
+    public: float,
+    res: Results,
+    details: dict[str, Any],
+) -> None:
+    """First syncs at 16 into a schema of their own, against the same into public."""
+    schema, walls, jobs = "thulium_acme", [], []
+    for r in range(1, args.repeat + 1):
+        url = server.fresh("w1_schema", schema=schema)
+        job = run_job(
+            f"w1-schema-{r}",
+            url,
+            standin,
+            campaign_ids(CAMPAIGNS),
+            concurrency=16,
+            THULIUM_DB_SCHEMA=schema,
+        )
+        jobs.append(job)
+        walls.append(job.process.wall)
+    details["c16_schema"] = [job.details() for job in jobs]
+    median = statistics.median(walls)
+    res.add(
+        Figure.held_to(
+            T.W1_SCHEMA,
+            f"W1 first sync at 16 into schema {schema} vs public",
+            median / public,
+            "x",
+            compared=median / public,
+            valid=all(job.synced_all(CAMPAIGNS) for job in jobs),
+            note=f"({median:.2f} s vs {public:.2f} s)",
+        )
+    )
 
 
 def _against_bound(name: str, job: JobRun, concurrency: int) -> Figure:
