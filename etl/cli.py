@@ -187,13 +187,11 @@ def cmd_migrate(args: argparse.Namespace, settings: config.DatabaseCommand) -> i
         database_errors(engine, doing="migrating"),
     ):
         before, after = migrate.upgrade(engine, schema=settings.database.schema, stop=stop)
-    where = describe(settings.database.url)
-    if settings.database.schema != "public":
-        where = f"{settings.database.schema} of {where}"
+    where = f"schema {settings.database.schema} of {describe(settings.database.url)}"
     if before == after:
-        logger.info("schema of %s is already at revision %s: nothing to do", where, after)
+        logger.info("%s is already at revision %s: nothing to do", where, after)
     else:
-        logger.info("schema of %s upgraded from %s to %s", where, before or "empty", after)
+        logger.info("%s upgraded from %s to %s", where, before or "empty", after)
     return ExitCode.OK
 
 
